@@ -1,0 +1,116 @@
+"""The competition's geometry, defined once: feature names, flip pairs, the 48-pixel scaling.
+
+Coordinates are in pixels of a 96x96 image with the pixel-index convention: the centre of
+column ``i`` is at ``x = i``.  Mirroring the image left-right (column ``i`` -> ``95 - i``)
+therefore maps ``x -> 95 - x``.  "Left" and "right" are from the subject's point of view, as
+in Kaggle's files, so the subject's left eye appears on the image's right (large x).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+IMAGE_SIDE = 96
+N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
+# Targets are scaled to about [-1, 1] by (y - CENTER) / SCALE, as in the tutorial.
+CENTER = 48.0
+SCALE = 48.0
+# Mirror axis in pixel-index coordinates: x -> MIRROR_SUM - x.
+MIRROR_SUM = IMAGE_SIDE - 1.0
+
+KEYPOINTS = (
+    "left_eye_center",
+    "right_eye_center",
+    "left_eye_inner_corner",
+    "left_eye_outer_corner",
+    "right_eye_inner_corner",
+    "right_eye_outer_corner",
+    "left_eyebrow_inner_end",
+    "left_eyebrow_outer_end",
+    "right_eyebrow_inner_end",
+    "right_eyebrow_outer_end",
+    "nose_tip",
+    "mouth_left_corner",
+    "mouth_right_corner",
+    "mouth_center_top_lip",
+    "mouth_center_bottom_lip",
+)
+# Kaggle's 30 target columns, in Kaggle's order: x then y for each keypoint.
+FEATURE_NAMES = tuple(f"{k}_{axis}" for k in KEYPOINTS for axis in ("x", "y"))
+N_TARGETS = len(FEATURE_NAMES)
+FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+X_COLUMNS = np.arange(0, N_TARGETS, 2)
+
+# The four keypoints labelled on (almost) every Kaggle training row.
+COMMON_KEYPOINTS = ("left_eye_center", "right_eye_center", "nose_tip", "mouth_center_bottom_lip")
+
+# Left/right keypoint pairs that swap under a mirror; nose tip and lip centres stay.
+KEYPOINT_FLIP_PAIRS = (
+    ("left_eye_center", "right_eye_center"),
+    ("left_eye_inner_corner", "right_eye_inner_corner"),
+    ("left_eye_outer_corner", "right_eye_outer_corner"),
+    ("left_eyebrow_inner_end", "right_eyebrow_inner_end"),
+    ("left_eyebrow_outer_end", "right_eyebrow_outer_end"),
+    ("mouth_left_corner", "mouth_right_corner"),
+)
+
+
+def columns_of(keypoints) -> list[int]:
+    """Target column indices (x and y) of the named keypoints, in Kaggle's order."""
+    wanted = set(keypoints)
+    unknown = wanted - set(KEYPOINTS)
+    if unknown:
+        raise ValueError(f"unknown keypoints: {sorted(unknown)}")
+    return [i for i, name in enumerate(FEATURE_NAMES) if name.rsplit("_", 1)[0] in wanted]
+
+
+def flip_pairs(columns=None) -> list[tuple[int, int]]:
+    """Column-index pairs to swap under a mirror, within ``columns`` (default: all 30).
+
+    Indices are positions within ``columns``, so a specialist predicting a subset of the
+    targets gets pairs that index its own outputs.
+    """
+    columns = list(range(N_TARGETS)) if columns is None else list(columns)
+    position = {c: i for i, c in enumerate(columns)}
+    pairs = []
+    for left, right in KEYPOINT_FLIP_PAIRS:
+        for axis in ("x", "y"):
+            a = FEATURE_INDEX[f"{left}_{axis}"]
+            b = FEATURE_INDEX[f"{right}_{axis}"]
+            if a in position and b in position:
+                pairs.append((position[a], position[b]))
+    return pairs
+
+
+def to_unit(y_pixels):
+    """Pixels -> the net's target scale, about [-1, 1]. NaN stays NaN."""
+    return (y_pixels - CENTER) / SCALE
+
+
+def from_unit(y_unit):
+    """The net's target scale -> pixels."""
+    return y_unit * SCALE + CENTER
+
+
+# Under a mirror, x_pixels -> MIRROR_SUM - x_pixels; in unit scale that is
+# x_unit -> UNIT_MIRROR_SUM - x_unit.
+UNIT_MIRROR_SUM = (MIRROR_SUM - 2 * CENTER) / SCALE
+
+
+def mirror_targets(y, columns=None, unit=False):
+    """Mirror keypoint targets left-right: reflect x and swap left/right columns.
+
+    ``y`` is an (n, k) array or tensor whose k columns are ``columns`` of FEATURE_NAMES
+    (default all 30). Works on numpy arrays and torch tensors; returns a new array.
+    """
+    columns = list(range(N_TARGETS)) if columns is None else list(columns)
+    out = y.clone() if hasattr(y, "clone") else np.array(y, copy=True)
+    x_positions = [i for i, c in enumerate(columns) if c % 2 == 0]
+    total = UNIT_MIRROR_SUM if unit else MIRROR_SUM
+    out[:, x_positions] = total - out[:, x_positions]
+    pairs = flip_pairs(columns)
+    if pairs:
+        a = [p[0] for p in pairs]
+        b = [p[1] for p in pairs]
+        swapped = out[:, b + a]
+        out[:, a + b] = swapped
+    return out
