@@ -114,3 +114,14 @@ def mirror_targets(y, columns=None, unit=False):
         swapped = out[:, b + a]
         out[:, a + b] = swapped
     return out
+
+
+def mirror_images(X):
+    """Mirror images left-right; ``X`` is (..., 9216) flat or (..., 96, 96). numpy or torch."""
+    flat = X.shape[-1] == N_PIXELS
+    if flat:
+        X = X.reshape(*X.shape[:-1], IMAGE_SIDE, IMAGE_SIDE)
+    out = X.flip(-1) if hasattr(X, "flip") else X[..., ::-1].copy()
+    if flat:
+        out = out.reshape(*out.shape[:-2], N_PIXELS)
+    return out

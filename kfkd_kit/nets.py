@@ -1,0 +1,75 @@
+"""PyTorch modules: the tutorial's MLP (net1) and CNN (net2 ... net7).
+
+Weights start as Lasagne's did (Glorot-uniform, zero bias) so the tutorial's learning
+rates behave as they did there. Inputs are flat (n, 9216) pixel rows scaled to [0, 1].
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .keypoints import IMAGE_SIDE, N_PIXELS, N_TARGETS
+
+
+def _glorot_init(module: nn.Module) -> None:
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
+class MLP(nn.Module):
+    """net1: 9216 -> hidden (ReLU) -> 30, as in the tutorial."""
+
+    def __init__(self, n_hidden: int = 100, n_outputs: int = N_TARGETS):
+        super().__init__()
+        self.hidden = nn.Linear(N_PIXELS, n_hidden)
+        self.output = nn.Linear(n_hidden, n_outputs)
+        _glorot_init(self)
+
+    def forward(self, X):
+        return self.output(torch.relu(self.hidden(X.reshape(len(X), N_PIXELS))))
+
+
+class CNN(nn.Module):
+    """The tutorial's CNN: three conv + 2x2 max-pool blocks, two dense layers, linear output.
+
+    ``dropout`` gives the drop probability after each pool and after the first dense layer
+    (four values; zeros for net2-net5, the tutorial's 0.1/0.2/0.3/0.5 for net6/net7).
+    ``channels_last`` stores activations NHWC, which is faster for these convs on CPU.
+    """
+
+    def __init__(self, filters=(32, 64, 128), kernels=(3, 2, 2), dense=(500, 500),
+                 dropout=(0.0, 0.0, 0.0, 0.0), n_outputs: int = N_TARGETS,
+                 channels_last: bool = False):
+        super().__init__()
+        if len(dropout) != 4:
+            raise ValueError(f"dropout needs 4 values (3 pools + first dense), got {dropout!r}")
+        self.channels_last = channels_last
+        blocks, channels, side = [], 1, IMAGE_SIDE
+        for n_filters, kernel, p in zip(filters, kernels, dropout[:3]):
+            blocks += [nn.Conv2d(channels, n_filters, kernel), nn.ReLU(), nn.MaxPool2d(2)]
+            if p:
+                blocks.append(nn.Dropout(p))
+            channels, side = n_filters, (side - kernel + 1) // 2
+        self.features = nn.Sequential(*blocks)
+        head = [nn.Flatten(), nn.Linear(channels * side * side, dense[0]), nn.ReLU()]
+        if dropout[3]:
+            head.append(nn.Dropout(dropout[3]))
+        for n_in, n_out in zip(dense[:-1], dense[1:]):
+            head += [nn.Linear(n_in, n_out), nn.ReLU()]
+        head.append(nn.Linear(dense[-1], n_outputs))
+        self.head = nn.Sequential(*head)
+        _glorot_init(self)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @property
+    def output(self) -> nn.Linear:
+        return self.head[-1]
+
+    def forward(self, X):
+        X = X.reshape(len(X), 1, IMAGE_SIDE, IMAGE_SIDE)
+        if self.channels_last:
+            X = X.contiguous(memory_format=torch.channels_last)
+        return self.head(self.features(X))

@@ -1,0 +1,126 @@
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from kfkd_kit import configs
+from kfkd_kit.batches import ResidentBatches
+from kfkd_kit.callbacks import LinearSchedule
+from kfkd_kit.keypoints import mirror_images, mirror_targets
+from kfkd_kit.losses import MaskedMSELoss
+from kfkd_kit.metrics import masked_rmse_px
+from skorch.dataset import Dataset, ValidSplit
+
+
+def test_masked_mse_matches_hand_computation():
+    pred = torch.tensor([[1.0, 2.0], [3.0, 5.0]])
+    true = torch.tensor([[0.0, float("nan")], [1.0, 1.0]])
+    # labelled errors: 1, 2, 4 -> (1 + 4 + 16) / 3
+    assert MaskedMSELoss()(pred, true).item() == pytest.approx(7.0)
+    full = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    assert MaskedMSELoss()(pred, full).item() == pytest.approx(torch.nn.MSELoss()(pred, full).item())
+
+
+def test_masked_mse_of_unlabelled_batch_is_zero_not_nan():
+    pred = torch.ones(2, 3, requires_grad=True)
+    loss = MaskedMSELoss()(pred, torch.full((2, 3), float("nan")))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.all(pred.grad == 0)
+
+
+def test_masked_rmse_px():
+    assert masked_rmse_px([[1.0, np.nan], [3.0, 4.0]], [[2.0, 9.0], [3.0, 2.0]]) == pytest.approx(
+        np.sqrt((1 + 0 + 4) / 3))
+
+
+def test_resident_batches_cover_a_subset_once_in_shuffled_order():
+    X = torch.arange(10, dtype=torch.float32)[:, None]
+    y = X * 2
+    train, valid = ValidSplit(0.3, random_state=0)(Dataset(X, y))
+    torch.manual_seed(0)
+    batches = list(ResidentBatches(train, batch_size=3, shuffle=True))
+    assert len(batches) == len(ResidentBatches(train, batch_size=3)) == 3
+    seen = torch.cat([b[0] for b in batches]).flatten().tolist()
+    assert sorted(seen) == sorted(float(i) for i in train.indices)
+    assert all(torch.equal(yb, Xb * 2) for Xb, yb in batches)
+    in_order = torch.cat([b[0] for b in ResidentBatches(valid, batch_size=2)]).flatten().tolist()
+    assert in_order == [float(i) for i in valid.indices]
+
+
+def test_flip_augmentation_mirrors_images_and_targets_together():
+    rng = np.random.default_rng(0)
+    X = torch.tensor(rng.random((64, 9216)), dtype=torch.float32)
+    y = torch.tensor(rng.uniform(-1, 1, (64, 30)), dtype=torch.float32)
+    torch.manual_seed(0)
+    (Xb, yb), = ResidentBatches(Dataset(X, y), batch_size=64, flip=True)
+    mirrored = torch.all(Xb == mirror_images(X), dim=1)
+    kept = torch.all(Xb == X, dim=1)
+    assert torch.all(mirrored | kept) and 10 < mirrored.sum() < 54
+    assert torch.allclose(yb[mirrored], mirror_targets(y[mirrored], unit=True))
+    assert torch.equal(yb[kept], y[kept])
+
+
+def test_linear_schedule_values():
+    schedule = LinearSchedule("momentum", 0.9, 0.999)
+    assert schedule.value_at(0, 100) == pytest.approx(0.9)
+    assert schedule.value_at(99, 100) == pytest.approx(0.999)
+    assert schedule.value_at(1, 1) == 0.9
+
+
+def test_net_applies_schedules_each_epoch(tiny_xy):
+    X, y = tiny_xy
+    pipe = configs.build("net4", max_epochs=3, verbose=0, device="cpu")
+    pipe.set_params(net__module__filters=(4, 4, 4), net__module__dense=(8, 8))
+    pipe.fit(X, y)
+    history = pipe.named_steps["net"].history
+    assert history[:, "lr"] == pytest.approx([0.03, 0.01505, 0.0001])
+    assert history[:, "momentum"] == pytest.approx([0.9, 0.9495, 0.999])
+    assert pipe.named_steps["net"].optimizer_.param_groups[0]["momentum"] == pytest.approx(0.999)
+
+
+def test_pipeline_is_reproducible_clonable_and_picklable(tiny_xy, tmp_path):
+    X, y = tiny_xy
+    a = configs.build("net1", max_epochs=3, verbose=0, device="cpu", seed=3).fit(X, y)
+    b = clone(a).fit(X, y)
+    assert np.array_equal(a.predict(X), b.predict(X))
+    c = configs.build("net1", max_epochs=3, verbose=0, device="cpu", seed=4).fit(X, y)
+    assert not np.array_equal(a.predict(X), c.predict(X))
+    joblib.dump(a, tmp_path / "m.joblib")
+    assert np.array_equal(joblib.load(tmp_path / "m.joblib").predict(X), a.predict(X))
+
+
+def test_predictions_are_in_pixels_and_training_ignores_nan(tiny_xy):
+    X, y = tiny_xy
+    pipe = configs.build("net1", max_epochs=30, verbose=0, device="cpu")
+    pipe.set_params(net__lr=0.01)
+    pipe.fit(X, y)
+    history = pipe.named_steps["net"].history
+    assert np.all(np.isfinite(history[:, "train_loss"]))
+    prediction = pipe.predict(X)
+    assert prediction.shape == (60, 30)
+    # the mean target is ~48 px; a unit-scale output would sit near 0
+    assert 30 < prediction.mean() < 66
+
+
+def test_epoch_table_has_the_tutorial_columns(tiny_xy, capsys):
+    X, y = tiny_xy
+    configs.build("net1", max_epochs=2, device="cpu").fit(X, y)
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out  # no colour codes when not on a terminal
+    header = out.splitlines()[0].split()
+    assert header[:5] == ["epoch", "train_loss", "valid_loss", "train/val", "valid_rmse_px"]
+    assert header[-1] == "dur"
+
+
+@pytest.mark.parametrize("name", sorted(configs.CONFIGS))
+def test_every_named_net_fits_and_predicts(name, tiny_xy):
+    X, y = tiny_xy
+    pipe = configs.build(name, max_epochs=1, verbose=0, device="cpu")
+    pipe.fit(X[:20], y[:20])
+    assert pipe.predict(X[:3]).shape == (3, 30)
+
+
+def test_unknown_net_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown net 'net9'"):
+        configs.build("net9")
