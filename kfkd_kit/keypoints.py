@@ -125,3 +125,17 @@ def mirror_images(X):
     if flat:
         out = out.reshape(*out.shape[:-2], N_PIXELS)
     return out
+
+
+# The tutorial's six specialists: groups of keypoints that one net each learns on the rows
+# labelled for that group.
+SPECIALIST_GROUPS = {
+    "eye_centers": ("left_eye_center", "right_eye_center"),
+    "nose_tip": ("nose_tip",),
+    "mouth": ("mouth_left_corner", "mouth_right_corner", "mouth_center_top_lip"),
+    "bottom_lip": ("mouth_center_bottom_lip",),
+    "eye_corners": ("left_eye_inner_corner", "right_eye_inner_corner",
+                    "left_eye_outer_corner", "right_eye_outer_corner"),
+    "eyebrows": ("left_eyebrow_inner_end", "right_eyebrow_inner_end",
+                 "left_eyebrow_outer_end", "right_eyebrow_outer_end"),
+}
