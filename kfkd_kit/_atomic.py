@@ -1,0 +1,76 @@
+"""Atomic file writes: readers see the old file or the complete new one, never a partial one."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_write(path, mode: str = "w", *, fsync: bool = False, encoding: str = "utf-8",
+                 newline: str | None = None):
+    """Write ``path`` atomically: ``with atomic_write(p, "wb") as f: f.write(...)``.
+
+    The data go to a temporary file in the same folder, which replaces ``path`` (os.replace)
+    only when the block ends without an exception; on an exception the temporary file is
+    removed and ``path`` is left as it was. ``fsync=True`` also flushes the file and the
+    folder to disk before and after the rename (slower; for data that must survive a power
+    cut). The new file gets the usual permissions (0o666 less the umask), or those of the
+    file it replaces. ``mode`` is "w" (text, ``encoding``/``newline`` as for open()) or "wb".
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    folder = path.parent
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            permissions = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            permissions = 0o666 & ~_umask()
+        os.chmod(tmp, permissions)
+        text = {} if mode == "wb" else {"encoding": encoding, "newline": newline}
+        with os.fdopen(fd, mode, **text) as f:
+            fd = None                     # the file object owns it now
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if fsync:
+        _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:                       # e.g. Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

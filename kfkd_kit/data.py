@@ -1,0 +1,777 @@
+"""Kaggle's files -> numpy arrays: uint8 images, pixel keypoints with NaN, a content-keyed cache.
+
+Public API::
+
+    find_file(folder, stem)        -> Path | None   stem.csv, .csv.gz, .zip or .csv.zip
+    has_kaggle_data(folder)        -> bool          a training file is there
+    load_training(folder_or_file, complete_only=False, cache=True)
+                                   -> TrainingData  X, y, source, fingerprint
+    load_test(folder_or_file, cache=True)
+                                   -> TestData      image_ids, X, source, fingerprint
+    load_lookup(folder_or_file)    -> DataFrame     RowId, ImageId, FeatureName
+    DataError                      a ValueError whose message is one line naming the file, the
+                                   row (or line) and the column at fault
+
+``X`` is uint8 (n, 9216), ``y`` float32 (n, 30) in pixels, in Kaggle's column order
+(keypoints.FEATURE_NAMES), NaN where a keypoint is missing. In messages, "row N" is the N-th
+data row of the file (blank lines are skipped) and "line N" the line number in the file.
+
+Parsing is vectorised: the Image fields are copied, a quarter of a megabyte at a time, into a
+byte buffer whose digits are turned into values by shifted-array arithmetic and compacted with
+one np.compress, on two threads; the keypoint columns go through pandas' C parser. Errors are
+detected the same way and then located by a plain per-row check of the first bad chunk.
+
+Cache: after a successful parse the arrays go into an uncompressed ``.npz`` in
+``<data folder>/.kfkd_cache/``; when that folder cannot be written (or the data folder is marked
+read-only with chmod a-w, which counts even for root), in ``$KFKD_CACHE_DIR``, else in
+``~/.cache/kfkd_kit/``. A cache entry is named by the sha256 of the source file's bytes (its
+``fingerprint``) and the cache format version, so a changed file is parsed afresh. To avoid
+hashing a 230 MB file on every load, a small record per source path stores the fingerprint with
+the file's (size, mtime_ns, inode); the fingerprint is reused while these are unchanged and the
+file was last modified at least 2 s before the record was written (as git does for racily
+clean files, so a rewrite within the file system's timestamp granularity is not missed).
+Replacing a file by one of the same size while forcing the old mtime back (``touch -d``,
+``cp -p``) defeats this; ``cache=False`` or deleting ``.kfkd_cache`` then forces a fresh parse.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import stat
+import threading
+import time
+import warnings
+import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._atomic import atomic_write
+from .keypoints import FEATURE_NAMES, N_PIXELS, N_TARGETS
+
+__all__ = ["DataError", "TrainingData", "TestData", "find_file", "has_kaggle_data",
+           "load_training", "load_test", "load_lookup"]
+
+SUFFIXES = (".csv", ".csv.gz", ".zip", ".csv.zip")
+CACHE_DIRNAME = ".kfkd_cache"
+CACHE_ENV = "KFKD_CACHE_DIR"
+CACHE_FORMAT = 1
+_RACY_NS = 2_000_000_000          # trust a stored fingerprint only for files older than this
+_CHUNK_BYTES = 1 << 18            # image text parsed per step: fits the L2 cache with its temporaries
+_THREADS = max(1, min(2, os.cpu_count() or 1))
+_LOOKUP_COLUMNS = ("RowId", "ImageId", "FeatureName")
+
+
+class DataError(ValueError):
+    """Input data we cannot use. The message is one line: file, row or line, column, problem."""
+
+
+@dataclass
+class TrainingData:
+    """Kaggle's training set: ``X`` uint8 (n, 9216); ``y`` float32 (n, 30) pixels, NaN if missing."""
+    X: np.ndarray
+    y: np.ndarray
+    source: Path
+    fingerprint: str
+
+    def __len__(self):
+        return len(self.X)
+
+
+@dataclass
+class TestData:
+    """Kaggle's test set: ``image_ids`` int64 (n,), ``X`` uint8 (n, 9216)."""
+    __test__ = False              # not a pytest test class
+    image_ids: np.ndarray
+    X: np.ndarray
+    source: Path
+    fingerprint: str
+
+    def __len__(self):
+        return len(self.X)
+
+
+# --------------------------------------------------------------------------- finding files
+
+def find_file(folder, stem: str) -> Path | None:
+    """``folder/stem`` as .csv, .csv.gz, .zip or .csv.zip (in that order), or None.
+
+    A name differing only in case (``idlookuptable.csv``) is found too.
+    """
+    folder = Path(folder)
+    for suffix in SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    try:
+        by_lower_name = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    except OSError:
+        return None
+    for suffix in SUFFIXES:
+        candidate = by_lower_name.get(f"{stem}{suffix}".lower())
+        if candidate is not None:
+            return candidate
+    return None
+
+
+def has_kaggle_data(folder) -> bool:
+    """Whether ``folder`` holds a Kaggle training file (any of the accepted forms)."""
+    return find_file(folder, "training") is not None
+
+
+def _resolve(folder_or_file, stem: str) -> Path:
+    path = Path(folder_or_file)
+    if path.is_dir():
+        found = find_file(path, stem)
+        if found is None:
+            tried = ", ".join(stem + s for s in SUFFIXES)
+            raise FileNotFoundError(f"{path}: no {stem} file (looked for {tried})")
+        path = found
+    elif not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return path.resolve()
+
+
+def _unpack(path: Path, raw: bytes) -> tuple[str, bytes]:
+    """(name used in messages, CSV bytes) of a plain, gzipped or zipped file."""
+    lower = path.name.lower()
+    if lower.endswith(".gz"):
+        try:
+            return path.name, gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path.name}: not a readable gzip file ({e})") from None
+    if lower.endswith(".zip"):
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(raw))
+            members = [m for m in archive.infolist()
+                       if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+            stem = lower[:-4].removesuffix(".csv")
+            exact = [m for m in members if m.filename.rsplit("/", 1)[-1].lower() == f"{stem}.csv"]
+            csvs = [m for m in members if m.filename.lower().endswith(".csv")]
+            chosen = exact or csvs or members
+            if len(chosen) != 1:
+                names = ", ".join(m.filename for m in members) or "nothing"
+                raise DataError(f"{path.name}: expected one CSV file inside, found {names}")
+            return f"{chosen[0].filename} in {path.name}", archive.read(chosen[0])
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            raise DataError(f"{path.name}: not a readable zip file ({e})") from None
+    return path.name, raw
+
+
+def _fingerprint(raw) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _show(value, limit=40) -> str:
+    """A cell's text for a one-line message."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("utf-8", "replace")
+    value = str(value)
+    if len(value) > limit:
+        value = value[:limit] + "..."
+    return repr(value)
+
+
+# --------------------------------------------------------------------------- CSV with an Image column
+
+class _Table:
+    """Rows of a CSV whose ``Image`` column holds space-separated pixels."""
+
+    def __init__(self, text: bytes, name: str, value_columns: tuple, describe: str):
+        self.text = text
+        self.name = name
+        self.describe = describe
+        if not text or text.isspace():
+            raise DataError(f"{name}: line 1: the file is empty; expected a header with {describe}")
+        start = 3 if text.startswith(b"\xef\xbb\xbf") else 0       # a UTF-8 byte order mark
+        end = text.find(b"\n")
+        end = len(text) if end < 0 else end
+        header = text[start:end].rstrip(b"\r").decode("utf-8", "replace")
+        self.columns = [c.strip().strip('"').strip() for c in header.split(",")]
+        self._check_header(set(value_columns) | {"Image"}, value_columns)
+        self.image_col = self.columns.index("Image")
+        self.other_columns = [c for c in self.columns if c != "Image"]
+        self.body_start = end + 1
+        self._split_rows()
+
+    def where(self, row: int) -> str:
+        """'row N (line M)' for 0-based data row ``row``."""
+        line = self.text.count(b"\n", 0, self.line_starts[row]) + 1
+        return f"row {row + 1} (line {line})"
+
+    def error(self, row: int, column: str, problem: str) -> DataError:
+        return DataError(f"{self.name}: {self.where(row)}, column {column}: {problem}")
+
+    def _check_header(self, allowed: set, value_columns: tuple):
+        seen = set()
+        for i, c in enumerate(self.columns):
+            if c not in allowed:
+                raise DataError(f"{self.name}: line 1 (header), column {_show(c)} (position {i + 1}): "
+                                f"not expected here; the header must have {self.describe}")
+            if c in seen:
+                raise DataError(f"{self.name}: line 1 (header), column {c}: appears twice")
+            seen.add(c)
+        for c in (*value_columns, "Image"):
+            if c not in seen:
+                raise DataError(f"{self.name}: line 1 (header), column {c}: missing; "
+                                f"the header must have {self.describe}")
+
+    def _split_rows(self):
+        """Locate every data row and its Image field; other fields go to ``self.others``.
+
+        A row whose Image field cannot be located (too few commas) ends the scan; it is
+        recorded in ``self.split_error`` and reported if no earlier row has a problem.
+        """
+        text, n = self.text, len(self.text)
+        mv = memoryview(text)
+        k, ncols = self.image_col, len(self.columns)
+        line_starts, img_start, img_end, others = [], [], [], []
+        self.split_error = None
+        pos = self.body_start
+        while pos < n:
+            nl = text.find(b"\n", pos)
+            if nl < 0:
+                nl = n
+            end = nl - 1 if nl > pos and text[nl - 1] == 13 else nl
+            if end == pos or (end - pos < 64 and not text[pos:end].strip()):
+                pos = nl + 1                              # blank line
+                continue
+            if k == ncols - 1:                            # Image last, as in Kaggle's files
+                c = text.rfind(b",", pos, end) if ncols > 1 else pos - 1
+                s, e = c + 1, end
+                other = mv[pos:c] if c >= pos else None
+            else:
+                c = pos - 1
+                for _ in range(k):
+                    c = text.find(b",", c + 1, end)
+                    if c < 0:
+                        break
+                if c < 0 and k > 0:
+                    other = None
+                else:
+                    s = c + 1
+                    e = text.find(b",", s, end)
+                    if e < 0:
+                        other = None
+                    elif k == 0:
+                        other = mv[e + 1:end]
+                    else:
+                        other = bytes(mv[pos:s - 1]) + bytes(mv[e:end])
+            line_starts.append(pos)
+            if other is None:
+                row = len(line_starts) - 1
+                commas = text.count(b",", pos, end)
+                self.split_error = (row, self._count_problem(commas + 1))
+                break
+            if e - s >= 2 and text[s] == 34 and text[e - 1] == 34:     # "quoted" pixels
+                s, e = s + 1, e - 1
+            img_start.append(s)
+            img_end.append(e)
+            others.append(other)
+            pos = nl + 1
+        self.line_starts = line_starts
+        self.img_start = np.array(img_start, dtype=np.int64)
+        self.img_end = np.array(img_end, dtype=np.int64)
+        self.others = others
+        self.n_rows = len(img_start)
+        if self.n_rows == 0 and self.split_error is None:
+            raise DataError(f"{self.name}: no data rows after the header (line 1)")
+
+    def _count_problem(self, got: int) -> tuple[str, str]:
+        """(column, problem) for a row with ``got`` fields."""
+        expected = len(self.columns)
+        if got < expected:
+            return self.columns[got], f"missing: the row has {got} fields, the header {expected}"
+        return f"#{expected + 1}", f"unexpected: the row has {got} fields, the header {expected}"
+
+    def parse(self, value_dtype) -> tuple[pd.DataFrame, np.ndarray]:
+        """(other columns as a DataFrame, pixels uint8 (n, 9216)); DataError on a bad row."""
+        problems = []                                 # (row, column, message), any order
+        if self.split_error is not None:
+            row, (column, problem) = self.split_error
+            problems.append((row, column, problem))
+        limit = self.n_rows
+        joined = b"\n".join(self.others[:limit])
+        count_problem = self._check_field_counts(joined, limit)
+        if count_problem is not None:
+            problems.append(count_problem)
+            limit = count_problem[0]
+            joined = b"\n".join(self.others[:limit])
+        values, value_problem = self._parse_values(joined, limit, value_dtype)
+        if value_problem is not None:
+            problems.append(value_problem)
+            limit = value_problem[0]
+        X, pixel_problem = _parse_pixels(self.text, self.img_start[:limit], self.img_end[:limit])
+        if pixel_problem is not None:
+            problems.append(pixel_problem)
+        if problems:
+            row, column, problem = min(problems, key=lambda p: p[0])
+            raise self.error(row, column, problem)
+        return values, X
+
+    def _check_field_counts(self, joined: bytes, n_rows: int):
+        if n_rows == 0:
+            return None
+        b = np.frombuffer(joined, dtype=np.uint8)
+        lengths = np.fromiter((len(o) for o in self.others[:n_rows]), dtype=np.int64, count=n_rows)
+        ends = np.cumsum(lengths + 1) - 1             # position of each row's "\n" (or the end)
+        commas = np.concatenate(([0], np.cumsum(b == 44)))
+        per_row = np.diff(np.concatenate(([0], commas[ends])))
+        # a row's count includes the "\n" separator position, which is never a comma
+        bad = np.flatnonzero(per_row != len(self.other_columns) - 1)
+        if bad.size == 0:
+            return None
+        row = int(bad[0])
+        return (row, *self._count_problem(int(per_row[row]) + 2))
+
+    def _parse_values(self, joined: bytes, n_rows: int, dtype):
+        """The non-Image columns: float64 (NaN for empty) or int64; (DataFrame, problem)."""
+        names = self.other_columns
+        if n_rows == 0:
+            return pd.DataFrame({c: np.empty(0, dtype) for c in names}), None
+        read = dict(header=None, names=names, index_col=False, skip_blank_lines=False,
+                    engine="c")
+        try:
+            frame = pd.read_csv(io.BytesIO(joined), dtype=np.float64, **read)
+            if len(frame) == n_rows:
+                array = frame.to_numpy()
+                finite = np.isfinite(array) | np.isnan(array)
+                ok = finite.all() and (dtype != np.int64 or
+                                       (not np.isnan(array).any() and (array == np.round(array)).all()))
+                if ok:
+                    return frame.astype(dtype) if dtype == np.int64 else frame, None
+        except (ValueError, pd.errors.ParserError):
+            pass
+        # Slow path, cell by cell (only for unusual or bad input): its verdict is final.
+        frame = pd.read_csv(io.BytesIO(joined), dtype=str, keep_default_na=False, na_filter=False,
+                            **read)
+        cells = frame.to_numpy(dtype=object)
+        convert = _int_or_none if dtype == np.int64 else _float_or_none
+        want = "an integer" if dtype == np.int64 else "a number or nothing"
+        numbers = np.vectorize(convert, otypes=[object])(cells)
+        bad = np.vectorize(lambda v: v is None, otypes=[bool])(numbers)
+        if bad.any():
+            row = int(np.flatnonzero(bad.any(axis=1))[0])
+            col = int(np.flatnonzero(bad[row])[0])
+            return None, (row, names[col], f"expected {want}, got {_show(cells[row, col])}")
+        return pd.DataFrame(numbers.astype(dtype), columns=names), None
+
+
+_NA_TEXT = frozenset(("", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "null", "NULL",
+                      "None", "<NA>", "#N/A", "#NA"))
+
+
+def _float_or_none(cell):
+    text = str(cell).strip()
+    if text in _NA_TEXT:
+        return np.nan
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _int_or_none(cell):
+    text = str(cell).strip()
+    return int(text) if re.fullmatch(r"[+-]?\d{1,18}", text) else None
+
+
+# --------------------------------------------------------------------------- pixels
+
+class _PixelKernel:
+    """Parses a block of Image fields held in one byte buffer; owns its scratch arrays.
+
+    The buffer is 2 spaces, then each field followed by "\\n". With d = byte - 48, a digit's
+    value, and y = d + 10 at digits, 0 elsewhere, every byte i gets
+        lo[i] = 10 y[i-1] + d[i]      d[i] for 1 digit, 100 + the number for 2 or more
+        hi[i] = y[i-2] if i-1 is a digit, else 0       10 + the hundreds digit for 3 or more
+    (uint8 arithmetic, whole-array operations). np.flatnonzero finds the last digit of every
+    number (a digit followed by a non-digit), and only there are lo and hi read out. The
+    number of digits these account for must equal the number of digits in the buffer (else
+    some number has 4 or more), and each row must give exactly 9216 numbers, all <= 255.
+    """
+
+    def __init__(self, capacity: int):
+        self.c = np.empty(capacity, np.uint8)
+        self.d = np.empty(capacity, np.uint8)
+        self.isd = np.empty(capacity, np.bool_)
+        self.mask = np.empty(capacity, np.bool_)
+        self.y = np.empty(capacity, np.uint8)
+        self.lo = np.empty(capacity, np.uint8)
+        self.hi = np.empty(capacity, np.uint8)
+
+    def run(self, mv, starts, ends, out) -> bool:
+        """Parse rows mv[starts[i]:ends[i]] into ``out`` (len(starts), 9216); False if any
+        byte is not a digit or a space, or a row is not 9216 integers 0..255."""
+        c = self.c
+        c[:2] = 32
+        p = 2
+        offsets = []
+        for s, e in zip(starts, ends):
+            offsets.append(p)
+            q = p + (e - s)
+            c[p:q] = mv[s:e]
+            c[q] = 10
+            p = q + 1
+        offsets.append(p)
+        L = p
+        cc = c[:L]
+        d = np.subtract(cc, 48, out=self.d[:L])
+        isd = np.less(d, 10, out=self.isd[:L])
+        isd8 = isd.view(np.uint8)
+        n_digits = np.count_nonzero(isd)
+        n_spaces = np.count_nonzero(np.equal(cc, 32, out=self.mask[:L]))
+        if n_digits + n_spaces + len(starts) != L:
+            return False
+        # positions i = 2 .. L-2, stored at index i - 2
+        at, nxt, back1, back2 = slice(2, L - 1), slice(3, L), slice(1, L - 2), slice(0, L - 3)
+        y = np.add(d, 10, out=self.y[:L])
+        y *= isd8
+        lo = np.multiply(y[back1], 10, out=self.lo[:L - 3])
+        lo += d[at]
+        hi = np.multiply(y[back2], isd8[back1], out=self.hi[:L - 3])
+        last = np.flatnonzero(np.greater(isd[at], isd[nxt], out=self.mask[:L - 3]))
+        per_row = np.diff(np.searchsorted(last, np.array(offsets) - 2))
+        if (per_row != N_PIXELS).any():
+            return False
+        lo = lo.take(last)
+        hi = hi.take(last)
+        two = lo >= 100                      # numbers of 2 or 3 digits
+        three = hi >= 10                     # numbers of 3 digits
+        if len(last) + np.count_nonzero(two) + np.count_nonzero(three) != n_digits:
+            return False
+        value = hi.astype(np.uint16)
+        value -= three * np.uint16(10)       # the hundreds digit
+        value *= 100
+        lo -= two * np.uint8(100)            # the last two digits
+        value += lo
+        if value.max() > 255:
+            return False
+        out[...] = value.reshape(len(starts), N_PIXELS)
+        return True
+
+
+def _parse_pixels(text: bytes, starts: np.ndarray, ends: np.ndarray):
+    """(uint8 (n, 9216), problem or None) for the Image fields text[starts[i]:ends[i]]."""
+    n = len(starts)
+    X = np.empty((n, N_PIXELS), dtype=np.uint8)
+    if n == 0:
+        return X, None
+    mv = memoryview(text)
+    lengths = ends - starts + 1
+    chunks, r0, size = [], 0, 0
+    for r, length in enumerate(lengths.tolist()):
+        size += length
+        if size >= _CHUNK_BYTES:
+            chunks.append((r0, r + 1))
+            r0, size = r + 1, 0
+    if r0 < n:
+        chunks.append((r0, n))
+    capacity = 8 + max(int(lengths[a:b].sum()) for a, b in chunks)
+    first_bad = [len(chunks)]
+    lock = threading.Lock()
+
+    def work(worker: int, n_workers: int):
+        kernel = _PixelKernel(capacity)
+        for i in range(worker, len(chunks), n_workers):
+            if i > first_bad[0]:
+                return
+            a, b = chunks[i]
+            if not kernel.run(mv, starts[a:b].tolist(), ends[a:b].tolist(), X[a:b]):
+                with lock:
+                    first_bad[0] = min(first_bad[0], i)
+
+    n_workers = min(_THREADS, len(chunks))
+    if n_workers == 1:
+        work(0, 1)
+    else:
+        with ThreadPoolExecutor(n_workers) as pool:
+            for f in [pool.submit(work, w, n_workers) for w in range(n_workers)]:
+                f.result()
+    if first_bad[0] == len(chunks):
+        return X, None
+    a, b = chunks[first_bad[0]]
+    for r in range(a, b):
+        problem = _pixel_problem(mv[starts[r]:ends[r]])
+        if problem is not None:
+            return None, (r, "Image", problem)
+    raise AssertionError("pixel parser: fast and slow checks disagree")   # pragma: no cover
+
+
+def _pixel_problem(field) -> str | None:
+    """What is wrong with one Image field, checked value by value (used on errors only)."""
+    values = [t for t in bytes(field).split(b" ") if t]
+    for k, t in enumerate(values):
+        if not (t.isdigit() and len(t) <= 3 and int(t) <= 255):
+            return f"pixel {k + 1} is {_show(t)}, expected an integer 0..255"
+    if len(values) != N_PIXELS:
+        return f"expected {N_PIXELS} pixel values, got {len(values)}"
+    return None
+
+
+# --------------------------------------------------------------------------- cache
+
+def _dir_is_writable(folder: Path) -> bool:
+    """Whether cache files may be kept in ``folder`` (created when missing).
+
+    Beyond os.access, a folder -- or, when it does not exist yet, its nearest existing
+    parent -- whose permission bits let nobody write counts as read-only even for root,
+    whom os.access lets write anywhere: a data folder marked read-only keeps no cache.
+    """
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    try:
+        mode = probe.stat().st_mode
+    except OSError:
+        return False
+    if not stat.S_ISDIR(mode) or not mode & 0o222 or not os.access(probe, os.W_OK | os.X_OK):
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def _fallback_cache_dir() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "kfkd_kit"
+
+
+def _cache_dir(data_folder) -> Path | None:
+    """``data_folder/.kfkd_cache`` if writable, else $KFKD_CACHE_DIR or ~/.cache/kfkd_kit."""
+    for folder in (Path(data_folder) / CACHE_DIRNAME, _fallback_cache_dir()):
+        if _dir_is_writable(folder):
+            return folder
+    return None
+
+
+def _record_path(cache_dir: Path, source: Path) -> Path:
+    return cache_dir / f"source-{hashlib.sha256(str(source).encode()).hexdigest()[:16]}.json"
+
+
+def _entry_path(cache_dir: Path, kind: str, fingerprint: str) -> Path:
+    return cache_dir / f"{kind}-{fingerprint}-v{CACHE_FORMAT}.npz"
+
+
+def _stat_key(st: os.stat_result) -> dict:
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+
+def _read_record(cache_dir: Path, source: Path) -> dict | None:
+    try:
+        record = json.loads(_record_path(cache_dir, source).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("path") == str(source) else None
+
+
+def _trusted_fingerprint(record: dict | None, st: os.stat_result) -> str | None:
+    """The recorded fingerprint if the file is unchanged since (and was not racily new)."""
+    if record is None or any(record.get(k) != v for k, v in _stat_key(st).items()):
+        return None
+    recorded_ns = record.get("recorded_ns")
+    if not isinstance(recorded_ns, int) or st.st_mtime_ns + _RACY_NS > recorded_ns:
+        return None
+    fingerprint = record.get("fingerprint")
+    return fingerprint if isinstance(fingerprint, str) else None
+
+
+def _read_entry(cache_dir: Path, kind: str, fingerprint: str, names: tuple) -> dict | None:
+    try:
+        with np.load(_entry_path(cache_dir, kind, fingerprint), allow_pickle=False) as z:
+            if int(z["format"]) != CACHE_FORMAT or str(z["fingerprint"]) != fingerprint:
+                return None
+            arrays = {name: z[name] for name in names}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    X = arrays["X"]
+    if X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != N_PIXELS:
+        return None
+    if any(len(a) != len(X) for a in arrays.values()):
+        return None
+    return arrays
+
+
+def _write_cache(cache_dir: Path, kind: str, source: Path, st_before, fingerprint: str,
+                 arrays: dict | None, old_record: dict | None) -> None:
+    """Store ``arrays`` (unless None: already stored) and the record of ``source``'s fingerprint.
+
+    The record is written only if the file's (size, mtime, inode) did not change while it
+    was read; the entry of the fingerprint it had before is removed.
+    """
+    try:
+        if arrays is not None:
+            with atomic_write(_entry_path(cache_dir, kind, fingerprint), "wb") as f:
+                np.savez(f, format=np.array(CACHE_FORMAT), fingerprint=np.array(fingerprint),
+                         **arrays)
+        st_after = source.stat()
+        if _stat_key(st_after) == _stat_key(st_before):
+            record = {"path": str(source), **_stat_key(st_after), "fingerprint": fingerprint,
+                      "recorded_ns": time.time_ns(), "kind": kind, "format": CACHE_FORMAT}
+            with atomic_write(_record_path(cache_dir, source), "w") as f:
+                json.dump(record, f)
+        old = old_record.get("fingerprint") if old_record else None
+        if isinstance(old, str) and old != fingerprint and re.fullmatch(r"[0-9a-f]{16}", old):
+            _entry_path(cache_dir, kind, old).unlink(missing_ok=True)
+    except OSError as e:
+        warnings.warn(f"kfkd_kit: could not write the data cache in {cache_dir}: {e}", stacklevel=4)
+
+
+def _load(folder_or_file, stem: str, kind: str, names: tuple, parse, cache: bool):
+    """(arrays, source path, fingerprint), from the cache when it holds this file's content.
+
+    The fingerprint comes from the source's record when its (size, mtime, inode) match;
+    otherwise the file is hashed: first, when a record shows that it was seen before (it
+    may only have been touched), else alongside the parse, on another thread.
+    """
+    source = _resolve(folder_or_file, stem)
+    st = source.stat()
+    cache_dir = _cache_dir(source.parent) if cache else None
+    record = fingerprint = None
+    if cache_dir is not None:
+        record = _read_record(cache_dir, source)
+        fingerprint = _trusted_fingerprint(record, st)
+        if fingerprint is not None:
+            arrays = _read_entry(cache_dir, kind, fingerprint, names)
+            if arrays is not None:
+                return arrays, source, fingerprint
+    raw = source.read_bytes()
+    if fingerprint is None and record is not None:
+        fingerprint = _fingerprint(raw)
+        arrays = _read_entry(cache_dir, kind, fingerprint, names)
+        if arrays is not None:
+            _write_cache(cache_dir, kind, source, st, fingerprint, None, record)
+            return arrays, source, fingerprint
+    with ThreadPoolExecutor(1) as pool:
+        hashing = pool.submit(_fingerprint, raw) if fingerprint is None else None
+        name, text = _unpack(source, raw)
+        del raw
+        arrays = parse(text, name)
+        if hashing is not None:
+            fingerprint = hashing.result()
+    if cache_dir is not None:
+        _write_cache(cache_dir, kind, source, st, fingerprint, arrays, record)
+    return arrays, source, fingerprint
+
+
+# --------------------------------------------------------------------------- public loaders
+
+_TRAINING_DESCRIPTION = f"Kaggle's {N_TARGETS} keypoint columns ({FEATURE_NAMES[0]}, ...) and Image"
+_TEST_DESCRIPTION = "ImageId and Image"
+
+
+def _parse_training(text: bytes, name: str) -> dict:
+    table = _Table(text, name, FEATURE_NAMES, _TRAINING_DESCRIPTION)
+    values, X = table.parse(np.float64)
+    y = values[list(FEATURE_NAMES)].to_numpy(dtype=np.float32)
+    return {"X": X, "y": y}
+
+
+def _parse_test(text: bytes, name: str) -> dict:
+    table = _Table(text, name, ("ImageId",), _TEST_DESCRIPTION)
+    values, X = table.parse(np.int64)
+    image_ids = values["ImageId"].to_numpy(dtype=np.int64)
+    duplicated = np.flatnonzero(pd.Series(image_ids).duplicated().to_numpy())
+    if duplicated.size:
+        row = int(duplicated[0])
+        first = int(np.flatnonzero(image_ids == image_ids[row])[0])
+        raise table.error(row, "ImageId", f"ImageId {image_ids[row]} appears again "
+                                          f"(first on {table.where(first)})")
+    return {"image_ids": image_ids, "X": X}
+
+
+def load_training(folder_or_file, complete_only: bool = False, cache: bool = True) -> TrainingData:
+    """Kaggle's training set from a folder (training.csv, .csv.gz, .zip) or a file.
+
+    ``complete_only`` keeps only the rows with all 30 keypoints (the tutorial's dropna).
+    ``cache`` reads and writes the parsed arrays in the cache (see the module docstring).
+    Raises DataError for bad content, FileNotFoundError when there is no file.
+    """
+    arrays, source, fingerprint = _load(folder_or_file, "training", "training", ("X", "y"),
+                                        _parse_training, cache)
+    X, y = arrays["X"], arrays["y"]
+    if complete_only:
+        keep = ~np.isnan(y).any(axis=1)
+        X, y = X[keep], y[keep]
+    return TrainingData(X=X, y=y, source=source, fingerprint=fingerprint)
+
+
+def load_test(folder_or_file, cache: bool = True) -> TestData:
+    """Kaggle's test set (test.csv: ImageId,Image) from a folder or a file; cached like training."""
+    arrays, source, fingerprint = _load(folder_or_file, "test", "test", ("image_ids", "X"),
+                                        _parse_test, cache)
+    return TestData(image_ids=arrays["image_ids"], X=arrays["X"], source=source,
+                    fingerprint=fingerprint)
+
+
+def load_lookup(folder_or_file) -> pd.DataFrame:
+    """IdLookupTable.csv as a DataFrame: RowId (int64), ImageId (int64), FeatureName (str).
+
+    Accepts CRLF line ends and rows without the (empty) Location field, as in Kaggle's file.
+    Every FeatureName must be one of the 30 keypoint columns and every RowId unique; a
+    DataError names the file, the line and the column otherwise.
+    """
+    source = _resolve(folder_or_file, "IdLookupTable")
+    name, text = _unpack(source, source.read_bytes())
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:]
+    header = "RowId,ImageId,FeatureName,Location"
+    if not text or text.isspace():
+        raise DataError(f"{name}: line 1: the file is empty; expected the header {header}")
+    try:
+        frame = pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False, na_filter=False,
+                            skip_blank_lines=False, index_col=False, engine="c")
+    except pd.errors.ParserError as e:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if found is None:
+            raise DataError(f"{name}: cannot parse: {' '.join(str(e).split())}") from None
+        expected, line, saw = (int(g) for g in found.groups())
+        raise DataError(f"{name}: line {line}, column #{expected + 1}: unexpected; the row has "
+                        f"{saw} fields, the header {expected}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for column in _LOOKUP_COLUMNS:
+        if column not in frame.columns:
+            raise DataError(f"{name}: line 1 (header), column {column}: missing; "
+                            f"expected the header {header}")
+    cells = frame[list(_LOOKUP_COLUMNS)].fillna("").astype(str)
+    lines = np.arange(len(frame)) + 2
+    blank = (frame.fillna("").astype(str).apply(lambda s: s.str.strip()) == "").all(axis=1)
+    if blank.any():                      # blank lines, e.g. at the end
+        cells, lines = cells[~blank.to_numpy()], lines[~blank.to_numpy()]
+    stripped = {c: cells[c].str.strip() for c in _LOOKUP_COLUMNS}
+    checks = (("RowId", stripped["RowId"].str.fullmatch(r"\d+"), "a positive integer"),
+              ("ImageId", stripped["ImageId"].str.fullmatch(r"\d+"), "a positive integer"),
+              ("FeatureName", stripped["FeatureName"].isin(FEATURE_NAMES),
+               "one of Kaggle's 30 keypoint column names"))
+    problems = []
+    for column, ok, want in checks:
+        bad = np.flatnonzero(~ok.to_numpy(dtype=bool))
+        if bad.size:
+            problems.append((bad[0], column, want))
+    if problems:
+        i, column, want = min(problems, key=lambda p: p[0])
+        raise DataError(f"{name}: line {lines[i]}, column {column}: expected {want}, "
+                        f"got {_show(cells[column].iat[i])}")
+    row_ids = stripped["RowId"].astype(np.int64).to_numpy()
+    duplicated = np.flatnonzero(pd.Series(row_ids).duplicated().to_numpy())
+    if duplicated.size:
+        i = int(duplicated[0])
+        first = int(np.flatnonzero(row_ids == row_ids[i])[0])
+        raise DataError(f"{name}: line {lines[i]}, column RowId: RowId {row_ids[i]} appears "
+                        f"again (first on line {lines[first]})")
+    return pd.DataFrame({"RowId": row_ids,
+                         "ImageId": stripped["ImageId"].astype(np.int64).to_numpy(),
+                         "FeatureName": stripped["FeatureName"].to_numpy(dtype=object)})

@@ -1,0 +1,84 @@
+"""PNG figures: learning curves, a grid of predicted keypoints, a grid-search heatmap."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .keypoints import IMAGE_SIDE  # noqa: E402
+
+
+def _save(fig, path) -> Path:
+    """Save atomically: a reader never sees a half-written PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def learning_curves(history, path, title="") -> Path:
+    """Train and valid loss per epoch on a log scale, as in the tutorial."""
+    epochs = [row["epoch"] for row in history]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(epochs, [row["train_loss"] for row in history], lw=2, label="train loss")
+    valid = [row.get("valid_loss") for row in history]
+    if any(v is not None for v in valid):
+        ax.plot(epochs, [np.nan if v is None else v for v in valid], lw=2, label="valid loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (unit scale)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def prediction_grid(images, keypoints, path, title="") -> Path:
+    """A 4x4 grid of the first 16 images with predicted keypoints (pixels) drawn on them."""
+    n = min(16, len(images))
+    fig, axes = plt.subplots(4, 4, figsize=(8, 8))
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.95 if title else 1,
+                        hspace=0.05, wspace=0.05)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        ax.imshow(np.asarray(images[i]).reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray",
+                  vmin=0, vmax=255)
+        points = np.asarray(keypoints[i], dtype=float)
+        ax.scatter(points[0::2], points[1::2], marker="x", s=12, c="red")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def grid_heatmap(lrs, momenta, rmse, path, title="") -> Path:
+    """Mean CV RMSE (px) for each learning rate (rows) x momentum (columns)."""
+    rmse = np.asarray(rmse, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.4 * len(momenta) + 2.5, 0.8 * len(lrs) + 2))
+    image = ax.imshow(rmse, cmap="viridis_r", aspect="auto")
+    ax.set_xticks(range(len(momenta)), [f"{m:g}" for m in momenta])
+    ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
+    ax.set_xlabel("momentum")
+    ax.set_ylabel("learning rate")
+    finite = rmse[np.isfinite(rmse)]
+    middle = finite.mean() if finite.size else 0
+    for (i, j), value in np.ndenumerate(rmse):
+        ax.text(j, i, f"{value:.3f}", ha="center", va="center",
+                color="white" if value > middle else "black")
+    fig.colorbar(image, ax=ax, label="mean RMSE (px)")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

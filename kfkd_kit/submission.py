@@ -1,0 +1,74 @@
+"""Kaggle submissions: predictions in pixels -> RowId,Location via IdLookupTable.csv."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._atomic import atomic_write
+from .keypoints import FEATURE_INDEX, IMAGE_SIDE
+
+
+class SubmissionError(ValueError):
+    """A submission table that Kaggle would reject, or one we cannot build."""
+
+
+def build_submission(predictions, image_ids, lookup: pd.DataFrame) -> pd.DataFrame:
+    """RowId,Location for every lookup row, from (n, 30) pixel predictions of ``image_ids``.
+
+    Locations are clipped to [0, 96]. A lookup ImageId absent from the test images is an
+    error (naming the lookup row), not a silently empty cell.
+    """
+    predictions = np.asarray(predictions, dtype=np.float64)
+    image_ids = np.asarray(image_ids)
+    position = pd.Series(np.arange(len(image_ids)), index=image_ids)
+    rows = position.reindex(lookup["ImageId"].to_numpy()).to_numpy()
+    missing = np.flatnonzero(np.isnan(rows))
+    if missing.size:
+        i = missing[0]
+        raise SubmissionError(
+            f"IdLookupTable.csv: row {i + 1}, column ImageId: image {lookup['ImageId'].iat[i]} "
+            f"is not in test.csv ({missing.size} lookup rows affected)")
+    columns = lookup["FeatureName"].map(FEATURE_INDEX).to_numpy()
+    locations = predictions[rows.astype(np.int64), columns.astype(np.int64)]
+    return pd.DataFrame({"RowId": lookup["RowId"].to_numpy(),
+                         "Location": np.clip(locations, 0.0, float(IMAGE_SIDE))})
+
+
+def validate_submission(submission: pd.DataFrame, lookup: pd.DataFrame) -> None:
+    """Raise SubmissionError unless the table has exactly the lookup's RowIds, in order,
+    and every Location is a number in [0, 96]."""
+    if list(submission.columns) != ["RowId", "Location"]:
+        raise SubmissionError(f"submission: columns must be RowId,Location, got {list(submission.columns)}")
+    expected = lookup["RowId"].to_numpy()
+    got = submission["RowId"].to_numpy()
+    if len(got) != len(expected):
+        raise SubmissionError(f"submission: {len(got)} rows, IdLookupTable has {len(expected)}")
+    wrong = np.flatnonzero(got != expected)
+    if wrong.size:
+        i = wrong[0]
+        raise SubmissionError(f"submission: row {i + 1}, column RowId: {got[i]}, expected {expected[i]}")
+    location = pd.to_numeric(submission["Location"], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(location) | (location < 0) | (location > IMAGE_SIDE))
+    if bad.size:
+        i = bad[0]
+        raise SubmissionError(
+            f"submission: row {i + 1}, column Location: {submission['Location'].iat[i]!r} "
+            f"is not a number in [0, {IMAGE_SIDE}]")
+
+
+def submission_path(folder, model_name: str, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return Path(folder) / f"{model_name}-{stamp}.csv"
+
+
+def write_submission(submission: pd.DataFrame, lookup: pd.DataFrame, path) -> Path:
+    """Validate, then write atomically (no partial file is ever left at ``path``)."""
+    validate_submission(submission, lookup)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        submission.to_csv(f, index=False, float_format="%.6f", lineterminator="\n")
+    return path

@@ -1,0 +1,140 @@
+"""Training: data -> fitted Pipeline -> models/<net>.joblib + JSON + PNGs."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from . import configs, data, plots, synthetic
+from ._atomic import atomic_write
+from .metrics import masked_rmse_px
+
+SYNTHETIC_FOLDER = "synthetic"
+
+
+def resolve_data_dir(folder, say=print) -> Path:
+    """The folder holding Kaggle's files: ``folder`` itself when it has a training file,
+    else the built-in synthetic data set in ``folder/synthetic`` (generated once)."""
+    folder = Path(folder)
+    if data.has_kaggle_data(folder):
+        return folder
+    fallback = folder / SYNTHETIC_FOLDER
+    if not data.has_kaggle_data(fallback):
+        say(f"no Kaggle training file in {folder}/: generating the built-in synthetic "
+            f"faces into {fallback}/")
+        synthetic.write_kaggle_dataset(fallback, seed=0)
+    else:
+        say(f"no Kaggle training file in {folder}/: using the built-in synthetic faces in {fallback}/")
+    return fallback
+
+
+def validation_rows(pipeline, n_rows):
+    """Row indices of the net's own validation split (the one its epoch table reports)."""
+    net = pipeline.named_steps["net"]
+    if net.train_split is None:
+        return None
+    dataset = net.get_dataset(np.zeros((n_rows, 1), np.float32))
+    _, valid = net.train_split(dataset)
+    return np.asarray(valid.indices)
+
+
+def fit_and_score(pipeline, X, y):
+    """Fit; return (seconds, valid RMSE px over labelled values, or None without a split)."""
+    start = time.perf_counter()
+    pipeline.fit(X, y)
+    seconds = time.perf_counter() - start
+    rows = validation_rows(pipeline, len(X))
+    rmse = None if rows is None else masked_rmse_px(y[rows], pipeline.predict(X[rows]))
+    return seconds, rmse
+
+
+def library_versions() -> dict:
+    import pandas
+    import skorch
+    import sklearn
+    import torch
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "skorch": skorch.__version__, "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__, "pandas": pandas.__version__}
+
+
+def save_model(pipeline, path, metadata: dict) -> tuple[Path, Path]:
+    """joblib the whole fitted pipeline and write a JSON beside it, both atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb") as f:
+        joblib.dump(pipeline, f)
+    meta_path = path.with_suffix(".json")
+    with atomic_write(meta_path, "w") as f:
+        json.dump(metadata, f, indent=2, default=_json_default)
+        f.write("\n")
+    return path, meta_path
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, device=None,
+          early_stopping=None, verbose=1, say=print) -> dict:
+    """Train a named configuration; save model, JSON and PNGs. Returns the metadata dict."""
+    config = configs.get_config(net)
+    folder = resolve_data_dir(data_dir, say)
+    training = data.load_training(folder, complete_only=config.complete_only)
+    say(f"training {net} ({config.description}) on {len(training.X)} rows of "
+        f"{training.source}")
+    pipeline = configs.build(net, max_epochs=epochs, device=device, seed=seed,
+                             verbose=verbose, early_stopping=early_stopping)
+    seconds, rmse = fit_and_score(pipeline, training.X, training.y)
+    skorch_net = pipeline.named_steps["net"]
+    model_path = Path(model_path or f"models/{net}.joblib")
+    metadata = {
+        "net": net,
+        "description": config.description,
+        "metrics": {
+            "valid_rmse_px": rmse,
+            "epochs_run": len(skorch_net.history),
+            "final_train_loss": skorch_net.history[-1, "train_loss"],
+            "train_seconds": round(seconds, 3),
+        },
+        "params": {"seed": seed, "device": skorch_net.device, "lr": skorch_net.lr,
+                   "momentum": skorch_net.optimizer__momentum,
+                   "batch_size": skorch_net.batch_size, "max_epochs": skorch_net.max_epochs,
+                   "early_stopping": early_stopping, "flip": config.flip,
+                   "lr_schedule": config.lr_schedule,
+                   "momentum_schedule": config.momentum_schedule},
+        "data": {"source": str(training.source), "fingerprint": training.fingerprint,
+                 "rows": len(training.X), "complete_only": config.complete_only,
+                 "labelled_values": int(np.isfinite(training.y).sum())},
+        "versions": library_versions(),
+    }
+    save_model(pipeline, model_path, metadata)
+    figures = write_figures(pipeline, folder, model_path, title=net)
+    metadata["figures"] = [str(p) for p in figures]
+    say(f"figures: {', '.join(metadata['figures'])}")
+    shown = "n/a (no validation split)" if rmse is None else f"{rmse:.3f} px"
+    say(f"valid RMSE {shown}; model saved to {model_path}")
+    return metadata
+
+
+def write_figures(pipeline, data_folder, model_path, title="") -> list[Path]:
+    model_path = Path(model_path)
+    stem = model_path.with_suffix("")
+    figures = [plots.learning_curves(pipeline.named_steps["net"].history,
+                                     f"{stem}-learning-curves.png", title)]
+    if data.find_file(data_folder, "test") is not None:
+        test = data.load_test(data_folder)
+        sample = test.X[:16]
+        figures.append(plots.prediction_grid(sample, pipeline.predict(sample),
+                                             f"{stem}-test-predictions.png",
+                                             f"{title}: test predictions"))
+    return figures
+

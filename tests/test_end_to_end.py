@@ -1,0 +1,101 @@
+"""train -> save -> joblib load -> submit, through the command line, on tiny synthetic data."""
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from kfkd_kit.cli import main
+from kfkd_kit.data import load_lookup, load_test
+from kfkd_kit.synthetic import write_kaggle_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    write_kaggle_dataset(root / "data", n_train=80, n_test=12, seed=1)
+    model = root / "models" / "net1.joblib"
+    assert main(["train", "--data", str(root / "data"), "--epochs", "3",
+                 "--model", str(model), "--device", "cpu"]) == 0
+    return root, model
+
+
+def test_train_writes_model_json_and_figures(trained, capsys):
+    root, model = trained
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert meta["net"] == "net1" and meta["metrics"]["epochs_run"] == 3
+    assert meta["data"]["complete_only"] is True
+    assert meta["data"]["rows"] == 80 - round(0.7 * 80)
+    assert meta["metrics"]["valid_rmse_px"] > 0
+    assert len(meta["data"]["fingerprint"]) >= 16 and "torch" in meta["versions"]
+    for suffix in ("-learning-curves.png", "-test-predictions.png"):
+        png = root / "models" / f"net1{suffix}"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_saved_model_predicts_pixels_after_joblib_load(trained):
+    root, model = trained
+    test = load_test(root / "data")
+    prediction = joblib.load(model).predict(test.X)
+    assert prediction.shape == (12, 30)
+    assert 10 < np.median(prediction) < 86
+
+
+def test_example_script_predicts_from_the_joblib_file_alone(trained, tmp_path):
+    import runpy
+    root, model = trained
+    example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "predict_keypoints.py"))
+    out = tmp_path / "kp.csv"
+    example["main"](str(model), str(root / "data" / "test.csv"), str(out))
+    table = pd.read_csv(out)
+    assert list(table.columns[:3]) == ["ImageId", "left_eye_center_x", "left_eye_center_y"]
+    assert len(table) == 12 and table.shape[1] == 31
+
+
+def test_submit_writes_a_valid_kaggle_csv(trained, capsys):
+    root, model = trained
+    out = root / "subs"
+    assert main(["submit", "--data", str(root / "data"), "--model", str(model),
+                 "--out-dir", str(out)]) == 0
+    path = capsys.readouterr().out.strip().splitlines()[-1]
+    assert path.startswith(str(out / "net1-")) and path.endswith("Z.csv")
+    table = pd.read_csv(path)
+    lookup = load_lookup(root / "data")
+    assert table["RowId"].tolist() == lookup["RowId"].tolist()
+    assert table["Location"].between(0, 96).all()
+
+
+def test_missing_data_folder_falls_back_to_synthetic(tmp_path, monkeypatch, capsys):
+    """`make train` on a fresh clone: no data/ at all -> built-in synthetic data, once."""
+    monkeypatch.chdir(tmp_path)
+    from kfkd_kit import train as train_module
+    calls = []
+    monkeypatch.setattr(train_module.synthetic, "write_kaggle_dataset",
+                        lambda folder, seed: calls.append(folder) or
+                        write_kaggle_dataset(folder, n_train=40, n_test=4, seed=seed))
+    assert main(["train", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "no Kaggle training file in data/" in out
+    assert [str(c) for c in calls] == ["data/synthetic"]
+    assert (tmp_path / "models" / "net1.joblib").is_file()
+
+
+def test_bad_training_file_fails_cleanly(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_kaggle_dataset(data, n_train=10, n_test=2, seed=0)
+    lines = (data / "training.csv").read_text().splitlines()
+    lines[3] = lines[3].rsplit(" ", 1)[0]  # drop the last pixel of data row 3
+    (data / "training.csv").write_text("\n".join(lines) + "\n")
+    model = tmp_path / "m.joblib"
+    assert main(["train", "--data", str(data), "--epochs", "1", "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "training.csv" in err and "row 3" in err and "Image" in err
+    assert not model.exists()
+
+
+def test_submit_without_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["submit", "--data", str(tmp_path), "--model", str(tmp_path / "none.joblib")]) == 2
+    assert "no such model" in capsys.readouterr().err
