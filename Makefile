@@ -10,15 +10,26 @@ SEED ?= 0
 MODEL ?= models/$(NET).joblib
 LOOKUP ?=
 PATIENCE ?=
+FOLDS ?=
+LRS ?=
+MOMENTA ?=
+SCHEDULER ?=
+DASK_WORKERS ?=
+REFIT ?=
+KEEP ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
+DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK_WORKERS))
 
-.PHONY: setup train submit test data clean help
+.PHONY: setup train submit cv grid test data clean help
 
 help:
 	@echo "make train   [DATA=data] [NET=net1] [EPOCHS=] [MODEL=models/NET.joblib] [PATIENCE=]"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=]"
+	@echo "make cv      [DATA=] [NET=] [EPOCHS=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble]"
+	@echo "make grid    [DATA=] [NET=] [EPOCHS=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1]"
+	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
 	@echo "make test    run the test suite"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -35,6 +46,15 @@ train: setup
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) $(call opt,--lookup,$(LOOKUP))
+
+cv: setup
+	$(KFKD) cv --data $(DATA) --net $(NET) --seed $(SEED) $(call opt,--epochs,$(EPOCHS)) \
+	  $(call opt,--folds,$(FOLDS)) $(DASKOPTS) $(if $(KEEP),--keep-models)
+
+grid: setup
+	$(KFKD) grid --data $(DATA) --net $(NET) --seed $(SEED) $(call opt,--epochs,$(EPOCHS)) \
+	  $(call opt,--folds,$(FOLDS)) $(if $(LRS),--lrs "$(LRS)") $(if $(MOMENTA),--momenta "$(MOMENTA)") \
+	  $(DASKOPTS) $(if $(REFIT),--refit)
 
 data: setup
 	$(KFKD) make-data --out $(DATA)/synthetic

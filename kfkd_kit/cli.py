@@ -25,6 +25,46 @@ def cmd_train(args):
           verbose=0 if args.quiet else 1)
 
 
+def _add_selection(p, folds):
+    p.add_argument("--folds", type=int, default=folds,
+                   help=f"k of the shuffled, seeded k-fold CV (default: {folds})")
+    p.add_argument("--valid-fraction", type=float, default=0.0,
+                   help="the net's own validation split, from each fold's training part (default 0: off)")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="early stopping on that inner split (needs --valid-fraction)")
+    rows = p.add_mutually_exclusive_group()
+    rows.add_argument("--complete-only", dest="complete_only", action="store_true",
+                      help="only rows with all 30 keypoints (default: as the net's config)")
+    rows.add_argument("--all-rows", dest="complete_only", action="store_false",
+                      help="all rows, masked loss")
+    p.set_defaults(complete_only=None)
+    p.add_argument("--out-dir", default="cv", help="where the CSV/JSON/PNG go (default: cv/)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                   help="start a local Dask cluster of N worker processes")
+    p.add_argument("--verbose", action="store_true", help="per-epoch tables of every fit")
+
+
+def _selection_kwargs(args):
+    return dict(net=args.net, data_dir=args.data, folds=args.folds, seed=args.seed,
+                epochs=args.epochs, device=args.device, valid_fraction=args.valid_fraction,
+                early_stopping=args.early_stopping, verbose=args.verbose,
+                complete_only=args.complete_only, out_dir=args.out_dir, model_path=args.model,
+                scheduler=args.scheduler, dask_workers=args.dask_workers)
+
+
+def cmd_cv(args):
+    from .selection import run_cv
+    run_cv(keep_models=args.keep_models, **_selection_kwargs(args))
+
+
+def cmd_grid(args):
+    from .selection import parse_floats, run_grid
+    run_grid(lrs=parse_floats(args.lrs), momenta=parse_floats(args.momenta), refit=args.refit,
+             **_selection_kwargs(args))
+
+
 def cmd_submit(args):
     import joblib
 
@@ -71,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="submissions")
     p.add_argument("--output", default=None, help="exact output path (overrides --out-dir)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("cv", help="k-fold cross-validation of a named net (RMSE px per fold)")
+    _add_common(p)
+    _add_selection(p, folds=5)
+    p.add_argument("--keep-models", action="store_true",
+                   help="save the k fold models as one ensemble (usable by submit)")
+    p.add_argument("--model", default=None,
+                   help="ensemble path (default: models/<net>-cv<k>.ensemble.joblib)")
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("grid", help="GridSearchCV over learning rate x momentum")
+    _add_common(p)
+    _add_selection(p, folds=3)
+    p.add_argument("--lrs", default=None, metavar="LIST",
+                   help="comma-separated (default: 0.001,0.003,0.01,0.03)")
+    p.add_argument("--momenta", default=None, metavar="LIST",
+                   help="comma-separated (default: 0.8,0.9,0.95)")
+    p.add_argument("--refit", action="store_true", help="refit the best on all rows and save it")
+    p.add_argument("--model", default=None, help="refit model path (default: models/<net>-grid.joblib)")
+    p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("make-data", help="write the built-in synthetic data set in Kaggle's layout")
     p.add_argument("--out", default="data/synthetic")

@@ -99,3 +99,29 @@ def test_bad_training_file_fails_cleanly(tmp_path, capsys):
 def test_submit_without_model_is_a_clear_error(tmp_path, capsys):
     assert main(["submit", "--data", str(tmp_path), "--model", str(tmp_path / "none.joblib")]) == 2
     assert "no such model" in capsys.readouterr().err
+
+
+def test_cv_keeps_an_ensemble_that_submit_accepts(trained, tmp_path, capsys):
+    root, _ = trained
+    ensemble = tmp_path / "net1-cv2.ensemble.joblib"
+    assert main(["cv", "--data", str(root / "data"), "--epochs", "1", "--folds", "2",
+                 "--device", "cpu", "--out-dir", str(tmp_path / "cv"), "--keep-models",
+                 "--model", str(ensemble)]) == 0
+    out = capsys.readouterr().out
+    assert "fold 2/2" in out and "px" in out
+    assert len(list((tmp_path / "cv").glob("net1-*.csv"))) == 1
+    assert main(["submit", "--data", str(root / "data"), "--model", str(ensemble),
+                 "--out-dir", str(tmp_path / "subs")]) == 0
+    assert len(list((tmp_path / "subs").glob("net1-cv2.ensemble-*.csv"))) == 1
+
+
+def test_grid_writes_results_heatmap_and_refit_model(trained, tmp_path, capsys):
+    root, _ = trained
+    model = tmp_path / "best.joblib"
+    assert main(["grid", "--data", str(root / "data"), "--epochs", "1", "--folds", "2",
+                 "--device", "cpu", "--lrs", "0.001,0.01", "--momenta", "0.9",
+                 "--out-dir", str(tmp_path / "cv"), "--refit", "--model", str(model)]) == 0
+    assert "candidate 2/2" in capsys.readouterr().out
+    produced = sorted(p.suffix for p in (tmp_path / "cv").iterdir())
+    assert produced == [".csv", ".json", ".png"]
+    assert model.is_file() and model.with_suffix(".json").is_file()

@@ -1,0 +1,725 @@
+"""Model selection: k-fold cross-validation and a grid search over lr x momentum.
+
+Everything here is plain scikit-learn on the Pipeline of ``configs.build``:
+
+- ``rmse_px_scorer`` - RMSE in pixels over the labelled (non-NaN) targets, as a scorer for
+  ``cross_validate`` / ``GridSearchCV`` (sklearn's convention: it returns the *negative*
+  RMSE, greater is better; ``scores_to_px`` turns such scores back into pixels).
+- ``cross_validate_net`` - shuffled, seeded k-fold CV of a named net; ``write_cv`` writes
+  ``cv/<net>-<UTC time>.csv`` (one row per fold) and a JSON summary. With
+  ``keep_models=True`` the k fold models come back as one ``ensemble.FoldEnsemble``.
+- ``grid_search`` - ``GridSearchCV`` over ``net__lr`` x ``net__optimizer__momentum``;
+  ``write_grid`` writes the full ``cv_results_`` (CSV), the best parameters (JSON) and a
+  heatmap (PNG); ``save_refit`` saves the refitted best model like ``make train`` does.
+- ``dask_backend`` - runs either of them on a Dask cluster through joblib's dask backend:
+  an existing scheduler (``tcp://host:8786``) or a local cluster of worker processes.
+
+No leakage: each fold's net is fitted on that fold's training rows only, so its own
+validation split (``valid_fraction``, off by default) and any early stopping see only
+those rows; the held-out fold is used once, by the scorer, after the fit.
+
+Progress is one line per fit - ``fold 2/5: rmse 2.913 px (41.2 s, 400 epochs)`` or
+``candidate 3/12 (lr=0.01, momentum=0.9) fold 2/3: ...`` - printed by the scorer, which
+recognises the fold by its rows and the candidate by its parameters. On Dask workers the
+line is sent to the client as an event and printed there. Per-epoch tables are off unless
+``verbose=True``.
+
+dask / distributed are imported only when a scheduler or local workers are asked for.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import make_scorer
+from sklearn.model_selection import GridSearchCV, KFold, ParameterGrid, cross_validate
+
+from . import configs
+from .ensemble import FoldEnsemble
+from .metrics import masked_rmse_px
+
+DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)
+DEFAULT_MOMENTA = (0.8, 0.9, 0.95)
+LR_PARAM = "net__lr"
+MOMENTUM_PARAM = "net__optimizer__momentum"
+PROGRESS_TOPIC = "kfkd-progress"
+
+# The competition's score as an sklearn scorer: -RMSE px over labelled values.
+rmse_px_scorer = make_scorer(masked_rmse_px, greater_is_better=False)
+
+
+def scores_to_px(scores):
+    """Scores of ``rmse_px_scorer`` (negative, greater is better) -> RMSE in pixels."""
+    scores = np.asarray(scores, dtype=float)
+    return -scores if scores.ndim else float(-scores)
+
+
+def complete_rows(X, y):
+    """Only the rows with all targets labelled (the tutorial's ``dropna``)."""
+    keep = ~np.isnan(np.asarray(y, dtype=float)).any(axis=1)
+    return np.asarray(X)[keep], np.asarray(y)[keep]
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _rows_key(X) -> str:
+    X = np.ascontiguousarray(X)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((X.shape, X.dtype.str)).encode())
+    digest.update(memoryview(X).cast("B"))
+    return digest.hexdigest()
+
+
+def _skorch_net(estimator):
+    steps = getattr(estimator, "named_steps", None)
+    if steps is not None:
+        return steps.get("net", estimator.steps[-1][1])
+    return estimator
+
+
+def fit_summary(estimator) -> tuple[float | None, int | None]:
+    """(training seconds, epochs run) of a fitted net or Pipeline, from skorch's history."""
+    history = getattr(_skorch_net(estimator), "history", None)
+    if not history:
+        return None, None
+    return float(sum(row.get("dur", 0.0) for row in history)), len(history)
+
+
+def _short(name: str) -> str:
+    return {LR_PARAM: "lr", MOMENTUM_PARAM: "momentum"}.get(name, name.split("__")[-1])
+
+
+def format_params(params: dict) -> str:
+    return ", ".join(f"{_short(k)}={v:g}" if isinstance(v, float) else f"{_short(k)}={v}"
+                     for k, v in params.items())
+
+
+class ProgressScorer:
+    """``rmse_px_scorer`` that also reports each fit: fold k/K (recognised by the held-out
+    rows) and, in a grid search, candidate i/N (recognised by the estimator's parameters).
+
+    Returns exactly what ``rmse_px_scorer`` returns (negative RMSE px). Reports through
+    ``say`` in this process; on a Dask worker (where ``say`` is not sent along) as a
+    ``kfkd-progress`` event that ``dask_backend`` prints on the client.
+    """
+
+    def __init__(self, X, splits, candidates=None, say=print):
+        self.fold_of = {_rows_key(np.asarray(X)[test]): k for k, (_, test) in enumerate(splits)}
+        self.n_folds = len(splits)
+        self.candidates = None if candidates is None else [dict(c) for c in candidates]
+        self.say = say
+
+    def __call__(self, estimator, X, y):
+        rmse = masked_rmse_px(y, estimator.predict(X))
+        try:
+            self._report(estimator, X, rmse)
+        except Exception:  # progress must never break a search
+            pass
+        return -rmse
+
+    def _report(self, estimator, X, rmse):
+        fold = self.fold_of.get(_rows_key(X))
+        where = f"fold {'?' if fold is None else fold + 1}/{self.n_folds}"
+        if self.candidates:
+            params = estimator.get_params()
+            mine = {k: params.get(k) for k in self.candidates[0]}
+            index = next((i for i, c in enumerate(self.candidates) if c == mine), None)
+            where = (f"candidate {'?' if index is None else index + 1}/{len(self.candidates)}"
+                     f" ({format_params(mine)}) {where}")
+        seconds, epochs = fit_summary(estimator)
+        details = [] if seconds is None else [f"{seconds:.1f} s", f"{epochs} epochs"]
+        message = f"{where}: rmse {rmse:.3f} px" + (f" ({', '.join(details)})" if details else "")
+        _emit(self.say, message)
+
+    def __getstate__(self):
+        # Sent to other processes (Dask workers): report through events there.
+        state = dict(self.__dict__)
+        state["say"] = None
+        return state
+
+
+def _emit(say, message):
+    if say is not None:
+        say(message)
+        return
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        print(message, flush=True)
+        return
+    worker.log_event(PROGRESS_TOPIC, message)
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+def _torch_threads_plugin(n_threads):
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class TorchThreads(WorkerPlugin):
+        """Limit torch's intra-op threads on every (present and future) worker."""
+        name = "kfkd-torch-threads"
+
+        def __init__(self, n):
+            self.n = n
+
+        def setup(self, worker):
+            import torch
+            torch.set_num_threads(self.n)
+
+    return TorchThreads(n_threads)
+
+
+@contextmanager
+def dask_backend(scheduler=None, n_workers=None, torch_threads=1, say=print,
+                 wait_timeout=60):
+    """Run joblib-parallel code (GridSearchCV, cross_validate with ``n_jobs=-1``) on Dask.
+
+    ``scheduler``: address of an existing cluster's scheduler (``tcp://host:8786``); else a
+    ``LocalCluster`` of ``n_workers`` single-threaded worker *processes* is started on
+    127.0.0.1 and closed afterwards. Each worker's torch uses ``torch_threads`` threads
+    (1 by default, so results match an in-process run and workers do not oversubscribe
+    the cores). Yields the ``distributed.Client``; progress events from the workers are
+    passed to ``say``.
+    """
+    try:
+        import joblib
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - dask is an optional extra
+        raise ValueError("the Dask backend needs dask and distributed: "
+                         "pip install 'dask[distributed]'") from exc
+    cluster = None
+    if scheduler:
+        say(f"connecting to the Dask scheduler at {scheduler}")
+        client = Client(scheduler, timeout=wait_timeout)
+    else:
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address="127.0.0.1:0")
+        try:
+            client = Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
+    try:
+        if cluster is not None:
+            client.wait_for_workers(len(cluster.workers), timeout=wait_timeout)
+        if torch_threads:
+            client.register_plugin(_torch_threads_plugin(torch_threads))
+        client.subscribe_topic(PROGRESS_TOPIC, lambda event: say(event[1]))
+        n = sum(client.nthreads().values())
+        say(f"Dask: {len(client.nthreads())} workers, {n} threads "
+            f"({'local cluster' if cluster is not None else scheduler})")
+        with joblib.parallel_config(backend="dask", n_jobs=-1, client=client,
+                                    wait_for_workers_timeout=wait_timeout):
+            yield client
+    finally:
+        try:
+            client.unsubscribe_topic(PROGRESS_TOPIC)
+        except Exception:
+            pass
+        client.close()
+        if cluster is not None:
+            # Workers that imported torch may take a few seconds to exit; the nanny then
+            # kills them with a warning that only looks alarming.
+            with _quiet_logger("distributed.nanny"):
+                cluster.close()
+
+
+@contextmanager
+def _quiet_logger(name, level=logging.ERROR):
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(max(level, before))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def _parallel(scheduler, dask_workers, say):
+    """(context manager, n_jobs): the Dask backend when asked for, else in-process."""
+    if scheduler or dask_workers:
+        return dask_backend(scheduler, dask_workers, say=say), -1
+    return nullcontext(), None
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def _template(net, epochs, device, seed, verbose, valid_fraction, early_stopping):
+    """(name, unfitted Pipeline): a named configuration built for a search, or a clone of a
+    given estimator (``epochs`` still applies)."""
+    if isinstance(net, str):
+        return net, configs.build(net, max_epochs=epochs, device=device, seed=seed,
+                                  verbose=1 if verbose else 0, early_stopping=early_stopping,
+                                  valid_fraction=valid_fraction)
+    estimator = clone(net)
+    if epochs is not None:
+        estimator.set_params(net__max_epochs=epochs)
+    return "custom", estimator
+
+
+def _max_epochs(estimator):
+    return getattr(_skorch_net(estimator), "max_epochs", None)
+
+
+def _check_xy(X, y, folds, complete_only):
+    X, y = np.asarray(X), np.asarray(y, dtype=np.float32)
+    if X.ndim != 2 or y.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"need X (n, 9216) and y (n, k) with the same n; got {X.shape}, {y.shape}")
+    if complete_only:
+        X, y = complete_rows(X, y)
+    if not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    if len(X) < folds:
+        raise ValueError(f"{len(X)} rows cannot be split into {folds} folds")
+    return X, y
+
+
+def _splits(n_rows, folds, seed):
+    return [(train, test) for train, test in
+            KFold(folds, shuffle=True, random_state=seed).split(np.zeros((n_rows, 1)))]
+
+
+def _std(values):
+    """Population std (ddof=0), as in GridSearchCV's std_test_score."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std()) if values.size else float("nan")
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+@dataclass
+class CVResult:
+    net: str
+    folds: int
+    seed: int
+    epochs: int | None
+    n_rows: int
+    rows: list = field(default_factory=list)  # one dict per fold
+    params: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    ensemble: FoldEnsemble | None = None
+
+    @property
+    def rmse_px(self) -> list:
+        return [row["rmse_px"] for row in self.rows]
+
+    @property
+    def mean_rmse_px(self) -> float:
+        return float(np.mean(self.rmse_px))
+
+    @property
+    def std_rmse_px(self) -> float:
+        return _std(self.rmse_px)
+
+    def table(self) -> str:
+        lines = [f"{'fold':>4}  {'train_rows':>10}  {'test_rows':>9}  {'rmse_px':>8}  "
+                 f"{'fit_s':>7}  {'epochs':>6}"]
+        for row in self.rows:
+            epochs = "" if row["epochs_run"] is None else row["epochs_run"]
+            lines.append(f"{row['fold']:>4}  {row['train_rows']:>10}  {row['test_rows']:>9}  "
+                         f"{row['rmse_px']:>8.3f}  {row['fit_seconds']:>7.1f}  {epochs:>6}")
+        lines.append(f"mean ± std RMSE: {self.mean_rmse_px:.3f} ± {self.std_rmse_px:.3f} px "
+                     f"({self.folds} folds, {self.n_rows} rows)")
+        return "\n".join(lines)
+
+    def summary(self) -> dict:
+        return {"kind": "cv", "net": self.net, "folds": self.folds, "seed": self.seed,
+                "epochs": self.epochs, "rows": self.n_rows, "params": self.params,
+                "mean_rmse_px": self.mean_rmse_px, "std_rmse_px": self.std_rmse_px,
+                "std_ddof": 0, "per_fold_rmse_px": self.rmse_px, "per_fold": self.rows,
+                "seconds": round(self.seconds, 3)}
+
+
+def cross_validate_net(net, X, y, folds=5, seed=0, epochs=None, device=None,
+                       valid_fraction=0.0, early_stopping=None, verbose=False,
+                       keep_models=False, complete_only=False, scheduler=None,
+                       dask_workers=None, say=print) -> CVResult:
+    """Shuffled k-fold CV (``KFold(folds, shuffle=True, random_state=seed)``) of a net.
+
+    ``net``: a configuration name (built with ``epochs``, ``device``, ``seed``; net
+    verbosity off unless ``verbose``) or an unfitted estimator/Pipeline (cloned).
+    ``valid_fraction`` / ``early_stopping``: the net's own validation split and patience,
+    both drawn from the fold's training rows only (default: off).
+    ``keep_models``: return the k fitted fold models as ``result.ensemble`` (FoldEnsemble).
+    ``scheduler`` / ``dask_workers``: run the folds on Dask (see ``dask_backend``).
+    ``y`` may hold NaN (unlabelled values); ``complete_only`` drops such rows first.
+    """
+    X, y = _check_xy(X, y, folds, complete_only)
+    name, template = _template(net, epochs, device, seed, verbose, valid_fraction,
+                               early_stopping)
+    splits = _splits(len(X), folds, seed)
+    scorer = ProgressScorer(X, splits, say=say)
+    say(f"{folds}-fold cross-validation of {name} on {len(X)} rows "
+        f"({_max_epochs(template)} epochs per fit, seed {seed})")
+    context, n_jobs = _parallel(scheduler, dask_workers, say)
+    start = time.perf_counter()
+    with context:
+        out = cross_validate(template, X, y, cv=splits, scoring=scorer, n_jobs=n_jobs,
+                             return_estimator=True, error_score="raise")
+    seconds = time.perf_counter() - start
+    rows = []
+    for k, (train, test) in enumerate(splits):
+        _, epochs_run = fit_summary(out["estimator"][k])
+        rows.append({"fold": k + 1, "train_rows": len(train), "test_rows": len(test),
+                     "rmse_px": float(-out["test_score"][k]),
+                     "fit_seconds": round(float(out["fit_time"][k]), 3),
+                     "score_seconds": round(float(out["score_time"][k]), 3),
+                     "epochs_run": epochs_run})
+    net_step = _skorch_net(template)
+    params = {"lr": getattr(net_step, "lr", None),
+              "momentum": getattr(net_step, "optimizer__momentum", None),
+              "batch_size": getattr(net_step, "batch_size", None),
+              "device": getattr(net_step, "device", None),
+              "valid_fraction": valid_fraction, "early_stopping": early_stopping,
+              "complete_only": bool(complete_only), "shuffle": True,
+              "dask": _dask_label(scheduler, dask_workers)}
+    result = CVResult(net=name, folds=folds, seed=seed, epochs=_max_epochs(template),
+                      n_rows=len(X), rows=rows, params=params, seconds=seconds)
+    if keep_models:
+        result.ensemble = FoldEnsemble.from_fitted(out["estimator"], folds=splits,
+                                                   template=template, cv=folds,
+                                                   random_state=seed)
+    return result
+
+
+def _dask_label(scheduler, dask_workers):
+    if scheduler:
+        return str(scheduler)
+    if dask_workers:
+        return f"local cluster, {dask_workers} workers"
+    return None
+
+
+# --------------------------------------------------------------------------- grid search
+
+
+def param_grid(lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA) -> dict:
+    lrs, momenta = [float(v) for v in lrs], [float(v) for v in momenta]
+    if not lrs or not momenta:
+        raise ValueError("the grid needs at least one learning rate and one momentum")
+    if any(not (v > 0 and math.isfinite(v)) for v in lrs):
+        raise ValueError(f"learning rates must be positive, got {lrs}")
+    if any(not 0 <= v < 1 for v in momenta):
+        raise ValueError(f"momenta must be in [0, 1), got {momenta}")
+    if len(set(lrs)) != len(lrs) or len(set(momenta)) != len(momenta):
+        raise ValueError("the grid has repeated values")
+    return {LR_PARAM: lrs, MOMENTUM_PARAM: momenta}
+
+
+def parse_floats(text) -> list[float]:
+    """'0.001,0.01 0.1' -> [0.001, 0.01, 0.1] (for LRS=/MOMENTA= and --lrs/--momenta)."""
+    if text is None:
+        return None
+    if isinstance(text, (list, tuple)):
+        text = ",".join(str(t) for t in text)
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def grid_search(net, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds=3, seed=0,
+                epochs=None, device=None, valid_fraction=0.0, early_stopping=None,
+                verbose=False, complete_only=False, scheduler=None, dask_workers=None,
+                refit=False, say=print) -> GridSearchCV:
+    """GridSearchCV over lr x momentum with the pixel-RMSE scorer; returns it fitted.
+
+    Folds are ``KFold(folds, shuffle=True, random_state=seed)`` and every candidate's net
+    uses ``seed``, so a search is reproducible, in-process or on Dask. ``refit=True``
+    refits the best candidate on all rows (``search.best_estimator_``; see ``save_refit``).
+    The search also gets ``run_info_`` (net, folds, seed, epochs, rows, seconds, ...)
+    for ``write_grid``.
+    """
+    X, y = _check_xy(X, y, folds, complete_only)
+    grid = param_grid(lrs, momenta)
+    name, template = _template(net, epochs, device, seed, verbose, valid_fraction,
+                               early_stopping)
+    scheduled = [cb for cb, _ in _named_callbacks(template)
+                 if cb in ("lr_schedule", "momentum_schedule")]
+    if scheduled:
+        raise ValueError(f"{name} sets lr/momentum every epoch ({', '.join(scheduled)}), "
+                         "so a grid over them would change nothing; search net1-net3 instead")
+    splits = _splits(len(X), folds, seed)
+    candidates = list(ParameterGrid(grid))
+    scorer = ProgressScorer(X, splits, candidates=candidates, say=say)
+    say(f"grid search of {name}: {len(grid[LR_PARAM])} lr x {len(grid[MOMENTUM_PARAM])} "
+        f"momentum = {len(candidates)} candidates x {folds} folds = "
+        f"{len(candidates) * folds} fits on {len(X)} rows ({_max_epochs(template)} epochs "
+        f"per fit, seed {seed})" + ("; then refit of the best on all rows" if refit else ""))
+    context, n_jobs = _parallel(scheduler, dask_workers, say)
+    search = GridSearchCV(template, grid, scoring=scorer, cv=splits, refit=bool(refit),
+                          n_jobs=n_jobs, error_score="raise", verbose=0)
+    start = time.perf_counter()
+    with context:
+        search.fit(X, y)
+    search.run_info_ = {
+        "net": name, "folds": folds, "seed": seed, "epochs": _max_epochs(template),
+        "rows": len(X), "lrs": grid[LR_PARAM], "momenta": grid[MOMENTUM_PARAM],
+        "valid_fraction": valid_fraction, "early_stopping": early_stopping,
+        "complete_only": bool(complete_only), "dask": _dask_label(scheduler, dask_workers),
+        "seconds": round(time.perf_counter() - start, 3)}
+    return search
+
+
+def _named_callbacks(estimator):
+    callbacks = getattr(_skorch_net(estimator), "callbacks", None) or []
+    return [(cb if isinstance(cb, tuple) else (type(cb).__name__, cb)) for cb in callbacks]
+
+
+def grid_table(search) -> list[dict]:
+    """One dict per candidate (lr, momentum, mean/std RMSE px, rank), best first."""
+    results = search.cv_results_
+    rows = []
+    for i, params in enumerate(results["params"]):
+        rows.append({"rank": int(results["rank_test_score"][i]),
+                     "lr": params[LR_PARAM], "momentum": params[MOMENTUM_PARAM],
+                     "mean_rmse_px": float(-results["mean_test_score"][i]),
+                     "std_rmse_px": float(results["std_test_score"][i]),
+                     "mean_fit_seconds": float(results["mean_fit_time"][i])})
+    return sorted(rows, key=lambda r: (r["rank"], r["lr"], r["momentum"]))
+
+
+def format_grid(search) -> str:
+    lines = [f"{'rank':>4}  {'lr':>8}  {'momentum':>8}  {'mean_rmse_px':>12}  "
+             f"{'std_px':>7}  {'fit_s':>7}"]
+    for row in grid_table(search):
+        lines.append(f"{row['rank']:>4}  {row['lr']:>8g}  {row['momentum']:>8g}  "
+                     f"{row['mean_rmse_px']:>12.3f}  {row['std_rmse_px']:>7.3f}  "
+                     f"{row['mean_fit_seconds']:>7.1f}")
+    best = grid_table(search)[0]
+    lines.append(f"best: lr={best['lr']:g}, momentum={best['momentum']:g}: "
+                 f"{best['mean_rmse_px']:.3f} ± {best['std_rmse_px']:.3f} px")
+    return "\n".join(lines)
+
+
+def heatmap_matrix(search):
+    """(lrs ascending, momenta ascending, mean RMSE px matrix lr x momentum; NaN where absent)."""
+    results = search.cv_results_
+    lrs = sorted({p[LR_PARAM] for p in results["params"]})
+    momenta = sorted({p[MOMENTUM_PARAM] for p in results["params"]})
+    rmse = np.full((len(lrs), len(momenta)), np.nan)
+    for params, score in zip(results["params"], results["mean_test_score"]):
+        rmse[lrs.index(params[LR_PARAM]), momenta.index(params[MOMENTUM_PARAM])] = -score
+    return lrs, momenta, rmse
+
+
+# --------------------------------------------------------------------------- output files
+
+
+def utc_stamp(when=None) -> str:
+    when = when or datetime.now(timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _free_stem(out_dir: Path, stem: str, suffixes) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``, ... so that no file of a previous run is replaced."""
+    candidate, n = stem, 1
+    while any((out_dir / f"{candidate}{s}").exists() for s in suffixes):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _write_json(path, payload):
+    from ._atomic import atomic_write
+    with atomic_write(path, "w") as f:
+        json.dump(payload, f, indent=2, default=_jsonable, allow_nan=True)
+        f.write("\n")
+    return Path(path)
+
+
+def _write_csv(path, frame):
+    from ._atomic import atomic_write
+    with atomic_write(path, "w") as f:
+        frame.to_csv(f, index=False)
+    return Path(path)
+
+
+def _versions():
+    from .train import library_versions
+    return library_versions()
+
+
+def write_cv(result: CVResult, out_dir="cv", meta=None, when=None) -> tuple[Path, Path]:
+    """``<out_dir>/<net>-<UTC time>.csv`` (one row per fold) and ``.json`` (summary with
+    ``meta``, e.g. the data's source and fingerprint, and library versions). Atomic."""
+    import pandas as pd
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = _free_stem(out_dir, f"{result.net}-{utc_stamp(when)}", (".csv", ".json"))
+    csv_path = _write_csv(out_dir / f"{stem}.csv", pd.DataFrame(result.rows))
+    payload = dict(result.summary(), created_utc=utc_stamp(when), csv=str(csv_path),
+                   data=dict(meta or {}), versions=_versions())
+    json_path = _write_json(out_dir / f"{stem}.json", payload)
+    return csv_path, json_path
+
+
+def write_grid(search, out_dir="cv", meta=None, when=None, net=None) -> tuple[Path, Path, Path]:
+    """Full ``cv_results_`` (CSV, with RMSE px columns added), best parameters (JSON) and
+    the lr x momentum heatmap (PNG) as ``<out_dir>/<net>-grid-<UTC time>{.csv,-best.json,.png}``."""
+    import pandas as pd
+
+    from . import plots
+    info = dict(getattr(search, "run_info_", {}))
+    net = net or info.get("net", "custom")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = _free_stem(out_dir, f"{net}-grid-{utc_stamp(when)}", (".csv", "-best.json", ".png"))
+
+    results = search.cv_results_
+    frame = pd.DataFrame({k: (list(v) if k == "params" else v) for k, v in results.items()})
+    frame["params"] = [json.dumps(p) for p in results["params"]]
+    frame.insert(0, "lr", [p[LR_PARAM] for p in results["params"]])
+    frame.insert(1, "momentum", [p[MOMENTUM_PARAM] for p in results["params"]])
+    frame["mean_rmse_px"] = -np.asarray(results["mean_test_score"])
+    frame["std_rmse_px"] = np.asarray(results["std_test_score"])
+    for k in range(search.n_splits_):
+        frame[f"split{k}_rmse_px"] = -np.asarray(results[f"split{k}_test_score"])
+    csv_path = _write_csv(out_dir / f"{stem}.csv", frame)
+
+    lrs, momenta, rmse = heatmap_matrix(search)
+    png_path = plots.grid_heatmap(lrs, momenta, rmse, out_dir / f"{stem}.png",
+                                  title=f"{net}: mean {search.n_splits_}-fold CV RMSE (px)")
+    best = grid_table(search)[0]
+    payload = {
+        "kind": "grid", "net": net, "created_utc": utc_stamp(when),
+        "best_params": {"lr": best["lr"], "momentum": best["momentum"]},
+        "best_params_sklearn": search.best_params_,
+        "best_mean_rmse_px": best["mean_rmse_px"], "best_std_rmse_px": best["std_rmse_px"],
+        "std_ddof": 0, "folds": search.n_splits_,
+        "best_per_fold_rmse_px": [float(-results[f"split{k}_test_score"][search.best_index_])
+                                  for k in range(search.n_splits_)],
+        "candidates": grid_table(search), "search": info,
+        "files": {"cv_results": str(csv_path), "heatmap": str(png_path)},
+        "data": dict(meta or {}), "versions": _versions()}
+    json_path = _write_json(out_dir / f"{stem}-best.json", payload)
+    return csv_path, json_path, png_path
+
+
+def save_refit(search, path=None, meta=None) -> tuple[Path, Path]:
+    """Save ``search.best_estimator_`` (needs ``refit=True``) like ``make train`` does:
+    ``models/<net>-grid.joblib`` + JSON, so ``make submit MODEL=...`` can use it."""
+    from .train import save_model
+    if not hasattr(search, "best_estimator_"):
+        raise ValueError("the search was not refitted; run it with refit=True")
+    info = dict(getattr(search, "run_info_", {}))
+    net = info.get("net", "custom")
+    path = Path(path or f"models/{net}-grid.joblib")
+    model = search.best_estimator_
+    seconds, epochs_run = fit_summary(model)
+    best = grid_table(search)[0]
+    metadata = {
+        "net": net, "kind": "grid-refit",
+        "metrics": {"cv_mean_rmse_px": best["mean_rmse_px"],
+                    "cv_std_rmse_px": best["std_rmse_px"], "cv_folds": search.n_splits_,
+                    "epochs_run": epochs_run, "train_seconds": seconds,
+                    "refit_seconds": getattr(search, "refit_time_", None)},
+        "params": {"seed": info.get("seed"), "lr": best["lr"], "momentum": best["momentum"],
+                   "max_epochs": info.get("epochs")},
+        "search": info, "data": dict(meta or {}), "versions": _versions()}
+    return save_model(model, path, metadata)
+
+
+def save_ensemble(result: CVResult, path=None, meta=None) -> tuple[Path, Path]:
+    """Save ``result.ensemble`` (from ``keep_models=True``) as one joblib estimator + JSON:
+    ``models/<net>-cv<k>.ensemble.joblib`` by default; ``make submit MODEL=...`` uses it."""
+    from .train import save_model
+    if result.ensemble is None:
+        raise ValueError("no fold models kept; run cross_validate_net with keep_models=True")
+    path = Path(path or f"models/{result.net}-cv{result.folds}.ensemble.joblib")
+    metadata = dict(result.summary(), kind="fold-ensemble", models=len(result.ensemble.estimators_),
+                    data=dict(meta or {}), versions=_versions())
+    return save_model(result.ensemble, path, metadata)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def load_data(net, data_dir="data", complete_only=None, say=print):
+    """The training data for ``net`` (Kaggle's files in ``data_dir``, else the synthetic set);
+    ``complete_only`` defaults to the configuration's own choice. Returns (training, meta)."""
+    from . import data
+    from .train import resolve_data_dir
+    if complete_only is None:
+        complete_only = configs.get_config(net).complete_only if isinstance(net, str) else False
+    folder = resolve_data_dir(data_dir, say)
+    training = data.load_training(folder, complete_only=complete_only)
+    meta = {"source": str(training.source), "fingerprint": training.fingerprint,
+            "rows": len(training.X), "complete_only": bool(complete_only),
+            "labelled_values": int(np.isfinite(training.y).sum())}
+    return training, meta
+
+
+def run_cv(net="net1", data_dir="data", folds=5, seed=0, epochs=None, device=None,
+           valid_fraction=0.0, early_stopping=None, verbose=False, complete_only=None,
+           out_dir="cv", keep_models=False, model_path=None, scheduler=None,
+           dask_workers=None, say=print) -> dict:
+    """``kfkd cv``: load data, cross-validate, print the table, write CSV + JSON (and the
+    fold ensemble with ``keep_models``). Returns the summary dict with the file paths."""
+    training, meta = load_data(net, data_dir, complete_only, say)
+    result = cross_validate_net(net, training.X, training.y, folds=folds, seed=seed,
+                                epochs=epochs, device=device, valid_fraction=valid_fraction,
+                                early_stopping=early_stopping, verbose=verbose,
+                                keep_models=keep_models, scheduler=scheduler,
+                                dask_workers=dask_workers, say=say)
+    say(result.table())
+    csv_path, json_path = write_cv(result, out_dir, meta)
+    summary = dict(result.summary(), csv=str(csv_path), json=str(json_path))
+    say(f"per-fold table: {csv_path}; summary: {json_path}")
+    if keep_models:
+        model, _ = save_ensemble(result, model_path, meta)
+        summary["model"] = str(model)
+        say(f"fold ensemble ({folds} models) saved to {model}")
+    return summary
+
+
+def run_grid(net="net1", data_dir="data", lrs=None, momenta=None, folds=3, seed=0,
+             epochs=None, device=None, valid_fraction=0.0, early_stopping=None,
+             verbose=False, complete_only=None, out_dir="cv", refit=False, model_path=None,
+             scheduler=None, dask_workers=None, say=print) -> dict:
+    """``kfkd grid``: load data, grid-search lr x momentum, print the ranking, write
+    cv_results CSV, best JSON and heatmap PNG (and the refitted model with ``refit``)."""
+    training, meta = load_data(net, data_dir, complete_only, say)
+    search = grid_search(net, training.X, training.y,
+                         lrs=DEFAULT_LRS if lrs is None else lrs,
+                         momenta=DEFAULT_MOMENTA if momenta is None else momenta,
+                         folds=folds, seed=seed, epochs=epochs, device=device,
+                         valid_fraction=valid_fraction, early_stopping=early_stopping,
+                         verbose=verbose, scheduler=scheduler, dask_workers=dask_workers,
+                         refit=refit, say=say)
+    say(format_grid(search))
+    csv_path, json_path, png_path = write_grid(search, out_dir, meta)
+    say(f"cv_results: {csv_path}; best: {json_path}; heatmap: {png_path}")
+    summary = {"best_params": search.best_params_, "csv": str(csv_path),
+               "json": str(json_path), "png": str(png_path)}
+    if refit:
+        model, _ = save_refit(search, model_path, meta)
+        summary["model"] = str(model)
+        say(f"best refitted on all {len(training.X)} rows; model saved to {model}")
+    return summary
