@@ -17,6 +17,8 @@ SCHEDULER ?=
 DASK_WORKERS ?=
 REFIT ?=
 KEEP ?=
+BASE ?=
+TTA ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -26,7 +28,8 @@ DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK
 
 help:
 	@echo "make train   [DATA=data] [NET=net1] [EPOCHS=] [MODEL=models/NET.joblib] [PATIENCE=]"
-	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=]"
+	@echo "             NET: net1..net7 or specialists (BASE=models/net6.joblib pre-trains them)"
+	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "make cv      [DATA=] [NET=] [EPOCHS=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble]"
 	@echo "make grid    [DATA=] [NET=] [EPOCHS=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1]"
 	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
@@ -42,10 +45,10 @@ setup: $(VENV)/.installed
 
 train: setup
 	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) --seed $(SEED) \
-	  $(call opt,--epochs,$(EPOCHS)) $(call opt,--early-stopping,$(PATIENCE))
+	  $(call opt,--epochs,$(EPOCHS)) $(call opt,--early-stopping,$(PATIENCE)) $(call opt,--base,$(BASE))
 
 submit: setup
-	$(KFKD) submit --data $(DATA) --model $(MODEL) $(call opt,--lookup,$(LOOKUP))
+	$(KFKD) submit --data $(DATA) --model $(MODEL) $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta)
 
 cv: setup
 	$(KFKD) cv --data $(DATA) --net $(NET) --seed $(SEED) $(call opt,--epochs,$(EPOCHS)) \

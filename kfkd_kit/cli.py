@@ -22,7 +22,7 @@ def cmd_train(args):
     from .train import train
     train(net=args.net, data_dir=args.data, model_path=args.model, epochs=args.epochs,
           seed=args.seed, device=args.device, early_stopping=args.early_stopping,
-          verbose=0 if args.quiet else 1)
+          verbose=0 if args.quiet else 1, base=args.base)
 
 
 def _add_selection(p, folds):
@@ -76,12 +76,16 @@ def cmd_submit(args):
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no such model; run `make train` first")
     model = joblib.load(model_path)
+    if args.tta:
+        from .tta import FlipTTA
+        model = FlipTTA(model, prefit=True)
     folder = resolve_data_dir(args.data)
     test = data.load_test(folder)
     lookup = data.load_lookup(args.lookup or folder)
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
     table = build_submission(model.predict(test.X), test.image_ids, lookup)
-    path = write_submission(table, lookup, args.output or submission_path(args.out_dir, model_path.stem))
+    name = model_path.stem + ("-tta" if args.tta else "")
+    path = write_submission(table, lookup, args.output or submission_path(args.out_dir, name))
     print(path)
 
 
@@ -102,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better valid loss; keep the best")
     p.add_argument("--quiet", action="store_true", help="no per-epoch table")
+    p.add_argument("--base", default=None, metavar="MODEL",
+                   help="with --net specialists: a saved model whose layers pre-train them")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("submit", help="write a Kaggle submission CSV from a saved model")
@@ -110,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookup", default=None, help="IdLookupTable.csv (default: the data folder's)")
     p.add_argument("--out-dir", default="submissions")
     p.add_argument("--output", default=None, help="exact output path (overrides --out-dir)")
+    p.add_argument("--tta", action="store_true",
+                   help="flip test-time augmentation: average with the mirrored image's prediction")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("cv", help="k-fold cross-validation of a named net (RMSE px per fold)")

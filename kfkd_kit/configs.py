@@ -31,6 +31,9 @@ class NetConfig:
     flip: bool = False
     complete_only: bool = False
     batch_size: int = 128
+    # For "specialists": the configuration every specialist uses; build() then returns a
+    # specialists.Specialists estimator instead of a single net's Pipeline.
+    specialist_net: str | None = None
 
 
 _CNN = dict(filters=(32, 64, 128), kernels=(3, 2, 2), dense=(500, 500))
@@ -52,7 +55,12 @@ CONFIGS = {c.name: c for c in [
     NetConfig("net7", "net6 with 1000-unit dense layers, 10000 epochs",
               CNN, dict(_CNN, dense=(1000, 1000), dropout=_DROPOUT), max_epochs=10000,
               flip=True, **_SCHEDULES),
+    NetConfig("specialists", "six net6 specialists (eye centres, nose, mouth, bottom lip, "
+              "eye corners, eyebrows), early stopping 200; BASE= pre-trains them",
+              CNN, dict(_CNN, dropout=_DROPOUT), max_epochs=3000, flip=True,
+              specialist_net="net6", **_SCHEDULES),
 ]}
+SPECIALIST_PATIENCE = 200
 
 
 def get_config(name: str) -> NetConfig:
@@ -64,14 +72,23 @@ def get_config(name: str) -> NetConfig:
 
 def build(name="net1", max_epochs=None, device=None, seed=0, verbose=1,
           early_stopping=None, valid_fraction=0.2, lr=None, momentum=None,
-          target_columns=None, n_outputs=None):
+          target_columns=None, n_outputs=None, base=None):
     """An unfitted Pipeline for the named configuration.
 
     ``early_stopping``: patience in epochs (restores the best weights), or None for off.
     ``valid_fraction``: the net's internal validation split (0 turns it off: then no
     valid loss, no early stopping). ``device`` defaults to CUDA when present.
+    ``base``: for "specialists" only, a saved model that pre-trains every specialist.
     """
     config = get_config(name)
+    if config.specialist_net:
+        from .specialists import Specialists
+        return Specialists(net=config.specialist_net, max_epochs=max_epochs,
+                           early_stopping=early_stopping or SPECIALIST_PATIENCE,
+                           pretrained=base, lr=lr, momentum=momentum, seed=seed,
+                           device=device, verbose=verbose)
+    if base is not None:
+        raise ValueError(f"a pre-training base model applies to specialists, not {name}")
     device = device or default_device()
     callbacks = [("ratio", TrainValidRatio())]
     if config.lr_schedule:

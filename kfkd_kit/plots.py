@@ -27,19 +27,30 @@ def _save(fig, path) -> Path:
     return path
 
 
-def learning_curves(history, path, title="") -> Path:
-    """Train and valid loss per epoch on a log scale, as in the tutorial."""
-    epochs = [row["epoch"] for row in history]
+def learning_curves(histories, path, title="") -> Path:
+    """Train and valid loss per epoch on a log scale, as in the tutorial.
+
+    ``histories``: one skorch history, or {name: history} for several nets (specialists),
+    drawn in one colour each (train solid, valid dashed).
+    """
+    if not isinstance(histories, dict):
+        histories = {"": histories}
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(epochs, [row["train_loss"] for row in history], lw=2, label="train loss")
-    valid = [row.get("valid_loss") for row in history]
-    if any(v is not None for v in valid):
-        ax.plot(epochs, [np.nan if v is None else v for v in valid], lw=2, label="valid loss")
+    for i, (name, history) in enumerate(histories.items()):
+        colours = ("C0", "C1") if len(histories) == 1 else (f"C{i}", f"C{i}")
+        prefix = f"{name} " if name and len(histories) > 1 else ""
+        epochs = [row["epoch"] for row in history]
+        ax.plot(epochs, [row["train_loss"] for row in history], lw=2, color=colours[0],
+                label=f"{prefix}train loss")
+        valid = [row.get("valid_loss") for row in history]
+        if any(v is not None for v in valid):
+            ax.plot(epochs, [np.nan if v is None else v for v in valid], lw=2, color=colours[1],
+                    ls="-" if len(histories) == 1 else "--", label=f"{prefix}valid loss")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (unit scale)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small" if len(histories) > 1 else None)
     if title:
         ax.set_title(title)
     return _save(fig, path)

@@ -88,7 +88,7 @@ class Specialists(RegressorMixin, BaseEstimator):
         base = self._base_module()
         self.columns_ = {}
         self.models_ = {}
-        self.rows_used_ = {}
+        self.rows_ = {}
         for i, (name, keypoints) in enumerate(self._groups().items()):
             columns = columns_of(keypoints)
             rows = np.flatnonzero(np.isfinite(y[:, columns]).all(axis=1))
@@ -114,9 +114,14 @@ class Specialists(RegressorMixin, BaseEstimator):
                                 y[np.ix_(rows, columns)])
             self.columns_[name] = columns
             self.models_[name] = model
-            self.rows_used_[name] = len(rows)
+            self.rows_[name] = rows
         self.n_features_in_ = X.shape[1]
         return self
+
+    @property
+    def histories_(self):
+        """{specialist name: its skorch training history}."""
+        return {name: model.named_steps["net"].history for name, model in self.models_.items()}
 
     def predict(self, X):
         """(n, 30) pixels; a column no group covers is NaN."""

@@ -10,8 +10,10 @@ import joblib
 import numpy as np
 
 from . import configs, data, plots, synthetic
+from .estimator import default_device
 from ._atomic import atomic_write
 from .metrics import masked_rmse_px
+from .specialists import Specialists
 
 SYNTHETIC_FOLDER = "synthetic"
 
@@ -42,14 +44,38 @@ def validation_rows(pipeline, n_rows):
     return np.asarray(valid.indices)
 
 
-def fit_and_score(pipeline, X, y):
+def validation_rmse(model, X, y):
+    """RMSE px over the labelled values of the rows the model held out for validation.
+
+    For specialists, each one's own held-out rows and columns count (pooled), as each
+    specialist splits the rows that label its group. None when nothing was held out.
+    """
+    parts = model.models_.items() if isinstance(model, Specialists) else [(None, model)]
+    true, predicted = [], []
+    for name, pipeline in parts:
+        rows = np.arange(len(X)) if name is None else model.rows_[name]
+        held_out = validation_rows(pipeline, len(rows))
+        if held_out is None:
+            return None
+        rows = rows[held_out]
+        target = y[rows] if name is None else y[np.ix_(rows, model.columns_[name])]
+        true.append(target.ravel())
+        predicted.append(pipeline.predict(X[rows]).ravel())
+    return masked_rmse_px(np.concatenate(true), np.concatenate(predicted))
+
+
+def fit_and_score(model, X, y):
     """Fit; return (seconds, valid RMSE px over labelled values, or None without a split)."""
     start = time.perf_counter()
-    pipeline.fit(X, y)
-    seconds = time.perf_counter() - start
-    rows = validation_rows(pipeline, len(X))
-    rmse = None if rows is None else masked_rmse_px(y[rows], pipeline.predict(X[rows]))
-    return seconds, rmse
+    model.fit(X, y)
+    return time.perf_counter() - start, validation_rmse(model, X, y)
+
+
+def histories(model) -> dict:
+    """{name: skorch history} of the nets inside a fitted model."""
+    if isinstance(model, Specialists):
+        return model.histories_
+    return {"net": model.named_steps["net"].history}
 
 
 def library_versions() -> dict:
@@ -84,31 +110,33 @@ def _json_default(value):
 
 
 def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, device=None,
-          early_stopping=None, verbose=1, say=print) -> dict:
+          early_stopping=None, verbose=1, base=None, say=print) -> dict:
     """Train a named configuration; save model, JSON and PNGs. Returns the metadata dict."""
     config = configs.get_config(net)
     folder = resolve_data_dir(data_dir, say)
     training = data.load_training(folder, complete_only=config.complete_only)
     say(f"training {net} ({config.description}) on {len(training.X)} rows of "
         f"{training.source}")
-    pipeline = configs.build(net, max_epochs=epochs, device=device, seed=seed,
-                             verbose=verbose, early_stopping=early_stopping)
-    seconds, rmse = fit_and_score(pipeline, training.X, training.y)
-    skorch_net = pipeline.named_steps["net"]
+    model = configs.build(net, max_epochs=epochs, device=device, seed=seed,
+                          verbose=verbose, early_stopping=early_stopping, base=base)
+    seconds, rmse = fit_and_score(model, training.X, training.y)
+    nets = histories(model)
+    first = next(iter(nets.values()))
     model_path = Path(model_path or f"models/{net}.joblib")
     metadata = {
         "net": net,
         "description": config.description,
         "metrics": {
             "valid_rmse_px": rmse,
-            "epochs_run": len(skorch_net.history),
-            "final_train_loss": skorch_net.history[-1, "train_loss"],
+            "epochs_run": {name: len(h) for name, h in nets.items()} if len(nets) > 1 else len(first),
+            "final_train_loss": first[-1, "train_loss"],
             "train_seconds": round(seconds, 3),
         },
-        "params": {"seed": seed, "device": skorch_net.device, "lr": skorch_net.lr,
-                   "momentum": skorch_net.optimizer__momentum,
-                   "batch_size": skorch_net.batch_size, "max_epochs": skorch_net.max_epochs,
+        "params": {"seed": seed, "device": device or default_device(),
+                   "lr": config.lr, "momentum": config.momentum,
+                   "batch_size": config.batch_size, "max_epochs": epochs or config.max_epochs,
                    "early_stopping": early_stopping, "flip": config.flip,
+                   "base": None if base is None else str(base),
                    "lr_schedule": config.lr_schedule,
                    "momentum_schedule": config.momentum_schedule},
         "data": {"source": str(training.source), "fingerprint": training.fingerprint,
@@ -116,8 +144,8 @@ def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, dev
                  "labelled_values": int(np.isfinite(training.y).sum())},
         "versions": library_versions(),
     }
-    save_model(pipeline, model_path, metadata)
-    figures = write_figures(pipeline, folder, model_path, title=net)
+    save_model(model, model_path, metadata)
+    figures = write_figures(model, folder, model_path, title=net)
     metadata["figures"] = [str(p) for p in figures]
     say(f"figures: {', '.join(metadata['figures'])}")
     shown = "n/a (no validation split)" if rmse is None else f"{rmse:.3f} px"
@@ -125,15 +153,14 @@ def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, dev
     return metadata
 
 
-def write_figures(pipeline, data_folder, model_path, title="") -> list[Path]:
+def write_figures(model, data_folder, model_path, title="") -> list[Path]:
     model_path = Path(model_path)
     stem = model_path.with_suffix("")
-    figures = [plots.learning_curves(pipeline.named_steps["net"].history,
-                                     f"{stem}-learning-curves.png", title)]
+    figures = [plots.learning_curves(histories(model), f"{stem}-learning-curves.png", title)]
     if data.find_file(data_folder, "test") is not None:
         test = data.load_test(data_folder)
         sample = test.X[:16]
-        figures.append(plots.prediction_grid(sample, pipeline.predict(sample),
+        figures.append(plots.prediction_grid(sample, model.predict(sample),
                                              f"{stem}-test-predictions.png",
                                              f"{title}: test predictions"))
     return figures

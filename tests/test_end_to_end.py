@@ -125,3 +125,24 @@ def test_grid_writes_results_heatmap_and_refit_model(trained, tmp_path, capsys):
     produced = sorted(p.suffix for p in (tmp_path / "cv").iterdir())
     assert produced == [".csv", ".json", ".png"]
     assert model.is_file() and model.with_suffix(".json").is_file()
+
+
+def test_specialists_train_pretrained_and_submit_with_tta(trained, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from kfkd_kit import configs
+    root, base = trained  # the fixture's net1 pre-trains net1-shaped specialists (fast)
+    monkeypatch.setitem(configs.CONFIGS, "specialists", dataclasses.replace(
+        configs.CONFIGS["specialists"], specialist_net="net1"))
+    model = tmp_path / "spec.joblib"
+    assert main(["train", "--data", str(root / "data"), "--net", "specialists",
+                 "--epochs", "2", "--model", str(model), "--base", str(base),
+                 "--device", "cpu", "--quiet"]) == 0
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert set(meta["metrics"]["epochs_run"]) == {"eye_centers", "nose_tip", "mouth",
+                                                  "bottom_lip", "eye_corners", "eyebrows"}
+    assert meta["metrics"]["valid_rmse_px"] > 0 and meta["params"]["base"] == str(base)
+    capsys.readouterr()
+    assert main(["submit", "--data", str(root / "data"), "--model", str(model), "--tta",
+                 "--out-dir", str(tmp_path / "subs")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].split("/")[-1].startswith("spec-tta-")

@@ -20,8 +20,9 @@ def test_specialists_fit_on_their_own_rows_and_predict_all_columns(tiny_xy, tmp_
     X, y = tiny_xy  # every third row lacks columns 4..19 (eye corners, eyebrows, ...)
     model = Specialists(net="net1", max_epochs=2, early_stopping=None, device="cpu")
     model.fit(X, y)
-    assert model.rows_used_["eye_centers"] == 60
-    assert model.rows_used_["eyebrows"] == 40
+    assert len(model.rows_["eye_centers"]) == 60
+    assert np.array_equal(model.rows_["eyebrows"], np.flatnonzero(np.arange(60) % 3))
+    assert set(model.histories_) == set(SPECIALIST_GROUPS)
     prediction = model.predict(X[:5])
     assert prediction.shape == (5, 30) and np.all(np.isfinite(prediction))
     joblib.dump(model, tmp_path / "s.joblib")
