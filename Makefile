@@ -19,12 +19,14 @@ REFIT ?=
 KEEP ?=
 BASE ?=
 TTA ?=
+NETS ?=
+MAX_EPOCHS ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
 DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK_WORKERS))
 
-.PHONY: setup train submit cv grid test data clean help
+.PHONY: setup train submit cv grid zoo test data clean help
 
 help:
 	@echo "make train   [DATA=data] [NET=net1] [EPOCHS=] [MODEL=models/NET.joblib] [PATIENCE=]"
@@ -33,6 +35,7 @@ help:
 	@echo "make cv      [DATA=] [NET=] [EPOCHS=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble]"
 	@echo "make grid    [DATA=] [NET=] [EPOCHS=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1]"
 	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
+	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [MAX_EPOCHS=]  -> docs/RESULTS.md"
 	@echo "make test    run the test suite"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -58,6 +61,9 @@ grid: setup
 	$(KFKD) grid --data $(DATA) --net $(NET) --seed $(SEED) $(call opt,--epochs,$(EPOCHS)) \
 	  $(call opt,--folds,$(FOLDS)) $(if $(LRS),--lrs "$(LRS)") $(if $(MOMENTA),--momenta "$(MOMENTA)") \
 	  $(DASKOPTS) $(if $(REFIT),--refit)
+
+zoo: setup
+	$(KFKD) zoo --data $(DATA) --seed $(SEED) $(call opt,--nets,$(NETS)) $(call opt,--max-epochs,$(MAX_EPOCHS))
 
 data: setup
 	$(KFKD) make-data --out $(DATA)/synthetic

@@ -89,6 +89,16 @@ def cmd_submit(args):
     print(path)
 
 
+def cmd_zoo(args):
+    from .zoo import DEFAULT_NETS, run_zoo
+    nets = args.nets.replace(",", " ").split() if args.nets else DEFAULT_NETS
+    for name in nets:
+        configs.get_config(name)  # fail before hours of training, not during
+    run_zoo(data_dir=args.data, nets=nets, max_epochs=args.max_epochs, holdout=args.holdout,
+            seed=args.seed, device=args.device, tta=not args.no_tta, out=args.out)
+    print(args.out)
+
+
 def cmd_make_data(args):
     from .synthetic import write_kaggle_dataset
     paths = write_kaggle_dataset(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
@@ -139,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refit", action="store_true", help="refit the best on all rows and save it")
     p.add_argument("--model", default=None, help="refit model path (default: models/<net>-grid.joblib)")
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("zoo", help="train every configuration, score on one held-out split, "
+                                   "write a Markdown results table")
+    _add_common(p, net=False)
+    p.add_argument("--nets", default=None, help="comma-separated (default: net1..net7,specialists)")
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="cap every net's epochs (default: the tutorial's)")
+    p.add_argument("--holdout", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-tta", action="store_true", help="skip the flip-TTA column")
+    p.add_argument("--out", default="docs/RESULTS.md")
+    p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("make-data", help="write the built-in synthetic data set in Kaggle's layout")
     p.add_argument("--out", default="data/synthetic")

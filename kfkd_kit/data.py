@@ -16,20 +16,23 @@ Public API::
 (keypoints.FEATURE_NAMES), NaN where a keypoint is missing. In messages, "row N" is the N-th
 data row of the file (blank lines are skipped) and "line N" the line number in the file.
 
-Parsing is vectorised: the Image fields are copied, a quarter of a megabyte at a time, into a
-byte buffer whose digits are turned into values by shifted-array arithmetic and compacted with
-one np.compress, on two threads; the keypoint columns go through pandas' C parser. Errors are
-detected the same way and then located by a plain per-row check of the first bad chunk.
+Parsing is vectorised, with no Python work per value: the Image fields are copied, a quarter
+of a megabyte at a time, into a byte buffer whose digits become numbers by shifted-array
+arithmetic, read out at the last digit of each number (np.flatnonzero, take), on two threads;
+the keypoint columns go through pandas' C parser. Kaggle's 7049-row training.csv parses in
+about 0.8 s on two cores. Errors are detected the same way, then located by a plain per-row
+check of the first bad chunk.
 
 Cache: after a successful parse the arrays go into an uncompressed ``.npz`` in
 ``<data folder>/.kfkd_cache/``; when that folder cannot be written (or the data folder is marked
 read-only with chmod a-w, which counts even for root), in ``$KFKD_CACHE_DIR``, else in
-``~/.cache/kfkd_kit/``. A cache entry is named by the sha256 of the source file's bytes (its
-``fingerprint``) and the cache format version, so a changed file is parsed afresh. To avoid
-hashing a 230 MB file on every load, a small record per source path stores the fingerprint with
-the file's (size, mtime_ns, inode); the fingerprint is reused while these are unchanged and the
-file was last modified at least 2 s before the record was written (as git does for racily
-clean files, so a rewrite within the file system's timestamp granularity is not missed).
+``~/.cache/kfkd_kit/``. A cache entry is named by the source file's ``fingerprint`` (the first
+16 hex digits of the sha256 of its bytes) and the cache format version, so a changed file is
+parsed afresh. To avoid hashing a 230 MB file on every load, a small record per source path
+stores the fingerprint with the file's (size, mtime_ns, inode); the fingerprint is reused while
+these are unchanged and the file was last modified at least 2 s before the record was written
+(as git does for racily clean files, so a rewrite within the file system's timestamp
+granularity is not missed). A cached load takes about 0.07 s for 7049 rows.
 Replacing a file by one of the same size while forcing the old mtime back (``touch -d``,
 ``cp -p``) defeats this; ``cache=False`` or deleting ``.kfkd_cache`` then forces a fresh parse.
 """

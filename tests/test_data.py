@@ -157,7 +157,7 @@ def test_crlf_quotes_spacing_leading_zeros_and_column_order(tmp_path):
     np.testing.assert_array_equal(got.y, expected_y(y))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_pixel_parser_matches_values_in_any_spacing(seed):
     rng = np.random.default_rng(seed)
@@ -182,7 +182,7 @@ def test_pixel_parser_matches_values_in_any_spacing(seed):
     np.testing.assert_array_equal(got, X)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None)
 @given(seed=st.integers(0, 2**32 - 1), junk=st.sampled_from([b".", b"-", b"x", b"\t", b"\r", b"+"]))
 def test_pixel_parser_rejects_any_foreign_byte(seed, junk):
     rng = np.random.default_rng(seed)

@@ -1,0 +1,28 @@
+import numpy as np
+
+from kfkd_kit.cli import main
+from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.zoo import holdout_split
+
+
+def test_holdout_split_is_seeded_and_disjoint():
+    train, held = holdout_split(50, 0.2, seed=3)
+    assert len(held) == 10 and len(np.intersect1d(train, held)) == 0
+    assert np.array_equal(np.sort(np.concatenate([train, held])), np.arange(50))
+    assert np.array_equal(held, holdout_split(50, 0.2, seed=3)[1])
+    assert not np.array_equal(held, holdout_split(50, 0.2, seed=4)[1])
+
+
+def test_zoo_writes_a_markdown_row_per_net(tmp_path, capsys):
+    write_kaggle_dataset(tmp_path / "data", n_train=60, n_test=4, seed=2)
+    out = tmp_path / "RESULTS.md"
+    assert main(["zoo", "--data", str(tmp_path / "data"), "--nets", "net1,net3",
+                 "--max-epochs", "1", "--device", "cpu", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "**capped at 1**" in text
+    rows = [line for line in text.splitlines() if line.startswith("| net")]
+    assert [r.split("|")[1].strip() for r in rows] == ["net", "net1", "net3"]
+    net1 = rows[1].split("|")
+    assert 0 < int(net1[3]) <= 18  # complete rows only: 18 of the 60, less those held out
+    assert float(net1[5]) > 0 and float(net1[6]) > 0 and net1[8].strip() == "cpu"
+    assert "[2/2] net3" in capsys.readouterr().out
