@@ -90,11 +90,12 @@ def cmd_submit(args):
 
 
 def cmd_zoo(args):
-    from .zoo import DEFAULT_NETS, run_zoo
+    from .zoo import DEFAULT_NETS, parse_epoch_caps, run_zoo
     nets = args.nets.replace(",", " ").split() if args.nets else DEFAULT_NETS
     for name in nets:
         configs.get_config(name)  # fail before hours of training, not during
-    run_zoo(data_dir=args.data, nets=nets, max_epochs=args.max_epochs, holdout=args.holdout,
+    caps = parse_epoch_caps(args.max_epochs)
+    run_zoo(data_dir=args.data, nets=nets, max_epochs=caps, holdout=args.holdout,
             seed=args.seed, device=args.device, tta=not args.no_tta, out=args.out)
     print(args.out)
 
@@ -154,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write a Markdown results table")
     _add_common(p, net=False)
     p.add_argument("--nets", default=None, help="comma-separated (default: net1..net7,specialists)")
-    p.add_argument("--max-epochs", type=int, default=None,
-                   help="cap every net's epochs (default: the tutorial's)")
+    p.add_argument("--max-epochs", default=None, metavar="N[,NET=N...]",
+                   help="cap every net's epochs, with exceptions, e.g. 25,net1=400 "
+                        "(default: the tutorial's)")
     p.add_argument("--holdout", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)

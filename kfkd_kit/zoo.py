@@ -37,13 +37,32 @@ def _epochs_run(model):
     return str(runs[0]) if len(runs) == 1 else f"{min(runs)}-{max(runs)} ({len(runs)} nets)"
 
 
+def parse_epoch_caps(text):
+    """"25" or "25,net1=400" -> {None: 25, "net1": 400}: a cap for every net, and exceptions."""
+    caps = {}
+    for item in (text or "").replace(" ", ",").split(","):
+        if not item:
+            continue
+        name, _, value = item.rpartition("=")
+        try:
+            caps[name or None] = int(value)
+        except ValueError:
+            raise ValueError(f"--max-epochs: {item!r} is not N or NET=N") from None
+        if name:
+            configs.get_config(name)
+    return caps
+
+
 def run_zoo(data_dir="data", nets=DEFAULT_NETS, max_epochs=None, holdout=0.2, seed=0,
             device=None, tta=True, out="docs/RESULTS.md", say=print) -> list[dict]:
     """Train and score each configuration; write the Markdown table; return its rows.
 
-    ``max_epochs`` caps every configuration's epochs (the table says so). The specialists
-    are pre-trained from this run's net6 when net6 ran before them, as in the tutorial.
+    ``max_epochs``: None (the tutorial's epochs), an int cap for every net, or a dict from
+    ``parse_epoch_caps`` ({None: cap, "net1": 400}); the table says what was capped. The
+    specialists are pre-trained from this run's net6 when net6 ran before them, as in the
+    tutorial.
     """
+    caps = max_epochs if isinstance(max_epochs, dict) else {None: max_epochs}
     device = device or default_device()
     folder = resolve_data_dir(data_dir, say)
     training = data.load_training(folder)
@@ -54,7 +73,8 @@ def run_zoo(data_dir="data", nets=DEFAULT_NETS, max_epochs=None, holdout=0.2, se
     for i, name in enumerate(nets, 1):
         config = configs.get_config(name)
         rows = train_rows[complete[train_rows]] if config.complete_only else train_rows
-        epochs = config.max_epochs if max_epochs is None else min(max_epochs, config.max_epochs)
+        cap = caps.get(name, caps.get(None))
+        epochs = config.max_epochs if cap is None else min(cap, config.max_epochs)
         base = trained.get(config.specialist_net) if config.specialist_net else None
         model = configs.build(name, max_epochs=epochs, device=device, seed=seed, verbose=0,
                               base=base)
@@ -77,7 +97,7 @@ def run_zoo(data_dir="data", nets=DEFAULT_NETS, max_epochs=None, holdout=0.2, se
             + f" ({seconds:.0f} s)")
         results.append(row)
         if out:  # rewrite after every net, so a long run leaves a useful table behind
-            write_table(results, out, training, len(held_rows), max_epochs, seed)
+            write_table(results, out, training, len(held_rows), caps, seed)
     return results
 
 
@@ -96,7 +116,18 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{gpu}"
 
 
-def write_table(results, out, training, n_held, max_epochs, seed) -> Path:
+def _caps_text(caps) -> str:
+    if all(v is None for v in caps.values()):
+        return "the tutorial's."
+    text = f"**capped at {caps[None]}**" if caps.get(None) is not None else "the tutorial's"
+    exceptions = [f"{name}: {n}" for name, n in caps.items() if name is not None]
+    if exceptions:
+        text += f" ({', '.join(exceptions)})"
+    return (text + "; the tutorial's are in the last column, so capped rows are not the "
+            "tutorial's results. Schedules run from start to stop within the epochs run.")
+
+
+def write_table(results, out, training, n_held, caps, seed) -> Path:
     versions = library_versions()
     lines = [
         "# Results: every configuration on one held-out split",
@@ -108,10 +139,7 @@ def write_table(results, out, training, n_held, max_epochs, seed) -> Path:
         f"{n_held} rows held out (seed {seed}), scored as Kaggle scores: RMSE in pixels over "
         "the labelled values only (most held-out rows label only 4 keypoints).",
         f"- Machine: {_machine()}; torch {versions['torch']}, skorch {versions['skorch']}.",
-        "- Epochs: " + ("the tutorial's." if max_epochs is None else
-                        f"**capped at {max_epochs}** (the tutorial's are in the last column), "
-                        "so these are not the tutorial's results; schedules run from start to "
-                        "stop within the capped epochs."),
+        "- Epochs: " + _caps_text(caps),
         "",
         "| net | what | train rows | epochs run | held-out RMSE (px) | + flip TTA (px) | time (s) | device | tutorial epochs |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",

@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 
 from kfkd_kit.cli import main
 from kfkd_kit.synthetic import write_kaggle_dataset
-from kfkd_kit.zoo import holdout_split
+from kfkd_kit.zoo import holdout_split, parse_epoch_caps
 
 
 def test_holdout_split_is_seeded_and_disjoint():
@@ -17,12 +18,22 @@ def test_zoo_writes_a_markdown_row_per_net(tmp_path, capsys):
     write_kaggle_dataset(tmp_path / "data", n_train=60, n_test=4, seed=2)
     out = tmp_path / "RESULTS.md"
     assert main(["zoo", "--data", str(tmp_path / "data"), "--nets", "net1,net3",
-                 "--max-epochs", "1", "--device", "cpu", "--out", str(out)]) == 0
+                 "--max-epochs", "1,net1=2", "--device", "cpu", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "**capped at 1**" in text
+    assert "**capped at 1** (net1: 2)" in text
     rows = [line for line in text.splitlines() if line.startswith("| net")]
     assert [r.split("|")[1].strip() for r in rows] == ["net", "net1", "net3"]
     net1 = rows[1].split("|")
     assert 0 < int(net1[3]) <= 18  # complete rows only: 18 of the 60, less those held out
+    assert net1[4].strip() == "2"
     assert float(net1[5]) > 0 and float(net1[6]) > 0 and net1[8].strip() == "cpu"
     assert "[2/2] net3" in capsys.readouterr().out
+
+
+def test_epoch_caps_parse_and_reject_unknown_nets():
+    assert parse_epoch_caps("25,net1=400") == {None: 25, "net1": 400}
+    assert parse_epoch_caps(None) == {}
+    with pytest.raises(ValueError, match="unknown net"):
+        parse_epoch_caps("25,net9=3")
+    with pytest.raises(ValueError, match="not N or NET=N"):
+        parse_epoch_caps("lots")
