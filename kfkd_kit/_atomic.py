@@ -1,10 +1,14 @@
 """Atomic file writes: readers see the old file or the complete new one, never a partial one."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -74,3 +78,28 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _jsonable(value):
+    """json.dump's fallback for numpy scalars/arrays, tuples, sets, paths and the rest."""
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def write_json(path, payload) -> Path:
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(payload, f, indent=2, default=_jsonable)
+        f.write("\n")
+    return Path(path)
+
+
+def utc_stamp(when=None) -> str:
+    """A UTC time for file names: 20261129T041500Z."""
+    when = when or datetime.now(timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from skorch.callbacks import EarlyStopping, PrintLog
+from skorch.callbacks import EarlyStopping
 
 from .callbacks import LinearSchedule, TrainValidRatio
 from .estimator import KeypointNet, default_device

@@ -35,7 +35,6 @@ import math
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, KFold, ParameterGrid, cross_validate
 
 from . import configs
+from ._atomic import atomic_write, utc_stamp, write_json
 from .ensemble import FoldEnsemble
 from .metrics import masked_rmse_px
 
@@ -520,11 +520,6 @@ def heatmap_matrix(search):
 # --------------------------------------------------------------------------- output files
 
 
-def utc_stamp(when=None) -> str:
-    when = when or datetime.now(timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
 def _free_stem(out_dir: Path, stem: str, suffixes) -> str:
     """``stem``, or ``stem-2``, ``stem-3``, ... so that no file of a previous run is replaced."""
     candidate, n = stem, 1
@@ -534,28 +529,7 @@ def _free_stem(out_dir: Path, stem: str, suffixes) -> str:
     return candidate
 
 
-def _jsonable(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
-def _write_json(path, payload):
-    from ._atomic import atomic_write
-    with atomic_write(path, "w") as f:
-        json.dump(payload, f, indent=2, default=_jsonable, allow_nan=True)
-        f.write("\n")
-    return Path(path)
-
-
 def _write_csv(path, frame):
-    from ._atomic import atomic_write
     with atomic_write(path, "w") as f:
         frame.to_csv(f, index=False)
     return Path(path)
@@ -576,7 +550,7 @@ def write_cv(result: CVResult, out_dir="cv", meta=None, when=None) -> tuple[Path
     csv_path = _write_csv(out_dir / f"{stem}.csv", pd.DataFrame(result.rows))
     payload = dict(result.summary(), created_utc=utc_stamp(when), csv=str(csv_path),
                    data=dict(meta or {}), versions=_versions())
-    json_path = _write_json(out_dir / f"{stem}.json", payload)
+    json_path = write_json(out_dir / f"{stem}.json", payload)
     return csv_path, json_path
 
 
@@ -618,7 +592,7 @@ def write_grid(search, out_dir="cv", meta=None, when=None, net=None) -> tuple[Pa
         "candidates": grid_table(search), "search": info,
         "files": {"cv_results": str(csv_path), "heatmap": str(png_path)},
         "data": dict(meta or {}), "versions": _versions()}
-    json_path = _write_json(out_dir / f"{stem}-best.json", payload)
+    json_path = write_json(out_dir / f"{stem}-best.json", payload)
     return csv_path, json_path, png_path
 
 

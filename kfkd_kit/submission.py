@@ -1,13 +1,13 @@
 """Kaggle submissions: predictions in pixels -> RowId,Location via IdLookupTable.csv."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_write
+from ._atomic import atomic_write, utc_stamp
 from .keypoints import FEATURE_INDEX, IMAGE_SIDE
 
 
@@ -60,8 +60,7 @@ def validate_submission(submission: pd.DataFrame, lookup: pd.DataFrame) -> None:
 
 
 def submission_path(folder, model_name: str, now: datetime | None = None) -> Path:
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return Path(folder) / f"{model_name}-{stamp}.csv"
+    return Path(folder) / f"{model_name}-{utc_stamp(now)}.csv"
 
 
 def write_submission(submission: pd.DataFrame, lookup: pd.DataFrame, path) -> Path:

@@ -1,7 +1,6 @@
 """Training: data -> fitted Pipeline -> models/<net>.joblib + JSON + PNGs."""
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 
 from . import configs, data, plots, synthetic
 from .estimator import default_device
-from ._atomic import atomic_write
+from ._atomic import atomic_write, write_json
 from .metrics import masked_rmse_px
 from .specialists import Specialists
 
@@ -94,19 +93,7 @@ def save_model(pipeline, path, metadata: dict) -> tuple[Path, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "wb") as f:
         joblib.dump(pipeline, f)
-    meta_path = path.with_suffix(".json")
-    with atomic_write(meta_path, "w") as f:
-        json.dump(metadata, f, indent=2, default=_json_default)
-        f.write("\n")
-    return path, meta_path
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    return str(value)
+    return path, write_json(path.with_suffix(".json"), metadata)
 
 
 def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, device=None,
