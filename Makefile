@@ -21,12 +21,13 @@ BASE ?=
 TTA ?=
 NETS ?=
 MAX_EPOCHS ?=
+QUICK ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
 DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK_WORKERS))
 
-.PHONY: setup train submit cv grid zoo test data clean help
+.PHONY: setup train submit cv grid zoo bench test data clean help
 
 help:
 	@echo "make train   [DATA=data] [NET=net1] [EPOCHS=] [MODEL=models/NET.joblib] [PATIENCE=]"
@@ -36,6 +37,7 @@ help:
 	@echo "make grid    [DATA=] [NET=] [EPOCHS=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1]"
 	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
 	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [MAX_EPOCHS=]  -> docs/RESULTS.md"
+	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -64,6 +66,9 @@ grid: setup
 
 zoo: setup
 	$(KFKD) zoo --data $(DATA) --seed $(SEED) $(call opt,--nets,$(NETS)) $(call opt,--max-epochs,$(MAX_EPOCHS))
+
+bench: setup
+	$(PY) -m benchmarks.bench $(if $(QUICK),--quick)
 
 data: setup
 	$(KFKD) make-data --out $(DATA)/synthetic

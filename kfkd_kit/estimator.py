@@ -5,7 +5,8 @@
 - NaN targets are allowed (the default loss ignores them);
 - X and y are put on the training device once per fit and batches are drawn there
   (batches.ResidentBatches);
-- a ``seed`` makes a fit reproducible (weights, validation split, batch order, flips).
+- a ``seed`` makes a fit reproducible (weights, validation split, batch order, flips);
+- on CUDA, the training step is captured once in a CUDA graph and replayed (fastpath.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from skorch import NeuralNetRegressor
 from skorch.dataset import Dataset, ValidSplit
 from skorch.utils import is_dataset
 
+from . import fastpath
 from .batches import ResidentBatches
 from .callbacks import EpochTable
 from .keypoints import from_unit, to_unit
@@ -31,16 +33,22 @@ class KeypointNet(NeuralNetRegressor):
     Extra parameter: ``seed`` (int) - torch's generators are seeded with it at every
     (re)initialisation, so the same seed on the same CPU gives the same model.
     ``train_split`` defaults to a seeded 20% validation split.
+    ``fast_path``: "auto" (CUDA graphs on CUDA where they apply, else skorch's plain
+    path), True (graphs or an error saying why not), "eager" (the fast step without
+    capture, any device) or False; see fastpath.py. ``precision``: "fp32", "tf32" or
+    "bf16" (autocast) for the fast path's training step.
     """
 
     def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0,
                  iterator_train=ResidentBatches, iterator_valid=ResidentBatches,
-                 train_split="default", **kwargs):
+                 train_split="default", fast_path="auto", precision="fp32", **kwargs):
         if isinstance(train_split, str) and train_split == "default":
             train_split = ValidSplit(0.2, random_state=seed)
         super().__init__(module, *args, criterion=criterion, iterator_train=iterator_train,
                          iterator_valid=iterator_valid, train_split=train_split, **kwargs)
         self.seed = seed
+        self.fast_path = fast_path
+        self.precision = precision
 
     def get_default_callbacks(self):
         return [(name, EpochTable() if name == "print_log" else cb)
@@ -57,6 +65,59 @@ class KeypointNet(NeuralNetRegressor):
         if y is not None:
             y = torch.as_tensor(np.asarray(y, dtype=np.float32), device=self.device)
         return Dataset(X, y)
+
+    def fast_path_reason(self, iterator, fit_params=None):
+        """Why the fast path will not run for this iterator, or None when it will."""
+        mode = self.fast_path
+        if mode not in fastpath.MODES:
+            raise ValueError(f"fast_path must be one of {fastpath.MODES}, got {mode!r}")
+        if mode is False:
+            return "fast_path=False"
+        reason = fastpath.unsupported(self, iterator, fit_params)
+        if reason is None and mode != "eager":
+            device = fastpath.data_device(iterator)
+            if device.type != "cuda":
+                reason = f"the data are on {device.type}; CUDA graphs need CUDA"
+        if reason is not None and mode in (True, "eager"):
+            raise ValueError(f"fast_path={mode!r} cannot apply: {reason}")
+        return reason
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        trainer = getattr(self, "_fast_trainer", None)
+        if not training:
+            if trainer is not None:  # one sync for this pass's and the training pass's losses
+                return fastpath.run_deferred_epoch(self, iterator, training, prefix, step_fn,
+                                                   pending=trainer.pending, **fit_params)
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        if iterator is None or self.fast_path_reason(iterator, fit_params) is not None:
+            self._drop_fast_trainer()
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        if trainer is None or not trainer.matches(self, iterator):
+            self._drop_fast_trainer()
+            trainer = self._fast_trainer = fastpath.FastTrainer(
+                self, iterator, graphs=self.fast_path != "eager", precision=self.precision,
+                strict=self.fast_path is True)
+        trainer.run_epoch(iterator, prefix)
+
+    def _drop_fast_trainer(self):
+        trainer = getattr(self, "_fast_trainer", None)
+        if trainer is not None:
+            trainer.pending.flush()
+        self._fast_trainer = None
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # On CPU the fast path is glibc keeping freed memory for reuse (see fastpath.py).
+        on_cpu = torch.device(self.device or "cpu").type == "cpu"
+        try:
+            with fastpath.reuse_freed_memory(on_cpu and self.fast_path is not False):
+                return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        finally:
+            self._drop_fast_trainer()  # graphs live for one fit and are never pickled
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_fast_trainer", None)
+        return state
 
     # skorch's fit() calls partial_fit(), so targets are scaled here, once.
     def partial_fit(self, X, y=None, classes=None, **fit_params):

@@ -1,0 +1,270 @@
+"""The fast path (kfkd_kit/fastpath.py): the hand-written SGD update, which path is chosen,
+and that the fast step gives the plain path's results. CUDA-only tests skip on CPU."""
+import copy
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from kfkd_kit import configs, fastpath
+from kfkd_kit.keypoints import mirror_targets
+from kfkd_kit.nets import CNN
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+SMALL_CNN = {"net__module__filters": (4, 4, 4), "net__module__dense": (8, 8)}
+
+
+def _params(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(5, 3, generator=g), torch.randn(7, generator=g)]
+
+
+@pytest.mark.parametrize("as_tensors", [True, False])
+@pytest.mark.parametrize("nesterov, weight_decay", [(True, 0.0), (False, 0.0), (True, 1e-3)])
+def test_sgd_update_matches_torch_sgd_over_steps_with_changing_lr_and_momentum(
+        nesterov, weight_decay, as_tensors):
+    ref = [p.clone().requires_grad_(True) for p in _params()]
+    ours = [p.clone() for p in _params()]
+    bufs = [torch.zeros_like(p) for p in ours]
+    optimizer = torch.optim.SGD(ref, lr=0.1, momentum=0.9, nesterov=nesterov,
+                                weight_decay=weight_decay)
+    lr_t, momentum_t = torch.tensor(0.0), torch.tensor(0.0)
+    decay_t = torch.tensor(weight_decay) if weight_decay else None
+    g = torch.Generator().manual_seed(1)
+    for step in range(6):
+        lr, momentum = 0.1 / (step + 1), 0.9 + 0.015 * step
+        for group in optimizer.param_groups:
+            group["lr"], group["momentum"] = lr, momentum
+        lr_t.fill_(lr)
+        momentum_t.fill_(momentum)
+        grads = [torch.randn(p.shape, generator=g) for p in ours]
+        for p, grad in zip(ref, grads):
+            p.grad = grad.clone()
+        optimizer.step()
+        if as_tensors:
+            fastpath.sgd_update_(ours, grads, bufs, lr_t, momentum_t, decay_t, nesterov)
+        else:
+            fastpath.sgd_update_(ours, grads, bufs, lr, momentum, weight_decay or None, nesterov)
+        for a, b in zip(ours, ref):
+            torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-6)
+    for buf, p in zip(bufs, ref):
+        torch.testing.assert_close(buf, optimizer.state[p]["momentum_buffer"], rtol=1e-6, atol=1e-6)
+    assert not torch.equal(ours[0], _params()[0])
+
+
+def test_sgd_update_with_float_settings_equals_tensor_settings():
+    a, b = _params(), _params()
+    grads = _params(5)
+    buf_a, buf_b = [torch.zeros_like(p) for p in a], [torch.zeros_like(p) for p in b]
+    fastpath.sgd_update_(a, grads, buf_a, 0.05, 0.9)
+    fastpath.sgd_update_(b, grads, buf_b, torch.tensor(0.05), torch.tensor(0.9))
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y)
+
+
+def _fit(name, X, y, epochs=3, **params):
+    pipe = configs.build(name, max_epochs=epochs, verbose=0, device="cpu")
+    pipe.set_params(**params)
+    return pipe.fit(X, y)
+
+
+def test_auto_falls_back_on_cpu_to_the_plain_path(tiny_xy):
+    X, y = tiny_xy
+    net = configs.build("net1", device="cpu").named_steps["net"]
+    assert net.fast_path == "auto"
+    a = _fit("net1", X, y)
+    b = _fit("net1", X, y, net__fast_path=False)
+    assert np.array_equal(a.predict(X), b.predict(X))
+    assert getattr(a.named_steps["net"], "_fast_trainer", None) is None
+
+
+def test_fast_path_true_without_cuda_is_a_clear_error(tiny_xy):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    X, y = tiny_xy
+    with pytest.raises(ValueError, match="fast_path=True cannot apply.*CUDA"):
+        _fit("net1", X, y, net__fast_path=True)
+
+
+def test_unknown_fast_path_value_is_an_error(tiny_xy):
+    X, y = tiny_xy
+    with pytest.raises(ValueError, match="fast_path must be one of"):
+        _fit("net1", X, y, net__fast_path="yes")
+
+
+def test_eager_fast_step_gives_the_plain_paths_results_with_schedules(tiny_xy):
+    X, y = tiny_xy
+    plain = _fit("net4", X, y, net__fast_path=False, **SMALL_CNN)
+    fast = _fit("net4", X, y, net__fast_path="eager", **SMALL_CNN)
+    hp, hf = plain.named_steps["net"].history, fast.named_steps["net"].history
+    for key in ("train_loss", "valid_loss", "lr", "momentum", "train_batch_count"):
+        np.testing.assert_allclose(hf[:, key], hp[:, key], rtol=1e-5)
+    batch_losses = hf[-1, "batches", :, "train_loss"]
+    assert all(type(v) is float for v in batch_losses)
+    np.testing.assert_allclose(batch_losses, hp[-1, "batches", :, "train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(fast.predict(X), plain.predict(X), atol=1e-3)
+    # the optimizer's own momentum buffers were used, so the plain path can carry on
+    net = fast.named_steps["net"]
+    state = net.optimizer_.state
+    assert all(state[p]["momentum_buffer"].abs().sum() > 0 for p in net.module_.parameters())
+    assert net.optimizer_.param_groups[0]["momentum"] == pytest.approx(0.999)
+
+
+@pytest.mark.parametrize("columns", [None, [0, 1, 2, 3, 20, 21, 22, 23, 24, 25], [4, 5, 12, 13]])
+def test_target_mirror_is_mirror_targets(columns):
+    k = 30 if columns is None else len(columns)
+    y = torch.rand(9, k) * 2 - 1
+    y[::2, 1:3] = float("nan")
+    mirror = fastpath.TargetMirror(columns, k, "cpu")
+    expected = mirror_targets(y, columns, unit=True)
+    assert torch.equal(torch.nan_to_num(mirror(y), 7.0), torch.nan_to_num(expected, 7.0))
+    assert torch.equal(mirror(y).isnan(), expected.isnan())
+
+
+def test_eager_fast_step_with_flips_is_the_plain_path_and_pickles(tiny_xy, tmp_path):
+    X, y = tiny_xy
+    fast = _fit("net3", X, y, epochs=2, net__fast_path="eager", **SMALL_CNN)
+    plain = _fit("net3", X, y, epochs=2, net__fast_path=False, **SMALL_CNN)
+    np.testing.assert_allclose(fast.named_steps["net"].history[:, "train_loss"],
+                               plain.named_steps["net"].history[:, "train_loss"], rtol=1e-5)
+    joblib.dump(fast, tmp_path / "m.joblib")
+    assert np.array_equal(joblib.load(tmp_path / "m.joblib").predict(X), fast.predict(X))
+
+
+class _GradWatcher(Callback):
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        self.seen = True
+
+
+@pytest.mark.parametrize("settings, reason", [
+    ({"optimizer": torch.optim.Adam}, "not torch.optim.SGD"),
+    ({"optimizer__momentum": 0.9, "optimizer__dampening": 0.1}, "dampening"),
+    ({"optimizer__momentum": 0.0}, "without momentum"),
+    ({"optimizer__momentum": 0.9, "callbacks": [("watch", _GradWatcher())]}, "on_grad_computed"),
+])
+def test_where_the_fast_step_cannot_apply_it_says_why(tiny_xy, settings, reason):
+    from kfkd_kit.estimator import KeypointNet
+    from kfkd_kit.nets import MLP
+    from kfkd_kit.pipeline import make_pipeline
+    X, y = tiny_xy
+    net = KeypointNet(MLP, max_epochs=1, verbose=0, device="cpu", **settings)
+    make_pipeline(net).fit(X, y)  # "auto" falls back quietly
+    iterator = net.get_iterator(net.get_dataset(X.astype(np.float32), y), training=True)
+    assert reason in fastpath.unsupported(net, iterator)
+    net.set_params(fast_path="eager")
+    with pytest.raises(ValueError, match=reason):
+        make_pipeline(net).fit(X, y)
+
+
+def test_cnn_pooling_before_relu_is_the_tutorials_function_and_gradient():
+    torch.manual_seed(0)
+    net = CNN(filters=(4, 6, 8), dense=(16, 16))
+    reference = copy.deepcopy(net)
+    for i in (0, 3, 6):  # conv, pool, relu -> conv, relu, pool
+        seq = reference.features
+        seq[i + 1], seq[i + 2] = seq[i + 2], seq[i + 1]
+    assert isinstance(net.features[1], torch.nn.MaxPool2d)
+    assert isinstance(reference.features[1], torch.nn.ReLU)
+    X = torch.rand(5, 9216)
+    out, ref = net(X), reference(X)
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    ref.sum().backward()
+    for p, q in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_reuse_freed_memory_nests_and_restores():
+    with fastpath.reuse_freed_memory() as outer:
+        with fastpath.reuse_freed_memory() as inner:
+            assert inner == outer
+            torch.zeros(64 * 2 ** 20 // 4).add_(1)  # a 64 MB tensor, freed inside
+    assert fastpath._reuse_depth == 0
+    with fastpath.reuse_freed_memory(enabled=False) as off:
+        assert off is False
+
+
+# -- CUDA: graphs ------------------------------------------------------------------------------
+DEVICE, GRAPHS = "cuda", "auto"  # the CUDA tests' device and fast_path
+
+
+def _fit_cuda(name, X, y, epochs=3, callbacks=(), **params):
+    pipe = configs.build(name, max_epochs=epochs, verbose=0, device=DEVICE)
+    net = pipe.named_steps["net"]
+    # batch size 32: 48 training rows make a full batch and a partial one, two graphs
+    net.set_params(batch_size=32, fast_path=GRAPHS, callbacks=list(net.callbacks) + list(callbacks))
+    pipe.set_params(**params)
+    return pipe.fit(X, y)
+
+
+class _Spy(Callback):
+    """Records, at each epoch's end, the sizes of the batches that have a captured graph."""
+
+    def initialize(self):
+        self.captured = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        trainer = getattr(net, "_fast_trainer", None)
+        self.captured.append(sorted(size for size, slot in (trainer.slots.items() if trainer else ())
+                                    if slot.graph is not None))
+
+
+@cuda
+def test_cuda_graph_step_gives_the_eager_steps_results(tiny_xy):
+    X, y = tiny_xy
+    spy = _Spy()
+    graph = _fit_cuda("net4", X, y, callbacks=[("spy", spy)], **SMALL_CNN)
+    if GRAPHS == "auto":
+        assert spy.captured == [[16, 32]] * 3
+    eager = _fit_cuda("net4", X, y, net__fast_path="eager", **SMALL_CNN)
+    plain = _fit_cuda("net4", X, y, net__fast_path=False, **SMALL_CNN)
+    hg, he, hp = (p.named_steps["net"].history for p in (graph, eager, plain))
+    for key in ("train_loss", "valid_loss"):
+        np.testing.assert_allclose(hg[:, key], he[:, key], rtol=1e-3)
+        np.testing.assert_allclose(hg[:, key], hp[:, key], rtol=1e-3)
+    assert hg[:, "lr"] == pytest.approx([0.03, 0.01505, 0.0001])
+    assert hg[:, "train_batch_count"] == [2, 2, 2]
+    assert all(type(v) is float for v in hg[-1, "batches", :, "train_loss"])
+    np.testing.assert_allclose(hg[-1, "batches", :, "train_loss"], hp[-1, "batches", :, "train_loss"],
+                               rtol=1e-3)
+
+
+@cuda
+def test_cuda_graph_follows_lr_changes_inside_an_epoch(tiny_xy):
+    X, y = tiny_xy
+
+    class Freeze(Callback):
+        def on_batch_begin(self, net, training=False, **kwargs):
+            if training and len(net.history) > 1:  # epoch 1 trains, then lr is 0
+                for group in net.optimizer_.param_groups:
+                    group["lr"] = 0.0
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 1:
+                self.params = [p.detach().clone() for p in net.module_.parameters()]
+
+    snapshot = Snapshot()
+    pipe = _fit_cuda("net1", X, y, epochs=3, callbacks=[("freeze", Freeze()), ("snap", snapshot)])
+    net = pipe.named_steps["net"]
+    for p, q in zip(net.module_.parameters(), snapshot.params):
+        torch.testing.assert_close(p, q)
+    fresh = configs.build("net1", verbose=0, device=DEVICE).named_steps["net"].initialize()
+    assert not torch.equal(next(fresh.module_.parameters()), snapshot.params[0])
+
+
+@cuda
+@pytest.mark.parametrize("name, precision", [("net5", "bf16"), ("net6", "fp32"), ("net1", "tf32")])
+def test_cuda_graph_with_flips_dropout_and_precisions_trains_and_pickles(tiny_xy, tmp_path, name, precision):
+    X, y = tiny_xy
+    params = dict(SMALL_CNN) if name != "net1" else {}
+    pipe = _fit_cuda(name, X, y, epochs=3, net__precision=precision, **params)
+    history = pipe.named_steps["net"].history
+    assert np.all(np.isfinite(history[:, "train_loss"]))
+    assert len(set(history[:, "train_loss"])) == 3
+    joblib.dump(pipe, tmp_path / "m.joblib")
+    np.testing.assert_allclose(joblib.load(tmp_path / "m.joblib").predict(X), pipe.predict(X), rtol=1e-5)
