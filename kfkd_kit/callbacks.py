@@ -68,6 +68,10 @@ class EpochTable(PrintLog):
         first = [k for k in self.FIRST if k in keys]
         return first + [k for k in keys if k not in first]
 
+    def on_epoch_end(self, net, **kwargs):
+        if net.verbose:  # PrintLog formats the table even when it prints nothing
+            super().on_epoch_end(net, **kwargs)
+
     def format_row(self, row, key, color):
         text = super().format_row(row, key, color)
         return text if sys.stdout.isatty() else _ANSI.sub("", text)
