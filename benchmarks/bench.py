@@ -49,6 +49,7 @@ from kfkd_kit.batches import flip_half
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, N_TARGETS, SCALE, columns_of, to_unit
 from kfkd_kit.losses import MaskedMSELoss
 from kfkd_kit.nets import CNN
+from kfkd_kit.train import cpu_model
 
 DATA_DIR = ROOT / "build" / "bench"
 KAGGLE_ROWS = 7049          # rows of Kaggle's training.csv
@@ -58,16 +59,7 @@ NET5_ROWS = 2770            # the issue's net5 measurement
 
 # -- helpers ---------------------------------------------------------------------------------
 def machine() -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__,
             "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}

@@ -77,6 +77,18 @@ def histories(model) -> dict:
     return {"net": model.named_steps["net"].history}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for results tables."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "?"
+
+
 def library_versions() -> dict:
     import pandas
     import skorch

@@ -7,7 +7,6 @@ records epochs, time and device, and the command that made it.
 """
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from . import configs, data
 from ._atomic import atomic_write
 from .estimator import default_device
 from .metrics import masked_rmse_px
-from .train import histories, library_versions, resolve_data_dir
+from .train import cpu_model, histories, library_versions, resolve_data_dir
 from .tta import FlipTTA
 
 DEFAULT_NETS = ("net1", "net2", "net3", "net4", "net5", "net6", "net7", "specialists")
@@ -102,18 +101,11 @@ def run_zoo(data_dir="data", nets=DEFAULT_NETS, max_epochs=None, holdout=0.2, se
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import os
+
     import torch
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores{gpu}"
+    return f"{cpu_model()}, {os.cpu_count()} cores{gpu}"
 
 
 def _caps_text(caps) -> str:
