@@ -22,6 +22,7 @@ TTA ?=
 NETS ?=
 MAX_EPOCHS ?=
 QUICK ?=
+PRECISION ?= auto
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -31,7 +32,8 @@ DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK
 
 help:
 	@echo "make train   [DATA=data] [NET=net1] [EPOCHS=] [MODEL=models/NET.joblib] [PATIENCE=]"
-	@echo "             NET: net1..net7 or specialists (BASE=models/net6.joblib pre-trains them)"
+	@echo "             NET: net1..net8 or specialists (BASE=models/net6.joblib pre-trains them)"
+	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "make cv      [DATA=] [NET=] [EPOCHS=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble]"
 	@echo "make grid    [DATA=] [NET=] [EPOCHS=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1]"
@@ -49,23 +51,23 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 train: setup
-	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) --seed $(SEED) \
+	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) --seed $(SEED) --precision $(PRECISION) \
 	  $(call opt,--epochs,$(EPOCHS)) $(call opt,--early-stopping,$(PATIENCE)) $(call opt,--base,$(BASE))
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta)
 
 cv: setup
-	$(KFKD) cv --data $(DATA) --net $(NET) --seed $(SEED) $(call opt,--epochs,$(EPOCHS)) \
+	$(KFKD) cv --data $(DATA) --net $(NET) --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
 	  $(call opt,--folds,$(FOLDS)) $(DASKOPTS) $(if $(KEEP),--keep-models)
 
 grid: setup
-	$(KFKD) grid --data $(DATA) --net $(NET) --seed $(SEED) $(call opt,--epochs,$(EPOCHS)) \
+	$(KFKD) grid --data $(DATA) --net $(NET) --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
 	  $(call opt,--folds,$(FOLDS)) $(if $(LRS),--lrs "$(LRS)") $(if $(MOMENTA),--momenta "$(MOMENTA)") \
 	  $(DASKOPTS) $(if $(REFIT),--refit)
 
 zoo: setup
-	$(KFKD) zoo --data $(DATA) --seed $(SEED) $(call opt,--nets,$(NETS)) $(call opt,--max-epochs,$(MAX_EPOCHS))
+	$(KFKD) zoo --data $(DATA) --seed $(SEED) --precision $(PRECISION) $(call opt,--nets,$(NETS)) $(call opt,--max-epochs,$(MAX_EPOCHS))
 
 bench: setup
 	$(PY) -m benchmarks.bench $(if $(QUICK),--quick)

@@ -14,7 +14,8 @@ b. net1 seconds per epoch on CPU: kfkd (skorch, resident batches) against a plai
 c. a CNN (net2) epoch on CPU, fp32: kfkd against PyTorch defaults (the tutorial's
    conv-ReLU-pool blocks in NCHW, a DataLoader over a TensorDataset);
 d. CUDA only: net1 400 epochs and net5 1000 epochs wall time, ms per step and achieved
-   TFLOP/s, kfkd's captured step against an eager loop on the device, and the RMSE of each.
+   TFLOP/s, kfkd's captured step against an eager loop on the device, and the RMSE of each;
+e. a training step of net2 and net8 on CPU in bf16 autocast against fp32.
 
 The table goes to stdout and (atomically, with the machine it ran on) to --out.
 Timings per epoch are the median over epochs after the first, best of the rounds: the
@@ -143,9 +144,10 @@ def epoch_seconds(times):
     return float(np.median(d[1:] if len(d) > 1 else d))
 
 
-def kfkd_fit(name, images, points, epochs, device, **params):
-    """Fit a named configuration; returns (pipeline, per-epoch clock times, wall seconds)."""
-    pipe = configs.build(name, max_epochs=epochs, device=device, verbose=0)
+def kfkd_fit(name, images, points, epochs, device, precision="fp32", **params):
+    """Fit a named configuration; returns (pipeline, per-epoch clock times, wall seconds).
+    fp32 unless asked: the baselines it is compared with are fp32."""
+    pipe = configs.build(name, max_epochs=epochs, device=device, verbose=0, precision=precision)
     if params:
         pipe.set_params(**{f"net__{k}": v for k, v in params.items()})
     net = pipe.named_steps["net"]
@@ -569,14 +571,44 @@ def part_cuda(table, quick, eager_epochs=None, compile_epochs=0, device="cuda"):
 
 
 # -- main ------------------------------------------------------------------------------------
-PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda}
+# -- e. bf16 on CPU --------------------------------------------------------------------------
+def part_bf16_cpu(table, quick):
+    from kfkd_kit.precision import cpu_bf16_support
+    support = cpu_bf16_support()
+    print(f"e. fp32 vs bf16 on CPU (native bf16: {support or 'none'})", flush=True)
+    n = 320 if quick else 640
+    epochs, rounds = (2, 1) if quick else (3, 2)
+    images, points = faces(n, missing=0.7)
+    train_rows, _ = split(n)
+    batches = math.ceil(len(train_rows) / 128)
+    for name in ("net2", "net8"):
+        seconds = {"fp32": [], "bf16": []}
+        for _ in range(rounds):
+            for precision in seconds:
+                _, times, _ = kfkd_fit(name, images, points, epochs, "cpu", precision=precision,
+                                       batch_size=128)
+                seconds[precision].append(epoch_seconds(times) / batches)
+        f32, b16 = min(seconds["fp32"]), min(seconds["bf16"])
+        amx = support == "AMX"
+        table.add("e", f"{name} training step on CPU, 128 images, bf16 autocast vs fp32, ms",
+                  1000 * b16, 1000 * f32, b16 / f32, "≤ 0.55× (with AMX)" if amx else None,
+                  (b16 / f32 <= 0.55) if amx else None)
+    table.note(f"e. This CPU's native bf16: {support or 'none'} (precision.cpu_bf16_support). "
+               f"A step is an epoch's seconds (median after the first of {epochs}, best of "
+               f"{rounds} rounds) over its {batches} training batches of {len(train_rows)} rows, "
+               "its validation pass included. net8 includes its augmentation, one-cycle and weight "
+               "average; the 0.55x target is for CPUs with AMX.")
+
+
+PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda,
+         "e": part_bf16_cpu}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rows, epochs and rounds")
-    parser.add_argument("--parts", default="abcd", help="which parts, e.g. 'bc' (default: abcd)")
+    parser.add_argument("--parts", default="abcde", help="which parts, e.g. 'bc' (default: abcde)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
                         help="Markdown file for the table ('-' for none)")
     parser.add_argument("--eager-epochs", type=int, default=None,
@@ -622,7 +654,7 @@ def main(argv=None):
 
     table = Table(save)
     for part in sorted(set(args.parts)):
-        if part in "bc" or args.wait_quiet:
+        if part in "bce" or args.wait_quiet:
             busy = wait_until_quiet(args.wait_quiet) if args.wait_quiet else cpu_busy()
             table.note(f"{part}. CPUs {100 * busy:.0f}% busy (other processes) just before this part.")
         if part == "d":

@@ -13,7 +13,7 @@ import math
 import torch
 from torch.utils.data import Subset
 
-from .keypoints import mirror_images, mirror_targets
+from .keypoints import affine_images, affine_targets, mirror_images, mirror_targets
 
 
 def _tensors_of(dataset):
@@ -48,20 +48,48 @@ def _tensors_of(dataset):
 class ResidentBatches:
     """Iterate over (X_batch, y_batch) by indexing device-resident tensors.
 
-    ``flip=True`` mirrors a random half of every batch (image columns reversed, x targets
-    reflected and left/right columns swapped) - for training batches only.
-    ``target_columns`` names which of the 30 Kaggle columns y holds (for specialists).
-    Shuffling draws from torch's global generator, which ``KeypointNet`` seeds per fit.
+    Augmentation, per image, on the batch's device - set it for ``iterator_train`` only:
+
+    - ``flip=True`` mirrors a random half of every batch (image columns reversed, x targets
+      reflected and left/right columns swapped);
+    - ``rotate`` (degrees), ``scale`` (fraction) and ``shift`` (pixels) are the ranges of a
+      random affine map, uniform in [-rotate, rotate], [1 - scale, 1 + scale] and
+      [-shift, shift] on each axis; the keypoints move with the image, and one moved out of
+      the frame becomes a missing label (keypoints.affine_targets);
+    - ``brightness`` and ``contrast`` jitter the grey levels (scaled to [0, 1]): each image
+      becomes (X - mean) * c + mean + b, clipped to [0, 1], with c in [1 - contrast,
+      1 + contrast] and b in [-brightness, brightness].
+
+    A range of 0 draws nothing, so all-zero ranges give exactly the batches of no
+    augmentation. ``target_columns`` names which of the 30 Kaggle columns y holds (for
+    specialists). Shuffling and augmentation draw from torch's global generator, which
+    ``KeypointNet`` seeds per fit.
     """
 
     def __init__(self, dataset, batch_size=128, shuffle=False, flip=False,
-                 target_columns=None, drop_last=False):
+                 target_columns=None, drop_last=False, rotate=0.0, scale=0.0, shift=0.0,
+                 brightness=0.0, contrast=0.0):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.flip = flip
         self.target_columns = target_columns
         self.drop_last = drop_last
+        self.rotate = rotate
+        self.scale = scale
+        self.shift = shift
+        self.brightness = brightness
+        self.contrast = contrast
+
+    @property
+    def moves(self) -> bool:
+        """Whether batches get a random affine map."""
+        return bool(self.rotate or self.scale or self.shift)
+
+    @property
+    def jitters(self) -> bool:
+        """Whether batches get brightness/contrast jitter."""
+        return bool(self.brightness or self.contrast)
 
     def __len__(self):
         n = len(self.dataset)
@@ -94,6 +122,11 @@ class ResidentBatches:
                 yb = None if y is None else y.index_select(0, rows)
             if self.flip:
                 Xb, yb = flip_half(Xb, yb, self.target_columns)
+            if self.moves:
+                Xb, yb = random_affine(Xb, yb, self.rotate, self.scale, self.shift,
+                                       self.target_columns)
+            if self.jitters:
+                Xb = jitter_intensity(Xb, self.brightness, self.contrast)
             yield Xb, yb
 
 
@@ -104,3 +137,32 @@ def flip_half(Xb, yb, target_columns=None):
     if yb is not None:
         yb = torch.where(chosen[:, None], mirror_targets(yb, target_columns, unit=True), yb)
     return Xb, yb
+
+
+def _uniform(n, half_width, device, centre=0.0):
+    """n draws from U(centre - half_width, centre + half_width)."""
+    return centre + (torch.rand(n, device=device) * 2 - 1) * half_width
+
+
+def random_affine(Xb, yb, rotate=0.0, scale=0.0, shift=0.0, target_columns=None):
+    """Move every image of the batch, and its keypoints (unit scale), by its own random
+    rotation (degrees), scaling and shift (pixels) about the image centre."""
+    n, device = len(Xb), Xb.device
+    angle = torch.deg2rad(_uniform(n, rotate, device))
+    factor = _uniform(n, scale, device, centre=1.0)
+    offset = torch.stack([_uniform(n, shift, device), _uniform(n, shift, device)], dim=1)
+    cos, sin = torch.cos(angle) * factor, torch.sin(angle) * factor
+    matrix = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    Xb = affine_images(Xb, matrix, offset)
+    if yb is not None:
+        yb = affine_targets(yb, matrix, offset, target_columns, unit=True)
+    return Xb, yb
+
+
+def jitter_intensity(Xb, brightness=0.0, contrast=0.0):
+    """Per image: (X - mean) * c + mean + b, clipped to [0, 1]."""
+    n, device = len(Xb), Xb.device
+    c = _uniform(n, contrast, device, centre=1.0)[:, None]
+    b = _uniform(n, brightness, device)[:, None]
+    mean = Xb.mean(dim=1, keepdim=True)
+    return ((Xb - mean) * c + mean + b).clamp_(0.0, 1.0)

@@ -16,13 +16,16 @@ def _add_common(p, net=True):
         p.add_argument("--epochs", type=int, default=None, help="override the net's epochs")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+        p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                       help="auto: bf16 autocast where the CPU/GPU computes bf16 natively "
+                            "(AMX, AVX512-BF16), else fp32 (default: auto)")
 
 
 def cmd_train(args):
     from .train import train
     train(net=args.net, data_dir=args.data, model_path=args.model, epochs=args.epochs,
           seed=args.seed, device=args.device, early_stopping=args.early_stopping,
-          verbose=0 if args.quiet else 1, base=args.base)
+          verbose=0 if args.quiet else 1, base=args.base, precision=args.precision)
 
 
 def _add_selection(p, folds):
@@ -51,7 +54,8 @@ def _selection_kwargs(args):
                 epochs=args.epochs, device=args.device, valid_fraction=args.valid_fraction,
                 early_stopping=args.early_stopping, verbose=args.verbose,
                 complete_only=args.complete_only, out_dir=args.out_dir, model_path=args.model,
-                scheduler=args.scheduler, dask_workers=args.dask_workers)
+                scheduler=args.scheduler, dask_workers=args.dask_workers,
+                precision=args.precision)
 
 
 def cmd_cv(args):
@@ -96,7 +100,8 @@ def cmd_zoo(args):
         configs.get_config(name)  # fail before hours of training, not during
     caps = parse_epoch_caps(args.max_epochs)
     run_zoo(data_dir=args.data, nets=nets, max_epochs=caps, holdout=args.holdout,
-            seed=args.seed, device=args.device, tta=not args.no_tta, out=args.out)
+            seed=args.seed, device=args.device, tta=not args.no_tta, out=args.out,
+            precision=args.precision)
     print(args.out)
 
 
@@ -161,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     p.add_argument("--no-tta", action="store_true", help="skip the flip-TTA column")
     p.add_argument("--out", default="docs/RESULTS.md")
     p.set_defaults(func=cmd_zoo)

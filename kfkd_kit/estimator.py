@@ -16,7 +16,7 @@ from skorch import NeuralNetRegressor
 from skorch.dataset import Dataset, ValidSplit
 from skorch.utils import is_dataset
 
-from . import fastpath
+from . import fastpath, precision as precisions
 from .batches import ResidentBatches
 from .callbacks import EpochTable
 from .keypoints import from_unit, to_unit
@@ -35,8 +35,9 @@ class KeypointNet(NeuralNetRegressor):
     ``train_split`` defaults to a seeded 20% validation split.
     ``fast_path``: "auto" (CUDA graphs on CUDA where they apply, else skorch's plain
     path), True (graphs or an error saying why not), "eager" (the fast step without
-    capture, any device) or False; see fastpath.py. ``precision``: "fp32", "tf32" or
-    "bf16" (autocast) for the fast path's training step.
+    capture, any device) or False; see fastpath.py. ``precision``: "fp32", "tf32",
+    "bf16" (training and prediction under autocast) or "auto" (bf16 where the device
+    computes it natively, see precision.py); ``precision_`` is what a fit resolved it to.
     """
 
     def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0,
@@ -56,7 +57,18 @@ class KeypointNet(NeuralNetRegressor):
 
     def initialize(self):
         torch.manual_seed(self.seed)
+        self.precision_ = precisions.resolve(self.precision, self.device)
         return super().initialize()
+
+    def infer(self, x, **fit_params):
+        # Training, validation and prediction all pass through here: one autocast for all.
+        # The loss and the outputs stay fp32.
+        precision = getattr(self, "precision_", "fp32")
+        device_type = torch.device(self.device or "cpu").type
+        if precision != "bf16" or torch.is_autocast_enabled(device_type):
+            return super().infer(x, **fit_params)  # fp32, or the fast path's own autocast
+        with precisions.autocast(precision, self.device):
+            return super().infer(x, **fit_params).float()
 
     def get_dataset(self, X, y=None):
         if is_dataset(X):
@@ -95,7 +107,7 @@ class KeypointNet(NeuralNetRegressor):
         if trainer is None or not trainer.matches(self, iterator):
             self._drop_fast_trainer()
             trainer = self._fast_trainer = fastpath.FastTrainer(
-                self, iterator, graphs=self.fast_path != "eager", precision=self.precision,
+                self, iterator, graphs=self.fast_path != "eager", precision=self.precision_,
                 strict=self.fast_path is True)
         trainer.run_epoch(iterator, prefix)
 

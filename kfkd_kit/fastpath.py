@@ -106,6 +106,8 @@ def unsupported(net, iterator, fit_params=None):
         return f"fit parameters {sorted(fit_params)} are passed to the module"
     if not isinstance(iterator, ResidentBatches):
         return f"iterator_train is {type(iterator).__name__}, not ResidentBatches"
+    if iterator.moves or iterator.jitters:
+        return "affine or intensity augmentation (the captured step has the flip only)"
     for name in ("train_step", "train_step_single"):
         if _overrides(net, NeuralNet, name):
             return f"{type(net).__name__} overrides {name}"

@@ -8,6 +8,7 @@ in Kaggle's files, so the subject's left eye appears on the image's right (large
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 IMAGE_SIDE = 96
 N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
@@ -16,6 +17,11 @@ CENTER = 48.0
 SCALE = 48.0
 # Mirror axis in pixel-index coordinates: x -> MIRROR_SUM - x.
 MIRROR_SUM = IMAGE_SIDE - 1.0
+# The image's centre in pixel-index coordinates (47.5): rotations and scalings turn about it.
+PIXEL_CENTRE = MIRROR_SUM / 2
+# A keypoint is in the frame while both its coordinates lie within the image's outer
+# edges, half a pixel beyond the centres of the first and last columns.
+FRAME = (-0.5, IMAGE_SIDE - 0.5)
 
 KEYPOINTS = (
     "left_eye_center",
@@ -125,6 +131,67 @@ def mirror_images(X):
     if flat:
         out = out.reshape(*out.shape[:-2], N_PIXELS)
     return out
+
+
+def keypoint_xy_positions(columns=None) -> tuple[list[int], list[int]]:
+    """Positions of each keypoint's x and y within ``columns`` (default: all 30), for the
+    keypoints whose x and y are both among them: two equally long lists."""
+    columns = list(range(N_TARGETS)) if columns is None else list(columns)
+    position = {c: i for i, c in enumerate(columns)}
+    xs, ys = [], []
+    for c in columns:
+        if c % 2 == 0 and c + 1 in position:
+            xs.append(position[c])
+            ys.append(position[c + 1])
+    return xs, ys
+
+
+def affine_targets(y, matrix, offset, columns=None, unit=False):
+    """Move keypoint targets by per-row affine maps; keypoints leaving the frame become NaN.
+
+    Row i's point p goes to ``matrix[i] @ (p - PIXEL_CENTRE) + PIXEL_CENTRE + offset[i]``
+    (pixel-index coordinates, (x, y) order). ``y`` is an (n, k) torch tensor whose k
+    columns are ``columns`` of FEATURE_NAMES, in pixels or (``unit=True``) the net's
+    scale; ``matrix`` is (n, 2, 2) and ``offset`` (n, 2) in pixels. Returns a new tensor.
+    A moved keypoint outside FRAME is a missing label (NaN), not a wrong one.
+    """
+    xs, ys = keypoint_xy_positions(columns)
+    out = y.clone()
+    if not xs:
+        return out
+    points = torch.stack([y[:, xs], y[:, ys]], dim=-1)          # (n, keypoints, 2)
+    if unit:
+        points = from_unit(points)
+    moved = (points - PIXEL_CENTRE) @ matrix.transpose(1, 2) + PIXEL_CENTRE + offset[:, None, :]
+    outside = ((moved < FRAME[0]) | (moved > FRAME[1])).any(dim=-1, keepdim=True)
+    moved = moved.masked_fill(outside, float("nan"))
+    if unit:
+        moved = to_unit(moved)
+    out[:, xs] = moved[..., 0].to(out.dtype)
+    out[:, ys] = moved[..., 1].to(out.dtype)
+    return out
+
+
+def affine_images(X, matrix, offset):
+    """Warp images with the same maps as ``affine_targets``: what sits at p moves to
+    ``matrix @ (p - PIXEL_CENTRE) + PIXEL_CENTRE + offset``. Bilinear; outside is 0.
+
+    ``X`` is a float torch tensor (n, 9216) or (n, 96, 96). grid_sample's normalised
+    coordinates with ``align_corners=False`` put pixel i's centre at (i - 47.5) / 48, the
+    pixel-index convention above, so image and keypoints move together exactly.
+    """
+    import torch.nn.functional as F
+
+    shape = X.shape
+    images = X.reshape(len(X), 1, IMAGE_SIDE, IMAGE_SIDE)
+    # grid_sample asks, for every output pixel, where to read the input: the inverse map.
+    inverse = torch.linalg.inv(matrix.float())
+    half = IMAGE_SIDE / 2
+    theta = torch.cat([inverse, -(inverse @ offset.float()[:, :, None]) / half], dim=2)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)
+    return warped.reshape(shape)
 
 
 # The tutorial's six specialists: groups of keypoints that one net each learns on the rows

@@ -257,16 +257,19 @@ def _parallel(scheduler, dask_workers, say):
 # --------------------------------------------------------------------------- templates
 
 
-def _template(net, epochs, device, seed, verbose, valid_fraction, early_stopping):
+def _template(net, epochs, device, seed, verbose, valid_fraction, early_stopping,
+              precision=None):
     """(name, unfitted Pipeline): a named configuration built for a search, or a clone of a
-    given estimator (``epochs`` still applies)."""
+    given estimator (``epochs`` and ``precision`` still apply)."""
     if isinstance(net, str):
         return net, configs.build(net, max_epochs=epochs, device=device, seed=seed,
                                   verbose=1 if verbose else 0, early_stopping=early_stopping,
-                                  valid_fraction=valid_fraction)
+                                  valid_fraction=valid_fraction, precision=precision or "auto")
     estimator = clone(net)
     if epochs is not None:
         estimator.set_params(net__max_epochs=epochs)
+    if precision is not None:
+        estimator.set_params(net__precision=precision)
     return "custom", estimator
 
 
@@ -347,7 +350,7 @@ class CVResult:
 def cross_validate_net(net, X, y, folds=5, seed=0, epochs=None, device=None,
                        valid_fraction=0.0, early_stopping=None, verbose=False,
                        keep_models=False, complete_only=False, scheduler=None,
-                       dask_workers=None, say=print) -> CVResult:
+                       dask_workers=None, precision=None, say=print) -> CVResult:
     """Shuffled k-fold CV (``KFold(folds, shuffle=True, random_state=seed)``) of a net.
 
     ``net``: a configuration name (built with ``epochs``, ``device``, ``seed``; net
@@ -360,7 +363,7 @@ def cross_validate_net(net, X, y, folds=5, seed=0, epochs=None, device=None,
     """
     X, y = _check_xy(X, y, folds, complete_only)
     name, template = _template(net, epochs, device, seed, verbose, valid_fraction,
-                               early_stopping)
+                               early_stopping, precision)
     splits = _splits(len(X), folds, seed)
     scorer = ProgressScorer(X, splits, say=say)
     say(f"{folds}-fold cross-validation of {name} on {len(X)} rows "
@@ -384,6 +387,7 @@ def cross_validate_net(net, X, y, folds=5, seed=0, epochs=None, device=None,
               "momentum": getattr(net_step, "optimizer__momentum", None),
               "batch_size": getattr(net_step, "batch_size", None),
               "device": getattr(net_step, "device", None),
+              "precision": getattr(net_step, "precision", None),
               "valid_fraction": valid_fraction, "early_stopping": early_stopping,
               "complete_only": bool(complete_only), "shuffle": True,
               "dask": _dask_label(scheduler, dask_workers)}
@@ -435,7 +439,7 @@ def parse_floats(text) -> list[float]:
 def grid_search(net, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds=3, seed=0,
                 epochs=None, device=None, valid_fraction=0.0, early_stopping=None,
                 verbose=False, complete_only=False, scheduler=None, dask_workers=None,
-                refit=False, say=print) -> GridSearchCV:
+                refit=False, precision=None, say=print) -> GridSearchCV:
     """GridSearchCV over lr x momentum with the pixel-RMSE scorer; returns it fitted.
 
     Folds are ``KFold(folds, shuffle=True, random_state=seed)`` and every candidate's net
@@ -447,7 +451,7 @@ def grid_search(net, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds=3, se
     X, y = _check_xy(X, y, folds, complete_only)
     grid = param_grid(lrs, momenta)
     name, template = _template(net, epochs, device, seed, verbose, valid_fraction,
-                               early_stopping)
+                               early_stopping, precision)
     scheduled = [cb for cb, _ in _named_callbacks(template)
                  if cb in ("lr_schedule", "momentum_schedule")]
     if scheduled:
@@ -653,7 +657,7 @@ def load_data(net, data_dir="data", complete_only=None, say=print):
 def run_cv(net="net1", data_dir="data", folds=5, seed=0, epochs=None, device=None,
            valid_fraction=0.0, early_stopping=None, verbose=False, complete_only=None,
            out_dir="cv", keep_models=False, model_path=None, scheduler=None,
-           dask_workers=None, say=print) -> dict:
+           dask_workers=None, precision=None, say=print) -> dict:
     """``kfkd cv``: load data, cross-validate, print the table, write CSV + JSON (and the
     fold ensemble with ``keep_models``). Returns the summary dict with the file paths."""
     training, meta = load_data(net, data_dir, complete_only, say)
@@ -661,7 +665,7 @@ def run_cv(net="net1", data_dir="data", folds=5, seed=0, epochs=None, device=Non
                                 epochs=epochs, device=device, valid_fraction=valid_fraction,
                                 early_stopping=early_stopping, verbose=verbose,
                                 keep_models=keep_models, scheduler=scheduler,
-                                dask_workers=dask_workers, say=say)
+                                dask_workers=dask_workers, precision=precision, say=say)
     say(result.table())
     csv_path, json_path = write_cv(result, out_dir, meta)
     summary = dict(result.summary(), csv=str(csv_path), json=str(json_path))
@@ -676,7 +680,7 @@ def run_cv(net="net1", data_dir="data", folds=5, seed=0, epochs=None, device=Non
 def run_grid(net="net1", data_dir="data", lrs=None, momenta=None, folds=3, seed=0,
              epochs=None, device=None, valid_fraction=0.0, early_stopping=None,
              verbose=False, complete_only=None, out_dir="cv", refit=False, model_path=None,
-             scheduler=None, dask_workers=None, say=print) -> dict:
+             scheduler=None, dask_workers=None, precision=None, say=print) -> dict:
     """``kfkd grid``: load data, grid-search lr x momentum, print the ranking, write
     cv_results CSV, best JSON and heatmap PNG (and the refitted model with ``refit``)."""
     training, meta = load_data(net, data_dir, complete_only, say)
@@ -686,7 +690,7 @@ def run_grid(net="net1", data_dir="data", lrs=None, momenta=None, folds=3, seed=
                          folds=folds, seed=seed, epochs=epochs, device=device,
                          valid_fraction=valid_fraction, early_stopping=early_stopping,
                          verbose=verbose, scheduler=scheduler, dask_workers=dask_workers,
-                         refit=refit, say=say)
+                         refit=refit, precision=precision, say=say)
     say(format_grid(search))
     csv_path, json_path, png_path = write_grid(search, out_dir, meta)
     say(f"cv_results: {csv_path}; best: {json_path}; heatmap: {png_path}")

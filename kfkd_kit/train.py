@@ -77,6 +77,20 @@ def histories(model) -> dict:
     return {"net": model.named_steps["net"].history}
 
 
+def precisions_used(model):
+    """What the fitted nets computed in ("bf16", "fp32", ...): one value, or a dict of them."""
+    used = {name: getattr(net, "precision_", None) for name, net in _nets(model).items()}
+    values = set(used.values())
+    return values.pop() if len(values) == 1 else used
+
+
+def _nets(model) -> dict:
+    """{name: fitted skorch net} inside a fitted model."""
+    if isinstance(model, Specialists):
+        return {name: p.named_steps["net"] for name, p in model.models_.items()}
+    return {"net": model.named_steps["net"]}
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), for results tables."""
     try:
@@ -109,7 +123,7 @@ def save_model(pipeline, path, metadata: dict) -> tuple[Path, Path]:
 
 
 def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, device=None,
-          early_stopping=None, verbose=1, base=None, say=print) -> dict:
+          early_stopping=None, verbose=1, base=None, precision="auto", say=print) -> dict:
     """Train a named configuration; save model, JSON and PNGs. Returns the metadata dict."""
     config = configs.get_config(net)
     folder = resolve_data_dir(data_dir, say)
@@ -117,7 +131,8 @@ def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, dev
     say(f"training {net} ({config.description}) on {len(training.X)} rows of "
         f"{training.source}")
     model = configs.build(net, max_epochs=epochs, device=device, seed=seed,
-                          verbose=verbose, early_stopping=early_stopping, base=base)
+                          verbose=verbose, early_stopping=early_stopping, base=base,
+                          precision=precision)
     seconds, rmse = fit_and_score(model, training.X, training.y)
     nets = histories(model)
     first = next(iter(nets.values()))
@@ -132,7 +147,12 @@ def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, dev
             "train_seconds": round(seconds, 3),
         },
         "params": {"seed": seed, "device": device or default_device(),
-                   "lr": config.lr, "momentum": config.momentum,
+                   "precision": precision, "precision_used": precisions_used(model),
+                   "lr": config.lr,
+                   "momentum": None if config.optimizer == "adamw" else config.momentum,
+                   "optimizer": config.optimizer, "weight_decay": config.weight_decay,
+                   "one_cycle": config.one_cycle, "augment": config.augment,
+                   "weight_average": config.weight_average,
                    "batch_size": config.batch_size, "max_epochs": epochs or config.max_epochs,
                    "early_stopping": early_stopping, "flip": config.flip,
                    "base": None if base is None else str(base),

@@ -53,7 +53,8 @@ def parse_epoch_caps(text):
 
 
 def run_zoo(data_dir="data", nets=DEFAULT_NETS, max_epochs=None, holdout=0.2, seed=0,
-            device=None, tta=True, out="docs/RESULTS.md", say=print) -> list[dict]:
+            device=None, tta=True, out="docs/RESULTS.md", precision="auto",
+            say=print) -> list[dict]:
     """Train and score each configuration; write the Markdown table; return its rows.
 
     ``max_epochs``: None (the tutorial's epochs), an int cap for every net, or a dict from
@@ -76,7 +77,7 @@ def run_zoo(data_dir="data", nets=DEFAULT_NETS, max_epochs=None, holdout=0.2, se
         epochs = config.max_epochs if cap is None else min(cap, config.max_epochs)
         base = trained.get(config.specialist_net) if config.specialist_net else None
         model = configs.build(name, max_epochs=epochs, device=device, seed=seed, verbose=0,
-                              base=base)
+                              base=base, precision=precision)
         say(f"[{i}/{len(nets)}] {name}: {config.description}; {len(rows)} rows, "
             f"{epochs} epochs on {device}" + (f", pre-trained from {config.specialist_net}"
                                               if base is not None else ""))

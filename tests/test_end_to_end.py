@@ -146,3 +146,31 @@ def test_specialists_train_pretrained_and_submit_with_tta(trained, tmp_path, cap
     assert main(["submit", "--data", str(root / "data"), "--model", str(model), "--tta",
                  "--out-dir", str(tmp_path / "subs")]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].split("/")[-1].startswith("spec-tta-")
+
+
+def test_net8_trains_records_its_precision_and_its_cv_ensemble_submits_with_tta(
+        trained, tmp_path, capsys):
+    root, _ = trained
+    data = str(root / "data")
+    model = tmp_path / "net8.joblib"
+    assert main(["train", "--data", data, "--net", "net8", "--epochs", "2", "--model", str(model),
+                 "--device", "cpu", "--precision", "fp32", "--quiet"]) == 0
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert meta["params"]["precision"] == "fp32" and meta["params"]["precision_used"] == "fp32"
+    assert meta["params"]["optimizer"] == "adamw" and meta["params"]["one_cycle"] is True
+    assert meta["data"]["complete_only"] is False and meta["data"]["rows"] == 80
+
+    ensemble_path = tmp_path / "net8-cv2.ensemble.joblib"
+    assert main(["cv", "--data", data, "--net", "net8", "--epochs", "1", "--folds", "2",
+                 "--device", "cpu", "--out-dir", str(tmp_path / "cv"), "--keep-models",
+                 "--model", str(ensemble_path), "--precision", "bf16"]) == 0
+    ensemble = joblib.load(ensemble_path)
+    assert len(ensemble.estimators_) == 2
+    assert all(e.named_steps["net"].precision_ == "bf16" for e in ensemble.estimators_)
+    for tta in ([], ["--tta"]):
+        assert main(["submit", "--data", data, "--model", str(ensemble_path),
+                     "--out-dir", str(tmp_path / "subs")] + tta) == 0
+    plain, flipped = (pd.read_csv(p) for p in sorted((tmp_path / "subs").glob("net8-cv2*.csv"),
+                                                     key=lambda p: "-tta" in p.name))
+    assert list(plain.RowId) == list(flipped.RowId)
+    assert not np.allclose(plain.Location, flipped.Location)   # the mirrored half counted

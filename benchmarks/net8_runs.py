@@ -1,0 +1,127 @@
+"""net8 on real faces: train variants on one held-out split, append one JSON line per run.
+
+    python -m benchmarks.net8_runs --data ../shared/data/faces15 --out benchmarks/net8-runs.jsonl \\
+        --variant base --seeds 0,1,2 [--epochs 120]
+
+Each variant is net8 with some parameters changed through ``set_params`` (``VARIANTS``
+below). The split is ``zoo.holdout_split`` (20%, seed 0): the same rows for every run, and
+never the competition's test images. A line records the held-out RMSE in pixels over the
+labelled values, with and without flip TTA, the training seconds, epochs and precision.
+``--summary`` prints a Markdown table (mean and spread over seeds) of a results file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kfkd_kit import configs, data
+from kfkd_kit.metrics import masked_rmse_px
+from kfkd_kit.tta import FlipTTA
+from kfkd_kit.zoo import holdout_split
+
+NO_AUGMENT = {f"net__iterator_train__{k}": 0.0
+              for k in ("rotate", "scale", "shift", "brightness", "contrast")}
+
+# name -> (what it changes, set_params overrides of net8's Pipeline)
+VARIANTS = {
+    "base": ("net8 as configured", {}),
+    "no-affine": ("no rotation/scale/shift", {k: 0.0 for k in NO_AUGMENT
+                                                if k.rsplit("__", 1)[1] in ("rotate", "scale", "shift")}),
+    "no-intensity": ("no brightness/contrast jitter", {k: 0.0 for k in NO_AUGMENT
+                                                       if k.rsplit("__", 1)[1] in ("brightness", "contrast")}),
+    "no-augment": ("no augmentation at all (no flip either)",
+                   dict(NO_AUGMENT, net__iterator_train__flip=False)),
+    "no-average": ("no weight average", {"net__callbacks__weight_average": None}),
+    "no-dropout": ("dropout 0", {"net__module__dropout": 0.0}),
+    "width24": ("width 24", {"net__module__width": 24}),
+    "width12": ("width 12", {"net__module__width": 12}),
+    "stem1": ("a stride-1 first layer (full-size 96x96 activations)",
+              {"net__module__layers": ((1, 1), (2, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 2))}),
+    "fp32": ("fp32 instead of bf16", {"net__precision": "fp32"}),
+    "lr1e-3": ("peak lr 1e-3", {"net__callbacks__lr_schedule__max_lr": 1e-3}),
+    "lr6e-3": ("peak lr 6e-3", {"net__callbacks__lr_schedule__max_lr": 6e-3}),
+    "batch64": ("batch 64", {"net__batch_size": 64}),
+    "affine-strong": ("rotate 20, scale 0.12, shift 6",
+                      {"net__iterator_train__rotate": 20.0, "net__iterator_train__scale": 0.12,
+                       "net__iterator_train__shift": 6.0}),
+    "affine-weak": ("rotate 6, scale 0.04, shift 1.5",
+                    {"net__iterator_train__rotate": 6.0, "net__iterator_train__scale": 0.04,
+                     "net__iterator_train__shift": 1.5}),
+    "avg995": ("weight average decay 0.995", {"net__callbacks__weight_average__decay": 0.995}),
+    "wd0": ("no weight decay", {"net__optimizer__weight_decay": 0.0}),
+    "wd0.2": ("weight decay 0.2", {"net__optimizer__weight_decay": 0.2}),
+}
+
+
+def run(data_dir, variant, seed, epochs=None, split_seed=0, valid_fraction=0.0):
+    training = data.load_training(data_dir)
+    X, y = training.X, training.y
+    train_rows, held_rows = holdout_split(len(X), 0.2, split_seed)
+    model = configs.build("net8", max_epochs=epochs, seed=seed, verbose=0,
+                          valid_fraction=valid_fraction)
+    model.set_params(**VARIANTS[variant][1])
+    start = time.perf_counter()
+    model.fit(X[train_rows], y[train_rows])
+    seconds = time.perf_counter() - start
+    net = model.named_steps["net"]
+    held = X[held_rows]
+    predictions = {"plain": model.predict(held), "tta": FlipTTA(model, prefit=True).predict(held)}
+    return predictions, {
+        "variant": variant, "what": VARIANTS[variant][0], "seed": seed,
+        "epochs": len(net.history), "train_rows": len(train_rows), "held_rows": len(held_rows),
+        "seconds": round(seconds, 1), "precision": net.precision_,
+        "rmse_px": masked_rmse_px(y[held_rows], predictions["plain"]),
+        "rmse_tta_px": masked_rmse_px(y[held_rows], predictions["tta"]),
+        "data": training.fingerprint,
+    }
+
+
+def summary(path) -> str:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
+    lines = ["| variant | what | epochs | seeds | held-out RMSE px (mean ± sd) | + flip TTA | min-max (TTA) | train s (mean) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (variant, epochs), rs in groups.items():
+        plain = [r["rmse_px"] for r in rs]
+        tta = [r["rmse_tta_px"] for r in rs]
+        sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+        lines.append(f"| {variant} | {rs[0]['what']} | {epochs} | {len(rs)} | "
+                     f"{statistics.mean(plain):.3f} ± {sd(plain):.3f} | "
+                     f"{statistics.mean(tta):.3f} ± {sd(tta):.3f} | "
+                     f"{min(tta):.3f}-{max(tta):.3f} | "
+                     f"{statistics.mean(r['seconds'] for r in rs):.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="../shared/data/faces15")
+    parser.add_argument("--out", default="benchmarks/net8-runs.jsonl")
+    parser.add_argument("--variant", default="base", help="comma-separated names of VARIANTS")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--summary", action="store_true")
+    args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(args.out))
+        return
+    for variant in args.variant.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            predictions, row = run(args.data, variant, seed, args.epochs)
+            # held-out predictions, so that ensembles of runs can be scored afterwards
+            stem = Path(args.out).with_suffix("")
+            np.savez(f"{stem}-{variant}-e{row['epochs']}-s{seed}.npz", **predictions)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""net8's parts: the batch-norm CNN, AdamW + one-cycle through skorch's LRScheduler,
+the weight average, and bf16 precision (auto-detected, recorded, close to fp32)."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from kfkd_kit import configs, precision, synthetic
+from kfkd_kit.callbacks import OneCycle, WeightAverage
+from kfkd_kit.metrics import masked_rmse_px
+from kfkd_kit.nets import BNCNN
+
+SMALL = dict(net__module__width=4, net__batch_size=16)
+
+
+def _net8(epochs=2, **params):
+    pipe = configs.build("net8", max_epochs=epochs, verbose=0, device="cpu")
+    return pipe.set_params(**{**SMALL, **params})
+
+
+def test_bncnn_shapes_and_width():
+    x = torch.rand(3, 9216)
+    assert BNCNN(width=4)(x).shape == (3, 30)
+    assert BNCNN(width=4, n_outputs=6, dropout=0.2, channels_last=True)(x).shape == (3, 6)
+    small = sum(p.numel() for p in BNCNN(width=8).parameters())
+    large = sum(p.numel() for p in BNCNN(width=16).parameters())
+    assert 3 < large / small < 4.5  # convs grow with width squared, the head linearly
+    assert 0.5e6 < large < 0.6e6
+
+
+def test_net8_is_adamw_with_a_batch_stepped_one_cycle(tiny_xy):
+    X, y = tiny_xy
+    pipe = _net8(epochs=3).fit(X, y)
+    net = pipe.named_steps["net"]
+    assert type(net.optimizer_) is torch.optim.AdamW
+    assert net.optimizer_.param_groups[0]["weight_decay"] > 0
+    schedule = dict(net.callbacks_)["lr_schedule"]
+    assert isinstance(schedule.lr_scheduler_, torch.optim.lr_scheduler.OneCycleLR)
+    assert schedule.total_steps_ == sum(net.history[:, "train_batch_count"])
+    lrs = [lr for epoch in net.history[:, "batches"] for lr in
+           [b["event_lr"] for b in epoch if "event_lr" in b]]
+    max_lr = schedule.max_lr
+    assert len(lrs) == schedule.total_steps_           # stepped after every training batch
+    assert lrs[0] == pytest.approx(max_lr / schedule.div_factor)
+    assert max(lrs) == pytest.approx(max_lr, rel=0.05)
+    assert lrs[-1] < max_lr / 100                      # annealed down at the end
+
+
+def test_one_cycle_survives_clone_and_set_params():
+    pipe = configs.build("net8", lr=1e-3, verbose=0, device="cpu")
+    cloned = clone(pipe)
+    assert dict(cloned.named_steps["net"].callbacks)["lr_schedule"].max_lr == 1e-3
+    cloned.set_params(net__callbacks__lr_schedule__max_lr=5e-3, net__max_epochs=4)
+    assert dict(cloned.named_steps["net"].callbacks)["lr_schedule"].max_lr == 5e-3
+
+
+def test_net8_refuses_momentum():
+    with pytest.raises(ValueError, match="momentum does not apply"):
+        configs.build("net8", momentum=0.9)
+
+
+def test_weight_average_with_decay_zero_is_the_last_weights(tiny_xy):
+    X, y = tiny_xy
+    without = _net8(net__callbacks__weight_average=None).fit(X, y)
+    last = _net8(net__callbacks__weight_average__decay=0.0).fit(X, y)
+    averaged = _net8(net__callbacks__weight_average__decay=0.9).fit(X, y)
+    np.testing.assert_allclose(last.predict(X), without.predict(X), atol=1e-4)
+    assert np.abs(averaged.predict(X) - without.predict(X)).max() > 1e-2
+    assert dict(averaged.named_steps["net"].callbacks_)["weight_average"].average_ is None
+
+
+def test_same_seed_same_net8_predictions(tiny_xy):
+    X, y = tiny_xy
+    a, b = _net8().fit(X, y), _net8().fit(X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+@pytest.mark.parametrize("probe_amx, probe_avx, expected", [
+    (True, True, "AMX"), (False, True, "AVX512-BF16"), (False, False, None)])
+def test_cpu_bf16_support_reads_torchs_probes(monkeypatch, probe_amx, probe_avx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: probe_amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: probe_avx, raising=False)
+    assert precision.cpu_bf16_support() == expected
+
+
+def test_cpu_bf16_support_falls_back_to_cpu_flags(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert precision.cpu_bf16_support() == "AVX512-BF16"
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2"})
+    assert precision.cpu_bf16_support() is None
+
+
+def test_auto_precision_falls_back_to_fp32_and_says_so_once(monkeypatch, tiny_xy):
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: None)
+    monkeypatch.setattr(precision, "_said", set())
+    with pytest.warns(RuntimeWarning, match="no native bf16"):
+        assert precision.resolve("auto", "cpu") == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert precision.resolve("auto", "cpu") == "fp32"   # not said again
+        X, y = tiny_xy
+        assert _net8(epochs=1).fit(X, y).named_steps["net"].precision_ == "fp32"
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: "AMX")
+    assert precision.resolve("auto", "cpu") == "bf16"
+    assert precision.resolve("fp32", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.resolve("fp16", "cpu")
+
+
+def test_bf16_runs_the_forward_pass_in_bf16_and_returns_fp32(tiny_xy):
+    X, y = tiny_xy
+    pipe = _net8(epochs=1, net__precision="bf16").fit(X, y)
+    net = pipe.named_steps["net"]
+    seen = []
+    hook = net.module_.head[-1].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    out = net.infer(torch.rand(2, 9216))
+    hook.remove()
+    assert seen == [torch.bfloat16] and out.dtype == torch.float32
+    assert pipe.predict(X).dtype == np.float32
+
+
+def test_a_bf16_trained_net8_scores_within_a_few_percent_of_fp32():
+    faces = synthetic.make_faces(360, seed=1)
+    X, y = faces[0], faces[1]
+    train, held = slice(0, 300), slice(300, None)
+    scores = {}
+    for fmt in ("fp32", "bf16"):
+        pipe = configs.build("net8", max_epochs=12, verbose=0, device="cpu", precision=fmt)
+        pipe.set_params(net__module__width=8, net__batch_size=32)
+        pipe.fit(X[train], y[train])
+        assert pipe.named_steps["net"].precision_ == fmt
+        scores[fmt] = masked_rmse_px(y[held], pipe.predict(X[held]))
+    mean_face = masked_rmse_px(y[held], np.broadcast_to(np.nanmean(y[train], axis=0), y[held].shape))
+    assert scores["fp32"] < 0.8 * mean_face            # it learned something
+    assert abs(scores["bf16"] - scores["fp32"]) / scores["fp32"] < 0.05, scores
