@@ -103,3 +103,22 @@ def utc_stamp(when=None) -> str:
     """A UTC time for file names: 20261129T041500Z."""
     when = when or datetime.now(timezone.utc)
     return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write_section(path, name: str, text: str) -> Path:
+    """Replace the part of a Markdown file between ``<!-- begin NAME -->`` and
+    ``<!-- end NAME -->`` with ``text`` (appended, with its markers, where there is none),
+    atomically; so several generators can share one file without erasing each other."""
+    path = Path(path)
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if begin in old and end in old.split(begin, 1)[1]:
+        head, rest = old.split(begin, 1)
+        new = head + block + rest.split(end, 1)[1]
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        f.write(new)
+    return path

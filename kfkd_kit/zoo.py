@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import configs, data
-from ._atomic import atomic_write
+from ._atomic import write_section
 from .estimator import default_device
 from .metrics import masked_rmse_px
 from .train import cpu_model, histories, library_versions, resolve_data_dir
@@ -123,7 +123,7 @@ def _caps_text(caps) -> str:
 def write_table(results, out, training, n_held, caps, seed) -> Path:
     versions = library_versions()
     lines = [
-        "# Results: every configuration on one held-out split",
+        "## Every configuration on one held-out split (`make zoo`)",
         "",
         f"Produced by `{' '.join(['kfkd'] + sys.argv[1:]) if sys.argv[0].endswith(('kfkd', '__main__.py')) else 'kfkd zoo'}`"
         f" on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
@@ -142,8 +142,5 @@ def write_table(results, out, training, n_held, caps, seed) -> Path:
         lines.append(f"| {r['net']} | {r['description']} | {r['train_rows']} | {r['epochs']} | "
                      f"{r['rmse_px']:.3f} | {tta} | {r['seconds']:.0f} | {r['device']} | "
                      f"{r['tutorial_epochs']} |")
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    # only the zoo's own section: the file also holds net8's results (benchmarks/net8_runs.py)
+    return write_section(out, "zoo", "\n".join(lines))

@@ -37,3 +37,17 @@ def test_epoch_caps_parse_and_reject_unknown_nets():
         parse_epoch_caps("25,net9=3")
     with pytest.raises(ValueError, match="not N or NET=N"):
         parse_epoch_caps("lots")
+
+
+def test_write_section_replaces_only_its_own_part(tmp_path):
+    from kfkd_kit._atomic import write_section
+    path = tmp_path / "RESULTS.md"
+    write_section(path, "net8", "net8 table v1")
+    write_section(path, "zoo", "zoo table v1")
+    path.write_text(path.read_text() + "\nhand-written note\n")
+    write_section(path, "zoo", "zoo table v2")
+    write_section(path, "net8", "net8 table v2\nsecond line")
+    text = path.read_text()
+    assert text.index("net8 table v2") < text.index("zoo table v2") < text.index("hand-written")
+    assert "v1" not in text and text.count("<!-- begin zoo -->") == 1
+    assert "second line\n<!-- end net8 -->" in text
