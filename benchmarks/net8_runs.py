@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kfkd_kit import configs, data
+from kfkd_kit.ensemble import FoldEnsemble
 from kfkd_kit.metrics import masked_rmse_px
 from kfkd_kit.tta import FlipTTA
 from kfkd_kit.zoo import holdout_split
@@ -45,6 +46,8 @@ VARIANTS = {
     "fp32": ("fp32 instead of bf16", {"net__precision": "fp32"}),
     "lr1e-3": ("peak lr 1e-3", {"net__callbacks__lr_schedule__max_lr": 1e-3}),
     "lr6e-3": ("peak lr 6e-3", {"net__callbacks__lr_schedule__max_lr": 6e-3}),
+    "lr1.2e-2": ("peak lr 1.2e-2", {"net__callbacks__lr_schedule__max_lr": 1.2e-2}),
+    "lr2.4e-2": ("peak lr 2.4e-2", {"net__callbacks__lr_schedule__max_lr": 2.4e-2}),
     "batch64": ("batch 64", {"net__batch_size": 64}),
     "affine-strong": ("rotate 20, scale 0.12, shift 6",
                       {"net__iterator_train__rotate": 20.0, "net__iterator_train__scale": 0.12,
@@ -53,9 +56,22 @@ VARIANTS = {
                     {"net__iterator_train__rotate": 6.0, "net__iterator_train__scale": 0.04,
                      "net__iterator_train__shift": 1.5}),
     "avg995": ("weight average decay 0.995", {"net__callbacks__weight_average__decay": 0.995}),
+    "hidden256": ("a 256-unit hidden layer in the head", {"net__module__hidden": 256}),
+    "hidden512": ("a 512-unit hidden layer in the head", {"net__module__hidden": 512}),
+    "dropout0.3": ("dropout 0.3", {"net__module__dropout": 0.3}),
     "wd0": ("no weight decay", {"net__optimizer__weight_decay": 0.0}),
     "wd0.2": ("weight decay 0.2", {"net__optimizer__weight_decay": 0.2}),
 }
+
+
+def overrides(variant) -> tuple[str, dict]:
+    """(what, set_params) of a variant name; "a+b" combines variants a and b."""
+    whats, params = [], {}
+    for part in variant.split("+"):
+        what, changes = VARIANTS[part]
+        whats.append(what)
+        params.update(changes)
+    return " + ".join(whats), params
 
 
 def run(data_dir, variant, seed, epochs=None, split_seed=0, valid_fraction=0.0):
@@ -64,7 +80,8 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, valid_fraction=0.0):
     train_rows, held_rows = holdout_split(len(X), 0.2, split_seed)
     model = configs.build("net8", max_epochs=epochs, seed=seed, verbose=0,
                           valid_fraction=valid_fraction)
-    model.set_params(**VARIANTS[variant][1])
+    what, changes = overrides(variant)
+    model.set_params(**changes)
     start = time.perf_counter()
     model.fit(X[train_rows], y[train_rows])
     seconds = time.perf_counter() - start
@@ -72,13 +89,65 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, valid_fraction=0.0):
     held = X[held_rows]
     predictions = {"plain": model.predict(held), "tta": FlipTTA(model, prefit=True).predict(held)}
     return predictions, {
-        "variant": variant, "what": VARIANTS[variant][0], "seed": seed,
+        "variant": variant, "what": what, "seed": seed,
         "epochs": len(net.history), "train_rows": len(train_rows), "held_rows": len(held_rows),
         "seconds": round(seconds, 1), "precision": net.precision_,
         "rmse_px": masked_rmse_px(y[held_rows], predictions["plain"]),
         "rmse_tta_px": masked_rmse_px(y[held_rows], predictions["tta"]),
         "data": training.fingerprint,
     }
+
+
+def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
+    """A ``make cv KEEP=1``-style fold ensemble, fitted on the training rows of the split and
+    scored on the held-out rows: the ensemble, with flip TTA, and each fold model alone."""
+    training = data.load_training(data_dir)
+    X, y = training.X, training.y
+    train_rows, held_rows = holdout_split(len(X), 0.2, split_seed)
+    template = configs.build("net8", max_epochs=epochs, seed=seed, verbose=0, valid_fraction=0)
+    what, changes = overrides(variant)
+    template.set_params(**changes)
+    start = time.perf_counter()
+    ensemble = FoldEnsemble(template, cv=folds, random_state=seed).fit(X[train_rows], y[train_rows])
+    seconds = time.perf_counter() - start
+    held, truth = X[held_rows], y[held_rows]
+    each = [masked_rmse_px(truth, FlipTTA(m, prefit=True).predict(held)) for m in ensemble.estimators_]
+    return {
+        "variant": f"{variant}/folds{folds}", "what": f"{what}, {folds}-fold ensemble",
+        "seed": seed, "epochs": len(ensemble.estimators_[0].named_steps["net"].history),
+        "train_rows": len(train_rows), "held_rows": len(held_rows), "seconds": round(seconds, 1),
+        "rmse_px": masked_rmse_px(truth, ensemble.predict(held)),
+        "rmse_tta_px": masked_rmse_px(truth, FlipTTA(ensemble, prefit=True).predict(held)),
+        "fold_models_tta_px": each, "data": training.fingerprint,
+    }
+
+
+def held_out_targets(data_dir, split_seed=0):
+    training = data.load_training(data_dir)
+    return training.y[holdout_split(len(training.X), 0.2, split_seed)[1]]
+
+
+def ensembles(path, data_dir) -> str:
+    """What averaging the runs of one variant buys: the mean of their held-out predictions
+    (plain and flip-TTA), scored like one model, against the runs' own mean score."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    y = held_out_targets(data_dir)
+    stem = Path(path).with_suffix("")
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
+    lines = ["| variant | epochs | models | mean of single models, TTA (px) | ensemble (px) | ensemble + TTA (px) | gain vs single + TTA |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (variant, epochs), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        runs = [np.load(f"{stem}-{variant}-e{epochs}-s{r['seed']}.npz") for r in rs]
+        plain = masked_rmse_px(y, np.mean([p["plain"] for p in runs], axis=0))
+        tta = masked_rmse_px(y, np.mean([p["tta"] for p in runs], axis=0))
+        single = statistics.mean(r["rmse_tta_px"] for r in rs)
+        lines.append(f"| {variant} | {epochs} | {len(rs)} | {single:.3f} | {plain:.3f} | "
+                     f"{tta:.3f} | {100 * (tta / single - 1):+.1f}% |")
+    return "\n".join(lines)
 
 
 def summary(path) -> str:
@@ -107,10 +176,21 @@ def main(argv=None):
     parser.add_argument("--variant", default="base", help="comma-separated names of VARIANTS")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--folds", type=int, default=0,
+                        help="fit a k-fold ensemble of the variant instead of single models")
     parser.add_argument("--summary", action="store_true")
     args = parser.parse_args(argv)
     if args.summary:
         print(summary(args.out))
+        print()
+        print(ensembles(args.out, args.data))
+        return
+    if args.folds:
+        row = run_folds(args.data, args.variant, args.folds, int(args.seeds.split(",")[0]),
+                        args.epochs)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
         return
     for variant in args.variant.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):

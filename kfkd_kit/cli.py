@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="train every configuration, score on one held-out split, "
                                    "write a Markdown results table")
     _add_common(p, net=False)
-    p.add_argument("--nets", default=None, help="comma-separated (default: net1..net7,specialists)")
+    p.add_argument("--nets", default=None, help="comma-separated (default: net1..net8,specialists)")
     p.add_argument("--max-epochs", default=None, metavar="N[,NET=N...]",
                    help="cap every net's epochs, with exceptions, e.g. 25,net1=400 "
                         "(default: the tutorial's)")

@@ -101,12 +101,13 @@ class BNCNN(_ConvNet):
     parameters at width 16). Starting at stride 2 skips the full-size 96x96 activations,
     whose batch-norm and ReLU cost about a third of a step on a CPU. The 6x6 map is
     flattened (keypoints are positions, so global pooling would throw away what the head
-    needs), dropped out with ``dropout``, and mapped linearly to the outputs.
+    needs), dropped out with ``dropout``, and mapped linearly to the outputs (through a
+    ``hidden``-unit ReLU layer where ``hidden`` > 0).
     """
 
     LAYERS = ((1, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (8, 2))
 
-    def __init__(self, width: int = 16, dropout: float = 0.0, layers=LAYERS,
+    def __init__(self, width: int = 16, dropout: float = 0.0, layers=LAYERS, hidden: int = 0,
                  n_outputs: int = N_TARGETS, channels_last: bool = False):
         super().__init__()
         self.channels_last = channels_last
@@ -117,10 +118,13 @@ class BNCNN(_ConvNet):
                       nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             channels, side = out, (side - 1) // stride + 1
         self.features = nn.Sequential(*convs)
-        head = [nn.Flatten()]
+        head, features = [nn.Flatten()], channels * side * side
         if dropout:
             head.append(nn.Dropout(dropout))
-        head.append(nn.Linear(channels * side * side, n_outputs))
+        if hidden:
+            head += [nn.Linear(features, hidden), nn.ReLU(inplace=True)]
+            features = hidden
+        head.append(nn.Linear(features, n_outputs))
         self.head = nn.Sequential(*head)
         if channels_last:
             self.to(memory_format=torch.channels_last)

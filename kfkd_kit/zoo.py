@@ -21,7 +21,7 @@ from .metrics import masked_rmse_px
 from .train import cpu_model, histories, library_versions, resolve_data_dir
 from .tta import FlipTTA
 
-DEFAULT_NETS = ("net1", "net2", "net3", "net4", "net5", "net6", "net7", "specialists")
+DEFAULT_NETS = ("net1", "net2", "net3", "net4", "net5", "net6", "net7", "net8", "specialists")
 
 
 def holdout_split(n_rows, fraction=0.2, seed=0):

@@ -28,6 +28,10 @@ def test_bncnn_shapes_and_width():
     large = sum(p.numel() for p in BNCNN(width=16).parameters())
     assert 3 < large / small < 4.5  # convs grow with width squared, the head linearly
     assert 0.5e6 < large < 0.6e6
+    headed = BNCNN(width=4, hidden=32)
+    assert headed(x).shape == (3, 30)
+    linears = [m for m in headed.head if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(8 * 4 * 36, 32), (32, 30)]
 
 
 def test_net8_is_adamw_with_a_batch_stepped_one_cycle(tiny_xy):
