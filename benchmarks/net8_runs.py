@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from kfkd_kit import configs, data
+from kfkd_kit._atomic import write_section
 from kfkd_kit.ensemble import FoldEnsemble
+from kfkd_kit.keypoints import MIRROR_SUM
 from kfkd_kit.metrics import masked_rmse_px
 from kfkd_kit.tta import FlipTTA
 from kfkd_kit.zoo import holdout_split
@@ -94,7 +96,7 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, valid_fraction=0.0):
         "seconds": round(seconds, 1), "precision": net.precision_,
         "rmse_px": masked_rmse_px(y[held_rows], predictions["plain"]),
         "rmse_tta_px": masked_rmse_px(y[held_rows], predictions["tta"]),
-        "data": training.fingerprint,
+        "data": training.fingerprint, "mirror_sum": MIRROR_SUM,
     }
 
 
@@ -118,8 +120,13 @@ def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
         "train_rows": len(train_rows), "held_rows": len(held_rows), "seconds": round(seconds, 1),
         "rmse_px": masked_rmse_px(truth, ensemble.predict(held)),
         "rmse_tta_px": masked_rmse_px(truth, FlipTTA(ensemble, prefit=True).predict(held)),
-        "fold_models_tta_px": each, "data": training.fingerprint,
+        "fold_models_tta_px": each, "data": training.fingerprint, "mirror_sum": MIRROR_SUM,
     }
+
+
+def npz_path(stem, variant, epochs, seed) -> str:
+    """Where a run's held-out predictions are kept, beside the results file."""
+    return f"{stem}-{variant.replace('/', '_')}-e{epochs}-s{seed}.npz"
 
 
 def held_out_targets(data_dir, split_seed=0):
@@ -138,10 +145,16 @@ def ensembles(path, data_dir) -> str:
         groups.setdefault((r["variant"], r["epochs"]), []).append(r)
     lines = ["| variant | epochs | models | mean of single models, TTA (px) | ensemble (px) | ensemble + TTA (px) | gain vs single + TTA |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:  # fold ensembles (run_folds): their own fold models are the singles
+        if "fold_models_tta_px" in r:
+            single = statistics.mean(r["fold_models_tta_px"])
+            lines.append(f"| {r['variant']} | {r['epochs']} | {len(r['fold_models_tta_px'])} | "
+                         f"{single:.3f} | {r['rmse_px']:.3f} | {r['rmse_tta_px']:.3f} | "
+                         f"{100 * (r['rmse_tta_px'] / single - 1):+.1f}% |")
     for (variant, epochs), rs in groups.items():
-        if len(rs) < 2:
+        if len(rs) < 2 or "fold_models_tta_px" in rs[0]:
             continue
-        runs = [np.load(f"{stem}-{variant}-e{epochs}-s{r['seed']}.npz") for r in rs]
+        runs = [np.load(npz_path(stem, variant, epochs, r["seed"])) for r in rs]
         plain = masked_rmse_px(y, np.mean([p["plain"] for p in runs], axis=0))
         tta = masked_rmse_px(y, np.mean([p["tta"] for p in runs], axis=0))
         single = statistics.mean(r["rmse_tta_px"] for r in rs)
@@ -179,11 +192,15 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=0,
                         help="fit a k-fold ensemble of the variant instead of single models")
     parser.add_argument("--summary", action="store_true")
+    parser.add_argument("--docs", default=None, metavar="MARKDOWN",
+                        help="with --summary: also write the tables into this file's "
+                             "'net8-runs' section (e.g. docs/RESULTS.md)")
     args = parser.parse_args(argv)
     if args.summary:
-        print(summary(args.out))
-        print()
-        print(ensembles(args.out, args.data))
+        text = "\n".join([summary(args.out), "", ensembles(args.out, args.data)])
+        print(text)
+        if args.docs:
+            write_section(args.docs, "net8-runs", text)
         return
     if args.folds:
         row = run_folds(args.data, args.variant, args.folds, int(args.seeds.split(",")[0]),
@@ -197,7 +214,7 @@ def main(argv=None):
             predictions, row = run(args.data, variant, seed, args.epochs)
             # held-out predictions, so that ensembles of runs can be scored afterwards
             stem = Path(args.out).with_suffix("")
-            np.savez(f"{stem}-{variant}-e{row['epochs']}-s{seed}.npz", **predictions)
+            np.savez(npz_path(stem, variant, row["epochs"], seed), **predictions)
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)

@@ -127,11 +127,17 @@ class WeightAverage(Callback):
         self.decay = decay
 
     def _average(self, averaged, current, n_averaged):
+        # AveragedModel's multi_avg_fn: one fused lerp over all float tensors, in place
         rate = max(1.0 - self.decay, 9.0 / (10.0 + float(n_averaged)))
-        return averaged + (current - averaged) * rate
+        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], rate)
+        for a, c in zip(averaged, current):
+            if not a.is_floating_point():   # batch-norm step counters: the latest
+                a.copy_(c)
 
     def on_train_begin(self, net, **kwargs):
-        self.average_ = AveragedModel(net.module_, avg_fn=self._average, use_buffers=True)
+        self.average_ = AveragedModel(net.module_, multi_avg_fn=self._average, use_buffers=True)
 
     def on_batch_end(self, net, training=False, **kwargs):
         if training:

@@ -1,8 +1,13 @@
 """The competition's geometry, defined once: feature names, flip pairs, the 48-pixel scaling.
 
-Coordinates are in pixels of a 96x96 image with the pixel-index convention: the centre of
-column ``i`` is at ``x = i``.  Mirroring the image left-right (column ``i`` -> ``95 - i``)
-therefore maps ``x -> 95 - x``.  "Left" and "right" are from the subject's point of view, as
+Coordinates are in pixels of a 96x96 image. Kaggle's coordinates behave as 1-based pixel
+indices: the centre of (0-based) column ``i`` is at ``x = i + PIXEL_ORIGIN`` with
+``PIXEL_ORIGIN = 1``, and likewise for rows. Mirroring the image left-right (column ``i`` ->
+``95 - i``) therefore maps ``x -> 97 - x``. The evidence, on real faces
+(``../shared/data/faces15``, docs/RESULTS.md): with the 0-based mirror ``x -> 95 - x``, every
+net trained with flips predicted x about 1.0 px too small on held-out faces (the mirrored half
+of its training labels was 2 px off), and a net trained without flips, asked about mirrored
+faces, was 2.3 px off once its answers were mirrored back; y was unbiased in both.  "Left" and "right" are from the subject's point of view, as
 in Kaggle's files, so the subject's left eye appears on the image's right (large x).
 """
 from __future__ import annotations
@@ -15,13 +20,15 @@ N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 # Targets are scaled to about [-1, 1] by (y - CENTER) / SCALE, as in the tutorial.
 CENTER = 48.0
 SCALE = 48.0
-# Mirror axis in pixel-index coordinates: x -> MIRROR_SUM - x.
-MIRROR_SUM = IMAGE_SIDE - 1.0
-# The image's centre in pixel-index coordinates (47.5): rotations and scalings turn about it.
+# Where the centre of the first pixel (column or row 0) lies in Kaggle's coordinates.
+PIXEL_ORIGIN = 1.0
+# Mirror axis: x -> MIRROR_SUM - x (97).
+MIRROR_SUM = IMAGE_SIDE - 1.0 + 2 * PIXEL_ORIGIN
+# The image's centre (48.5): rotations and scalings turn about it.
 PIXEL_CENTRE = MIRROR_SUM / 2
 # A keypoint is in the frame while both its coordinates lie within the image's outer
-# edges, half a pixel beyond the centres of the first and last columns.
-FRAME = (-0.5, IMAGE_SIDE - 0.5)
+# edges, half a pixel beyond the centres of the first and last pixels (0.5 ... 96.5).
+FRAME = (PIXEL_ORIGIN - 0.5, IMAGE_SIDE - 0.5 + PIXEL_ORIGIN)
 
 KEYPOINTS = (
     "left_eye_center",
@@ -150,10 +157,11 @@ def affine_targets(y, matrix, offset, columns=None, unit=False):
     """Move keypoint targets by per-row affine maps; keypoints leaving the frame become NaN.
 
     Row i's point p goes to ``matrix[i] @ (p - PIXEL_CENTRE) + PIXEL_CENTRE + offset[i]``
-    (pixel-index coordinates, (x, y) order). ``y`` is an (n, k) torch tensor whose k
+    (Kaggle's coordinates, (x, y) order). ``y`` is an (n, k) torch tensor whose k
     columns are ``columns`` of FEATURE_NAMES, in pixels or (``unit=True``) the net's
     scale; ``matrix`` is (n, 2, 2) and ``offset`` (n, 2) in pixels. Returns a new tensor.
-    A moved keypoint outside FRAME is a missing label (NaN), not a wrong one.
+    A moved keypoint outside FRAME is a missing label (NaN), not a wrong one. Kaggle's
+    coordinates throughout (``PIXEL_ORIGIN``).
     """
     xs, ys = keypoint_xy_positions(columns)
     out = y.clone()
@@ -177,8 +185,9 @@ def affine_images(X, matrix, offset):
     ``matrix @ (p - PIXEL_CENTRE) + PIXEL_CENTRE + offset``. Bilinear; outside is 0.
 
     ``X`` is a float torch tensor (n, 9216) or (n, 96, 96). grid_sample's normalised
-    coordinates with ``align_corners=False`` put pixel i's centre at (i - 47.5) / 48, the
-    pixel-index convention above, so image and keypoints move together exactly.
+    coordinates with ``align_corners=False`` put pixel i's centre at (i - 47.5) / 48, which is
+    (x - PIXEL_CENTRE) / 48 for its Kaggle coordinate x = i + PIXEL_ORIGIN, so image and
+    keypoints move together exactly.
     """
     import torch.nn.functional as F
 

@@ -12,8 +12,10 @@ where needed so that every keypoint lies inside [1, 94]) maps the frame onto the
 
 with ``(cx, cy) = (47.5, 48) + translation``.  Keypoints are the images of canonical points
 under exactly this map, and each pixel is shaded by pulling its centre (column ``i`` at
-``x = i``, row ``j`` at ``y = j``, the convention of :mod:`kfkd_kit.keypoints`) back through
-the inverse map; so the coordinates agree with the drawing to floating-point precision.
+``x = i``, row ``j`` at ``y = j``) back through the inverse map; so the coordinates agree
+with the drawing to floating-point precision. ``make_faces`` then adds
+``keypoints.PIXEL_ORIGIN`` (1) to every keypoint, to write them in Kaggle's 1-based
+coordinates, as the real files are.
 
 What is drawn, back to front (all with soft, anti-aliased edges):
 
@@ -54,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from .keypoints import (COMMON_KEYPOINTS, FEATURE_NAMES, IMAGE_SIDE, KEYPOINTS, N_PIXELS,
+                        PIXEL_ORIGIN,
                         N_TARGETS, columns_of)
 
 __all__ = ["make_faces", "write_kaggle_dataset"]
@@ -367,8 +370,9 @@ _BYTE_SUM_SD = float(np.sqrt(4 * (256 ** 2 - 1) / 12))
 def make_faces(n: int, seed: int = 0):
     """``n`` synthetic faces: (images uint8 (n, 9216), keypoints float32 (n, 30) in pixels).
 
-    Keypoint columns follow ``keypoints.FEATURE_NAMES`` (Kaggle's order) in the pixel-index
-    convention; every value lies in [1, 94].  Deterministic and prefix-stable in ``seed``.
+    Keypoint columns follow ``keypoints.FEATURE_NAMES`` (Kaggle's order) in Kaggle's
+    coordinates (pixel ``i``'s centre at ``i + keypoints.PIXEL_ORIGIN``); every value lies in
+    [2, 95].  Deterministic and prefix-stable in ``seed``.
     """
     n = int(n)
     if n < 0:
@@ -388,7 +392,8 @@ def make_faces(n: int, seed: int = 0):
         img = _render({k: val[rows] for k, val in params.items()},
                       tuple(x[rows] for x in placement), bits, work)
         images[rows] = img.reshape(len(img), N_PIXELS)
-    return images, points.reshape(n, N_TARGETS).astype(np.float32)
+    # drawn in 0-based pixel indices; Kaggle's coordinates are 1-based (keypoints.PIXEL_ORIGIN)
+    return images, (points.reshape(n, N_TARGETS) + PIXEL_ORIGIN).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- files

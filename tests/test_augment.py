@@ -8,16 +8,16 @@ from skorch.dataset import Dataset
 
 from kfkd_kit import configs
 from kfkd_kit.batches import ResidentBatches, jitter_intensity, random_affine
-from kfkd_kit.keypoints import (FEATURE_INDEX, IMAGE_SIDE, affine_images, affine_targets,
-                                columns_of, from_unit, to_unit)
+from kfkd_kit.keypoints import (FEATURE_INDEX, IMAGE_SIDE, PIXEL_ORIGIN, affine_images,
+                                affine_targets, columns_of, from_unit, to_unit)
 
 LEFT_EYE = [FEATURE_INDEX["left_eye_center_x"], FEATURE_INDEX["left_eye_center_y"]]
 NOSE = [FEATURE_INDEX["nose_tip_x"], FEATURE_INDEX["nose_tip_y"]]
 
 
 def _dot_images(points, sigma=1.2):
-    """One image per (x, y) point (pixel-index coordinates): a Gaussian dot there."""
-    grid = torch.arange(IMAGE_SIDE, dtype=torch.float64)
+    """One image per (x, y) point (Kaggle's coordinates): a Gaussian dot there."""
+    grid = torch.arange(IMAGE_SIDE, dtype=torch.float64) + PIXEL_ORIGIN
     images = []
     for x, y in points:
         dot = torch.exp(-((grid[None, :] - x) ** 2 + (grid[:, None] - y) ** 2) / (2 * sigma ** 2))
@@ -26,8 +26,8 @@ def _dot_images(points, sigma=1.2):
 
 
 def _centroid(images):
-    """Intensity-weighted (x, y) centre of each flat image."""
-    grid = torch.arange(IMAGE_SIDE, dtype=torch.float64)
+    """Intensity-weighted (x, y) centre of each flat image, in Kaggle's coordinates."""
+    grid = torch.arange(IMAGE_SIDE, dtype=torch.float64) + PIXEL_ORIGIN
     square = images.double().reshape(len(images), IMAGE_SIDE, IMAGE_SIDE)
     total = square.sum(dim=(1, 2))
     x = (square * grid[None, None, :]).sum(dim=(1, 2)) / total
@@ -43,7 +43,7 @@ def _targets_at(points):
 
 
 def test_a_moved_dot_lands_where_its_moved_keypoint_says():
-    points = [(30.0, 40.0), (60.5, 35.25), (47.5, 47.5), (40.0, 62.0), (55.0, 55.0),
+    points = [(30.0, 40.0), (60.5, 35.25), (48.5, 48.5), (40.0, 62.0), (55.0, 55.0),
               (35.0, 30.0), (62.0, 60.0), (44.0, 38.0)]
     X, y = _dot_images(points), _targets_at(points)
     torch.manual_seed(3)
@@ -62,7 +62,9 @@ def test_a_pure_shift_moves_image_and_keypoint_by_whole_pixels():
     matrix, offset = torch.eye(2)[None], torch.tensor([[3.0, -2.0]])
     moved = affine_images(X, matrix, offset).reshape(IMAGE_SIDE, IMAGE_SIDE)
     original = X.reshape(IMAGE_SIDE, IMAGE_SIDE)
-    torch.testing.assert_close(moved[48, 43], original[50, 40])
+    # the dot's pixel (row 49, column 39) moved to (47, 42)
+    torch.testing.assert_close(moved[47, 42], original[49, 39])
+    assert original[49, 39] == 1.0
     target = affine_targets(_targets_at([(40.0, 50.0)]), matrix, offset, unit=True)
     torch.testing.assert_close(from_unit(target[0, LEFT_EYE]), torch.tensor([43.0, 48.0]))
 
@@ -82,8 +84,8 @@ def test_a_keypoint_pushed_out_of_the_frame_becomes_missing_not_wrong():
     moved = affine_targets(y, torch.eye(2)[None], torch.tensor([[5.0, 0.0]]))
     assert torch.isnan(moved[0, LEFT_EYE]).all()          # x = 97 is outside: both missing
     torch.testing.assert_close(moved[0, NOSE], torch.tensor([53.0, 50.0]))
-    inside = affine_targets(y, torch.eye(2)[None], torch.tensor([[3.5, 0.0]]))
-    torch.testing.assert_close(inside[0, LEFT_EYE], torch.tensor([95.5, 40.0]))  # on the edge
+    inside = affine_targets(y, torch.eye(2)[None], torch.tensor([[4.5, 0.0]]))
+    torch.testing.assert_close(inside[0, LEFT_EYE], torch.tensor([96.5, 40.0]))  # on the edge
 
 
 def test_affine_on_a_specialists_columns_matches_the_full_targets():

@@ -42,12 +42,13 @@ def test_mirror_matches_the_mirrored_image():
     image = np.zeros((96, 96), np.uint8)
     image[30, 70] = 255  # row (y) 30, column (x) 70: the subject's left eye
     y = np.full((1, 30), np.nan)
-    y[0, 0:2] = (70, 30)  # left_eye_center
+    y[0, 0:2] = (70 + kp.PIXEL_ORIGIN, 30 + kp.PIXEL_ORIGIN)  # left_eye_center, Kaggle's 1-based
     mirrored_image = kp.mirror_images(image.reshape(1, -1)).reshape(96, 96)
     mirrored = kp.mirror_targets(y)
     row, col = np.argwhere(mirrored_image == 255)[0]
     # now the mark is the subject's right eye
-    assert (mirrored[0, 2], mirrored[0, 3]) == (col, row)
+    assert (mirrored[0, 2], mirrored[0, 3]) == (col + kp.PIXEL_ORIGIN, row + kp.PIXEL_ORIGIN)
+    assert kp.MIRROR_SUM == 97.0
     assert np.isnan(mirrored[0, 0])
 
 

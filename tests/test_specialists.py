@@ -79,11 +79,11 @@ def test_flip_tta_averages_with_the_unmirrored_prediction():
     keypoints = np.arange(30, dtype=float) + 30  # left_eye_center_x = 30, right_eye_center_x = 32
     tta = FlipTTA(_Fixed(keypoints), prefit=True)
     out = tta.predict(np.zeros((2, 9216), np.uint8))
-    # left eye x: mean of 30 and the mirrored right-eye x (95 - 32); y: mean of 31 and 33
-    assert out[0, 0] == pytest.approx((30 + 95 - 32) / 2)
+    # left eye x: mean of 30 and the mirrored right-eye x (97 - 32); y: mean of 31 and 33
+    assert out[0, 0] == pytest.approx((30 + 97 - 32) / 2)
     assert out[0, 1] == pytest.approx((31 + 33) / 2)
     # nose tip (columns 20, 21) has no partner: x averages with its own mirror
-    assert out[0, 20] == pytest.approx((50 + 95 - 50) / 2)
+    assert out[0, 20] == pytest.approx((50 + 97 - 50) / 2)
 
 
 def test_flip_tta_wraps_a_trained_pipeline(tiny_xy):

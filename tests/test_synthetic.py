@@ -34,10 +34,15 @@ def _point(y, name):
     return y[:, i], y[:, i + 1]
 
 
+def _index(v):
+    """Kaggle's 1-based coordinate -> 0-based pixel index (fractional)."""
+    return v - K.PIXEL_ORIGIN
+
+
 def _pixel(X, x, y):
-    """Grey level of the pixel whose centre is nearest to (x, y) (pixel-index convention)."""
-    col = np.clip(np.rint(x).astype(int), 0, 95)
-    row = np.clip(np.rint(y).astype(int), 0, 95)
+    """Grey level of the pixel whose centre is nearest to (x, y) (Kaggle's coordinates)."""
+    col = np.clip(np.rint(_index(x)).astype(int), 0, 95)
+    row = np.clip(np.rint(_index(y)).astype(int), 0, 95)
     return X.reshape(-1, 96, 96)[np.arange(len(X)), row, col].astype(float)
 
 
@@ -70,7 +75,7 @@ def _dark_rate(X, y):
 
 def _pupil_centroid_offset(X, y, side):
     """Mean (dx, dy) from the keypoint to the centroid of darkness in the 5x5 pixels around it."""
-    x0, y0 = _point(y, f"{side}_eye_center")
+    x0, y0 = (_index(v) for v in _point(y, f"{side}_eye_center"))
     n = len(X)
     d = np.arange(-2, 3)
     rows = np.clip(np.rint(y0).astype(int)[:, None, None] + d[None, :, None], 0, 95)
@@ -90,7 +95,7 @@ def test_make_faces_shapes_types_and_range(faces):
     assert X.shape == (400, K.N_PIXELS) and X.dtype == np.uint8
     assert y.shape == (400, K.N_TARGETS) and y.dtype == np.float32
     assert np.isfinite(y).all()
-    assert y.min() >= 0.0 and y.max() <= 95.0
+    assert y.min() >= 0.0 + K.PIXEL_ORIGIN and y.max() <= 95.0 + K.PIXEL_ORIGIN
     assert X.min() < 30 and X.max() > 225          # uses the grey range
     assert len({X[i].tobytes() for i in range(len(X))}) == len(X)
     X0, y0 = make_faces(0)
