@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .keypoints import IMAGE_SIDE  # noqa: E402
+from .keypoints import IMAGE_SIDE, PIXEL_ORIGIN  # noqa: E402
 
 
 def _save(fig, path) -> Path:
@@ -68,7 +68,8 @@ def prediction_grid(images, keypoints, path, title="") -> Path:
             continue
         ax.imshow(np.asarray(images[i]).reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray",
                   vmin=0, vmax=255)
-        points = np.asarray(keypoints[i], dtype=float)
+        # imshow puts pixel i's centre at i; Kaggle's coordinates put it at i + PIXEL_ORIGIN
+        points = np.asarray(keypoints[i], dtype=float) - PIXEL_ORIGIN
         ax.scatter(points[0::2], points[1::2], marker="x", s=12, c="red")
     if title:
         fig.suptitle(title)
