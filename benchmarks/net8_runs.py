@@ -76,14 +76,21 @@ def overrides(variant) -> tuple[str, dict]:
     return " + ".join(whats), params
 
 
-def run(data_dir, variant, seed, epochs=None, split_seed=0, valid_fraction=0.0):
+def _setup(data_dir, variant, seed, epochs, split_seed):
+    """(training data, train rows, held-out rows, unfitted net8 with the variant, what):
+    the split and the estimator every run starts from (no validation split of its own)."""
     training = data.load_training(data_dir)
-    X, y = training.X, training.y
-    train_rows, held_rows = holdout_split(len(X), 0.2, split_seed)
-    model = configs.build("net8", max_epochs=epochs, seed=seed, verbose=0,
-                          valid_fraction=valid_fraction)
+    train_rows, held_rows = holdout_split(len(training.X), 0.2, split_seed)
+    model = configs.build("net8", max_epochs=epochs, seed=seed, verbose=0, valid_fraction=0)
     what, changes = overrides(variant)
     model.set_params(**changes)
+    return training, train_rows, held_rows, model, what
+
+
+def run(data_dir, variant, seed, epochs=None, split_seed=0):
+    training, train_rows, held_rows, model, what = _setup(data_dir, variant, seed, epochs,
+                                                          split_seed)
+    X, y = training.X, training.y
     start = time.perf_counter()
     model.fit(X[train_rows], y[train_rows])
     seconds = time.perf_counter() - start
@@ -103,12 +110,9 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, valid_fraction=0.0):
 def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
     """A ``make cv KEEP=1``-style fold ensemble, fitted on the training rows of the split and
     scored on the held-out rows: the ensemble, with flip TTA, and each fold model alone."""
-    training = data.load_training(data_dir)
+    training, train_rows, held_rows, template, what = _setup(data_dir, variant, seed, epochs,
+                                                             split_seed)
     X, y = training.X, training.y
-    train_rows, held_rows = holdout_split(len(X), 0.2, split_seed)
-    template = configs.build("net8", max_epochs=epochs, seed=seed, verbose=0, valid_fraction=0)
-    what, changes = overrides(variant)
-    template.set_params(**changes)
     start = time.perf_counter()
     ensemble = FoldEnsemble(template, cv=folds, random_state=seed).fit(X[train_rows], y[train_rows])
     seconds = time.perf_counter() - start
@@ -129,6 +133,15 @@ def npz_path(stem, variant, epochs, seed) -> str:
     return f"{stem}-{variant.replace('/', '_')}-e{epochs}-s{seed}.npz"
 
 
+def _runs(path):
+    """(rows of a results file, its rows grouped by (variant, epochs))."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
+    return rows, groups
+
+
 def held_out_targets(data_dir, split_seed=0):
     training = data.load_training(data_dir)
     return training.y[holdout_split(len(training.X), 0.2, split_seed)[1]]
@@ -137,12 +150,9 @@ def held_out_targets(data_dir, split_seed=0):
 def ensembles(path, data_dir) -> str:
     """What averaging the runs of one variant buys: the mean of their held-out predictions
     (plain and flip-TTA), scored like one model, against the runs' own mean score."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows, groups = _runs(path)
     y = held_out_targets(data_dir)
     stem = Path(path).with_suffix("")
-    groups = {}
-    for r in rows:
-        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
     lines = ["| variant | epochs | models | mean of single models, TTA (px) | ensemble (px) | ensemble + TTA (px) | gain vs single + TTA |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:  # fold ensembles (run_folds): their own fold models are the singles
@@ -164,10 +174,7 @@ def ensembles(path, data_dir) -> str:
 
 
 def summary(path) -> str:
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    groups = {}
-    for r in rows:
-        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
+    _, groups = _runs(path)
     lines = ["| variant | what | epochs | seeds | held-out RMSE px (mean ± sd) | + flip TTA | min-max (TTA) | train s (mean) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (variant, epochs), rs in groups.items():

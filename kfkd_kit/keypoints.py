@@ -7,13 +7,15 @@ indices: the centre of (0-based) column ``i`` is at ``x = i + PIXEL_ORIGIN`` wit
 (``../shared/data/faces15``, docs/RESULTS.md): with the 0-based mirror ``x -> 95 - x``, every
 net trained with flips predicted x about 1.0 px too small on held-out faces (the mirrored half
 of its training labels was 2 px off), and a net trained without flips, asked about mirrored
-faces, was 2.3 px off once its answers were mirrored back; y was unbiased in both.  "Left" and "right" are from the subject's point of view, as
-in Kaggle's files, so the subject's left eye appears on the image's right (large x).
+faces, was 2.3 px off once its answers were mirrored back; y was unbiased in both.
+"Left" and "right" are from the subject's point of view, as in Kaggle's files, so the
+subject's left eye appears on the image's right (large x).
+
+numpy only at import: the torch helpers import torch when called, so loading data does not.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 IMAGE_SIDE = 96
 N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
@@ -163,6 +165,8 @@ def affine_targets(y, matrix, offset, columns=None, unit=False):
     A moved keypoint outside FRAME is a missing label (NaN), not a wrong one. Kaggle's
     coordinates throughout (``PIXEL_ORIGIN``).
     """
+    import torch
+
     xs, ys = keypoint_xy_positions(columns)
     out = y.clone()
     if not xs:
@@ -189,6 +193,7 @@ def affine_images(X, matrix, offset):
     (x - PIXEL_CENTRE) / 48 for its Kaggle coordinate x = i + PIXEL_ORIGIN, so image and
     keypoints move together exactly.
     """
+    import torch
     import torch.nn.functional as F
 
     shape = X.shape

@@ -56,8 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from .keypoints import (COMMON_KEYPOINTS, FEATURE_NAMES, IMAGE_SIDE, KEYPOINTS, N_PIXELS,
-                        PIXEL_ORIGIN,
-                        N_TARGETS, columns_of)
+                        N_TARGETS, PIXEL_ORIGIN, columns_of)
 
 __all__ = ["make_faces", "write_kaggle_dataset"]
 

@@ -72,9 +72,7 @@ def fit_and_score(model, X, y):
 
 def histories(model) -> dict:
     """{name: skorch history} of the nets inside a fitted model."""
-    if isinstance(model, Specialists):
-        return model.histories_
-    return {"net": model.named_steps["net"].history}
+    return {name: net.history for name, net in _nets(model).items()}
 
 
 def precisions_used(model):
