@@ -1,6 +1,6 @@
 """`make bench`: kfkd's speed against the obvious alternatives, side by side, as ratios.
 
-    python -m benchmarks.bench [--quick] [--parts abcd] [--out benchmarks/RESULTS.md]
+    python -m benchmarks.bench [--quick] [--parts abcdef] [--out benchmarks/RESULTS.md]
 
 Parts (each measured in this one process, alternately, except loading which runs each
 reader in a fresh subprocess so that its time is cold and its peak memory its own):
@@ -573,6 +573,28 @@ def part_cuda(table, quick, eager_epochs=None, compile_epochs=0, device="cuda"):
                       total, eager_wall, total / eager_wall)
 
 
+# -- f. net8 on CUDA -------------------------------------------------------------------------
+def part_net8_cuda(table, quick, device="cuda"):
+    print("f. net8 on CUDA", flush=True)
+    if device == "cuda" and not torch.cuda.is_available():
+        table.note("f. skipped: no CUDA device here (run benchmarks/gpu_check.sh on a GPU machine).")
+        return
+    n, epochs = (NET5_ROWS, 10 if quick else 30) if device == "cuda" else (300, 2)
+    images, points = faces(n, missing=0.7)
+    kfkd_fit("net8", images[:300], points[:300], 2, device)  # warm-up: context, cuDNN autotuning
+    walls = {}
+    for precision in ("fp32", "bf16"):
+        pipe, times, wall = kfkd_fit("net8", images, points, epochs, device, precision=precision)
+        rmse = math.sqrt(pipe.named_steps["net"].history[-1, "valid_loss"]) * SCALE
+        walls[precision] = epoch_seconds(times)
+        table.add("f", f"net8 {precision} on {device}: s per epoch ({n} rows, {epochs} epochs, "
+                  f"valid RMSE {rmse:.2f} px)", walls[precision], None, None)
+    table.add("f", f"net8 bf16 vs fp32 epoch on {device}, s", walls["bf16"], walls["fp32"],
+              walls["bf16"] / walls["fp32"])
+    table.note("f. net8 runs skorch's plain path on CUDA (its augmentation is outside the captured "
+               "step); per-epoch seconds are the median after the first epoch.")
+
+
 # -- main ------------------------------------------------------------------------------------
 # -- e. bf16 on CPU --------------------------------------------------------------------------
 def part_bf16_cpu(table, quick):
@@ -603,7 +625,7 @@ def part_bf16_cpu(table, quick):
                "average; the 0.55x target is for CPUs with AMX.")
 
 
-PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda,
+PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda, "f": part_net8_cuda,
          "e": part_bf16_cpu}
 
 
@@ -611,7 +633,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rows, epochs and rounds")
-    parser.add_argument("--parts", default="abcde", help="which parts, e.g. 'bc' (default: abcde)")
+    parser.add_argument("--parts", default="abcdef", help="which parts, e.g. 'bc' (default: abcdef)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
                         help="Markdown file for the table ('-' for none)")
     parser.add_argument("--eager-epochs", type=int, default=None,
@@ -662,6 +684,8 @@ def main(argv=None):
             table.note(f"{part}. CPUs {100 * busy:.0f}% busy (other processes) just before this part.")
         if part == "d":
             part_cuda(table, args.quick, args.eager_epochs, args.compile_epochs, args.cuda_part_device)
+        elif part == "f":
+            part_net8_cuda(table, args.quick, args.cuda_part_device)
         else:
             PARTS[part](table, args.quick)
     print()

@@ -6,10 +6,11 @@
 #
 # - installs the wheels carried in .whl/ (skorch; the GPU image has torch, numpy, pandas,
 #   scikit-learn and tabulate) into /tmp/site, without touching the image's packages;
-# - runs the fast-path and estimator tests (the CUDA graph tests run only there);
+# - runs the fast-path, estimator and net8 tests (the CUDA tests run only there);
 # - runs the benchmark's CUDA part (d): net1 400 and net5 1000 epochs, captured step vs an
-#   eager loop on the device, bf16, skorch's plain path, and torch.compile for comparison;
-# - writes env.txt, pytest.txt, bench.txt and RESULTS_gpu.md into $OUT (or build/gpu_check).
+#   eager loop on the device, bf16, skorch's plain path (torch.compile with COMPILE_EPOCHS=N);
+# - runs part (f): net8 fp32 and bf16 epochs on the GPU;
+# - writes env.txt, pytest.txt, bench.txt, bench_net8.txt and RESULTS_gpu*.md into $OUT (or build/gpu_check).
 # Each step has its own time limit, so a slow step cannot lose the others' results.
 set -u
 OUT=${OUT:-build/gpu_check}
@@ -28,13 +29,16 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
     $PY -c "import sys, torch, skorch, sklearn, numpy; print(sys.version.split()[0], 'torch', torch.__version__, 'skorch', skorch.__version__, 'sklearn', sklearn.__version__, 'numpy', numpy.__version__, torch.cuda.get_device_name(0))"
 } >>"$OUT/env.txt" 2>&1
 
-timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_fastpath.py tests/test_estimator.py \
-    >"$OUT/pytest.txt" 2>&1
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_fastpath.py tests/test_estimator.py \
+    tests/test_net8.py >"$OUT/pytest.txt" 2>&1
 echo "pytest exit $? after $(( $(date +%s) - start )) s" >>"$OUT/pytest.txt"
 
-timeout 330 $PY -m benchmarks.bench --parts d --compile-epochs ${COMPILE_EPOCHS:-20} \
+timeout 280 $PY -m benchmarks.bench --parts d --compile-epochs ${COMPILE_EPOCHS:-0} \
     --out "$OUT/RESULTS_gpu.md" >"$OUT/bench.txt" 2>&1
-echo "bench exit $? after $(( $(date +%s) - start )) s" >>"$OUT/bench.txt"
+echo "bench d exit $? after $(( $(date +%s) - start )) s" >>"$OUT/bench.txt"
+timeout 120 $PY -m benchmarks.bench --parts f --out "$OUT/RESULTS_gpu_net8.md" >"$OUT/bench_net8.txt" 2>&1
+echo "bench f exit $? after $(( $(date +%s) - start )) s" >>"$OUT/bench_net8.txt"
 
 tail -n 5 "$OUT/pytest.txt"
 cat "$OUT/RESULTS_gpu.md" 2>/dev/null || tail -n 40 "$OUT/bench.txt"
+cat "$OUT/RESULTS_gpu_net8.md" 2>/dev/null || tail -n 20 "$OUT/bench_net8.txt"

@@ -318,6 +318,14 @@ class FastTrainer:
         bufs = [b for _, bs, _ in self.groups for b in bs]
         return self.params + bufs + module_buffers + [self.counter, self.loss_hist]
 
+    def _warm_up(self, slot, steps=2):
+        """Steps run before a capture. Each writes its loss at slot 0 of the loss history:
+        a capture may come at an epoch's last batch, where a second step would write past
+        the end (the caller restores every state tensor afterwards)."""
+        for _ in range(steps):
+            self.counter.zero_()
+            self._step(slot.X, slot.y)
+
     def _capture(self, slot):
         """Warm up on a side stream (all state restored afterwards), then capture one step."""
         state = self._state_tensors()
@@ -327,8 +335,7 @@ class FastTrainer:
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._step(slot.X, slot.y)
+            self._warm_up(slot)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         with torch.no_grad():
             for t, v in zip(state, saved):

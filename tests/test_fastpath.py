@@ -113,6 +113,27 @@ def test_eager_fast_step_gives_the_plain_paths_results_with_schedules(tiny_xy):
     assert net.optimizer_.param_groups[0]["momentum"] == pytest.approx(0.999)
 
 
+def test_warm_up_before_a_capture_at_an_epochs_last_batch_stays_in_the_loss_history(tiny_xy):
+    # A capture comes at the first batch of each size: for the partial batch that is the
+    # epoch's last. Its warm-up steps once wrote their losses past the end of the loss
+    # history, a device-side assert on the GPU. The same code runs eagerly here.
+    X, y = tiny_xy
+    class Grab(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            self.trainer = net._fast_trainer
+
+    grab = Grab()
+    pipe = configs.build("net4", max_epochs=1, verbose=0, device="cpu")
+    net = pipe.named_steps["net"]
+    pipe.set_params(net__fast_path="eager", net__batch_size=32, net__callbacks=list(net.callbacks)
+                    + [("grab", grab)], **SMALL_CNN).fit(X, y)
+    trainer = grab.trainer
+    assert sorted(trainer.slots) == [16, 32] and len(trainer.loss_hist) == 2
+    trainer.counter.fill_(len(trainer.loss_hist) - 1)   # where the partial batch's capture starts
+    trainer._warm_up(trainer.slots[16])  # two steps; without a reset between them the second raised
+    assert torch.isfinite(trainer.loss_hist).all()
+
+
 @pytest.mark.parametrize("columns", [None, [0, 1, 2, 3, 20, 21, 22, 23, 24, 25], [4, 5, 12, 13]])
 def test_target_mirror_is_mirror_targets(columns):
     k = 30 if columns is None else len(columns)

@@ -141,3 +141,21 @@ def test_a_bf16_trained_net8_scores_within_a_few_percent_of_fp32():
     mean_face = masked_rmse_px(y[held], np.broadcast_to(np.nanmean(y[train], axis=0), y[held].shape))
     assert scores["fp32"] < 0.8 * mean_face            # it learned something
     assert abs(scores["bf16"] - scores["fp32"]) / scores["fp32"] < 0.05, scores
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision_name", ["bf16", "fp32"])
+def test_net8_trains_on_cuda_with_augmentation_and_pickles(tiny_xy, tmp_path, precision_name):
+    import joblib
+    X, y = tiny_xy
+    pipe = configs.build("net8", max_epochs=3, verbose=0, device="cuda", precision=precision_name)
+    pipe.set_params(**SMALL).fit(X, y)
+    net = pipe.named_steps["net"]
+    assert net.precision_ == precision_name
+    assert next(net.module_.parameters()).is_cuda
+    assert np.all(np.isfinite(net.history[:, "train_loss"]))
+    assert len(set(net.history[:, "train_loss"])) == 3
+    predicted = pipe.predict(X)
+    assert predicted.dtype == np.float32 or predicted.dtype == np.float64
+    joblib.dump(pipe, tmp_path / "m.joblib")
+    np.testing.assert_allclose(joblib.load(tmp_path / "m.joblib").predict(X), predicted, rtol=1e-4, atol=1e-3)
