@@ -27,8 +27,6 @@ import argparse
 import datetime
 import json
 import math
-import os
-import platform
 import subprocess
 import sys
 import textwrap
@@ -44,13 +42,12 @@ import torch
 from skorch.callbacks import Callback
 from torch import nn
 
-from kfkd_kit import configs, synthetic
+from kfkd_kit import configs, provenance, synthetic
 from kfkd_kit._atomic import atomic_write
 from kfkd_kit.batches import flip_half
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, N_TARGETS, SCALE, columns_of, to_unit
 from kfkd_kit.losses import MaskedMSELoss
 from kfkd_kit.nets import CNN
-from kfkd_kit.train import cpu_model
 
 DATA_DIR = ROOT / "build" / "bench"
 KAGGLE_ROWS = 7049          # rows of Kaggle's training.csv
@@ -60,17 +57,12 @@ NET5_ROWS = 2770            # the issue's net5 measurement
 
 # -- helpers ---------------------------------------------------------------------------------
 def machine() -> dict:
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__,
-            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
-    try:
-        import skorch
-        info["skorch"] = skorch.__version__
-    except ImportError:
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+    """provenance.machine() (no gpu entry without CUDA) and the local date and time."""
+    info = provenance.machine()
+    if info["gpu"] is None:
+        del info["gpu"]
+    info["native bf16"] = info["native bf16"] or "none"
+    info["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return info
 
 
