@@ -276,13 +276,16 @@ class Table:
         self.notes.append(text)
         self.save(self)
 
+    COLUMNS = ("part", "measure", "kfkd", "baseline", "kfkd / baseline", "target", "met")
+
     def markdown(self):
-        lines = ["| part | measure | kfkd | baseline | kfkd / baseline | target | met |",
-                 "| --- | --- | --- | --- | --- | --- | --- |"]
-        for part, what, kfkd, baseline, ratio, target, met in self.rows:
-            lines.append(f"| {part} | {what} | {_fmt(kfkd)} | {_fmt(baseline)} | {_fmt(ratio)} | "
-                         f"{target or ''} | {'' if met is None else ('yes' if met else '**no**')} |")
-        return "\n".join(lines)
+        import pandas as pd
+        cells = [(part, what, _fmt(kfkd), _fmt(baseline), _fmt(ratio), target or "",
+                  "" if met is None else ("yes" if met else "**no**"))
+                 for part, what, kfkd, baseline, ratio, target, met in self.rows]
+        # cells are text already (_fmt): tabulate must not parse and reformat them as numbers
+        return pd.DataFrame(cells, columns=self.COLUMNS, dtype=object).to_markdown(
+            index=False, disable_numparse=True)
 
 
 def _fmt(value):
