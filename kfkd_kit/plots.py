@@ -1,7 +1,6 @@
 """PNG figures: learning curves, a grid of predicted keypoints, a grid-search heatmap."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -10,20 +9,19 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._atomic import atomic_write  # noqa: E402
 from .keypoints import IMAGE_SIDE, PIXEL_ORIGIN  # noqa: E402
 
 
 def _save(fig, path) -> Path:
-    """Save atomically: a reader never sees a half-written PNG."""
+    """Save atomically (_atomic.atomic_write): a reader never sees a half-written PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -49,12 +49,11 @@ Rendering is vectorised numpy over small chunks of faces with preallocated buffe
 """
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write
 from .keypoints import (COMMON_KEYPOINTS, FEATURE_NAMES, IMAGE_SIDE, KEYPOINTS, N_PIXELS,
                         N_TARGETS, PIXEL_ORIGIN, columns_of)
 
@@ -429,20 +428,9 @@ def _number_text(values: np.ndarray) -> np.ndarray:
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, then os.replace onto ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:             # the usual permissions (umask), unlike mkstemp
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``payload`` to ``path`` atomically and durably (fsync'd)."""
+    with atomic_write(path, "wb", fsync=True) as fh:
+        fh.write(payload)
 
 
 def _lines(rows, newline=b"\n") -> bytes:

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from kfkd_kit import data
-from kfkd_kit._atomic import atomic_write
 from kfkd_kit.data import DataError, find_file, has_kaggle_data, load_lookup, load_test, load_training
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, FEATURE_INDEX, FEATURE_NAMES, N_PIXELS
 
@@ -532,31 +531,3 @@ def test_cache_false_writes_nothing(tmp_path, cache_home):
     write(tmp_path / "training.csv", training_lines(X, y))
     load_training(tmp_path, cache=False)
     assert not (tmp_path / ".kfkd_cache").exists() and not cache_home.exists()
-
-
-# --------------------------------------------------------------------------- atomic_write
-
-def test_atomic_write_replaces_only_on_success(tmp_path):
-    target = tmp_path / "out.txt"
-    with atomic_write(target, "w") as f:
-        f.write("first")
-    assert target.read_text() == "first"
-    with pytest.raises(RuntimeError):
-        with atomic_write(target, "w") as f:
-            f.write("second, half written")
-            raise RuntimeError("boom")
-    assert target.read_text() == "first"
-    with atomic_write(target, "wb", fsync=True) as f:
-        f.write(b"third")
-    assert target.read_bytes() == b"third"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
-    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
-    with pytest.raises(ValueError):
-        with atomic_write(target, "a"):
-            pass
-
-
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -1,6 +1,8 @@
 """The synthetic faces: drawing agrees with the keypoints (and their mirror), the files
 follow Kaggle's layout exactly, and everything is deterministic."""
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -307,10 +309,17 @@ def test_missing_fraction_extremes(tmp_path, fraction):
     assert present.all(axis=1).mean() == 1.0 - fraction
 
 
-def test_rewriting_replaces_files_atomically(tmp_path):
+def test_rewriting_replaces_every_file_by_os_replace(tmp_path, monkeypatch):
+    """Each file arrives whole by os.replace (tests/test_atomic.py: a failed rewrite leaves
+    the old files as they were)."""
     first = write_kaggle_dataset(tmp_path, n_train=10, n_test=3, seed=0)
     before = first["training"].read_bytes()
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (replaced.append(Path(dst)),
+                                                         real_replace(src, dst)))
     second = write_kaggle_dataset(tmp_path, n_train=12, n_test=3, seed=0)
+    assert sorted(replaced) == sorted(second.values())
     assert second["training"].read_bytes() != before
     assert len(pd.read_csv(second["training"])) == 12
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in second.values())
