@@ -531,3 +531,39 @@ def test_cache_false_writes_nothing(tmp_path, cache_home):
     write(tmp_path / "training.csv", training_lines(X, y))
     load_training(tmp_path, cache=False)
     assert not (tmp_path / ".kfkd_cache").exists() and not cache_home.exists()
+
+
+def test_clear_cache_makes_the_next_load_a_cold_parse(tmp_path, cache_home, monkeypatch):
+    X, y = make_training(3)
+    age(write(tmp_path / "training.csv", training_lines(X, y)))
+    load_training(tmp_path)
+    parses = []
+    real_parse = data._parse_training
+    monkeypatch.setattr(data, "_parse_training", lambda *a: parses.append(1) or real_parse(*a))
+    load_training(tmp_path)
+    assert parses == []                                   # cached
+    assert data.clear_cache(tmp_path) == 2                # the entry and the record
+    assert not (tmp_path / ".kfkd_cache").exists()
+    np.testing.assert_array_equal(load_training(tmp_path).X, X)
+    assert parses == [1]                                  # parsed afresh
+    assert data.clear_cache(tmp_path / "training.csv") == 2      # a file names its folder
+
+
+def test_clear_cache_empties_the_fallback_cache_of_that_folder_only(tmp_path, cache_home, monkeypatch):
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for i, folder in enumerate(folders):
+        folder.mkdir()
+        age(write(folder / "training.csv", training_lines(*make_training(3, seed=i))))
+    real = data._dir_is_writable
+    monkeypatch.setattr(data, "_dir_is_writable",               # the fallback cache only
+                        lambda folder: folder.name != data.CACHE_DIRNAME and real(folder))
+    kept = load_training(folders[1]).fingerprint
+    load_training(folders[0])
+    assert len(cache_files(cache_home)) == 4
+    assert data.clear_cache(folders[0]) == 2
+    assert [n for n in cache_files(cache_home) if n.startswith("training-")] == \
+        [f"training-{kept}-v{data.CACHE_FORMAT}.npz"]
+    forbid(monkeypatch, "_parse_training", "_fingerprint")
+    load_training(folders[1])                             # still cached
+    with pytest.raises(AssertionError, match="cache should have answered"):
+        load_training(folders[0])
