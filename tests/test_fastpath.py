@@ -198,14 +198,70 @@ def test_cnn_pooling_before_relu_is_the_tutorials_function_and_gradient():
         torch.testing.assert_close(p.grad, q.grad)
 
 
-def test_reuse_freed_memory_nests_and_restores():
+def test_reuse_freed_memory_nests_and_restores(monkeypatch):
+    import ctypes
+
+    # 1. what it asks of glibc: a stand-in records the mallopt and malloc_trim calls
+    class FakeLibc:
+        def __init__(self):
+            self.calls = []
+
+        def mallopt(self, option, value):
+            self.calls.append((option, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            self.calls.append(("trim", pad))
+            return 1
+
+    real_libc = fastpath._glibc()
+    libc = FakeLibc()
+    monkeypatch.setattr(fastpath, "_glibc", lambda: libc)
+    keep = [(fastpath._M_MMAP_MAX, 0), (fastpath._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
+    defaults = sorted(fastpath._GLIBC_DEFAULTS.items())
     with fastpath.reuse_freed_memory() as outer:
+        assert outer is True and libc.calls == keep
         with fastpath.reuse_freed_memory() as inner:
-            assert inner == outer
-            torch.zeros(64 * 2 ** 20 // 4).add_(1)  # a 64 MB tensor, freed inside
+            assert inner is True and libc.calls == keep           # the inner one sets nothing
+        assert libc.calls == keep and fastpath._reuse_depth == 1  # nor restores anything
+    assert sorted(libc.calls[2:4]) == defaults and libc.calls[4:] == [("trim", 0)]
     assert fastpath._reuse_depth == 0
+    with pytest.raises(RuntimeError):                 # restored when the block raises, too
+        with fastpath.reuse_freed_memory():
+            raise RuntimeError
+    assert sorted(libc.calls[7:9]) == defaults and fastpath._reuse_depth == 0
+    del libc.calls[:]
     with fastpath.reuse_freed_memory(enabled=False) as off:
         assert off is False
+    assert libc.calls == []
+    monkeypatch.undo()
+
+    # 2. what glibc then does (2.33+: mallinfo2): a 64 MB block is mmapped, except within
+    if real_libc is None or not hasattr(real_libc, "mallinfo2"):
+        return
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+    real_libc.mallinfo2.restype = MallInfo2
+    real_libc.malloc.restype = ctypes.c_void_p
+    real_libc.free.argtypes = [ctypes.c_void_p]
+
+    def mmapped_64mb():
+        before = real_libc.mallinfo2().hblks
+        block = real_libc.malloc(64 * 2 ** 20)
+        try:
+            return real_libc.mallinfo2().hblks - before
+        finally:
+            real_libc.free(block)
+
+    assert mmapped_64mb() == 1
+    with fastpath.reuse_freed_memory():
+        with fastpath.reuse_freed_memory():
+            assert mmapped_64mb() == 0
+        assert mmapped_64mb() == 0                    # the inner exit restored nothing
+    assert mmapped_64mb() == 1                        # the outer one restored mmap
 
 
 # -- CUDA: graphs ------------------------------------------------------------------------------
