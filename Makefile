@@ -20,25 +20,32 @@ KEEP ?=
 BASE ?=
 TTA ?=
 NETS ?=
-MAX_EPOCHS ?=
+EPOCH_CAP ?=
+LR ?=
+MOMENTUM ?=
 QUICK ?=
 PRECISION ?= auto
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
 DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK_WORKERS))
+# the overrides every training command takes, under one name each (configs.configure)
+SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
+  $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
+  $(call opt,--base,$(BASE))
 
 .PHONY: setup train submit cv grid zoo bench test data clean help
 
 help:
-	@echo "make train   [DATA=data] [NET=net1] [EPOCHS=] [MODEL=models/NET.joblib] [PATIENCE=]"
+	@echo "make train   [DATA=data] [NET=net1] [MODEL=models/NET.joblib] + settings:"
 	@echo "             NET: net1..net8 or specialists (BASE=models/net6.joblib pre-trains them)"
+	@echo "   settings: [EPOCHS=] [SEED=0] [LR=] [MOMENTUM=] [PATIENCE=] [BASE=] for train, cv, grid, zoo"
 	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
-	@echo "make cv      [DATA=] [NET=] [EPOCHS=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble]"
-	@echo "make grid    [DATA=] [NET=] [EPOCHS=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1]"
+	@echo "make cv      [DATA=] [NET=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble] + settings"
+	@echo "make grid    [DATA=] [NET=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1] + settings"
 	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
-	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [MAX_EPOCHS=]  -> docs/RESULTS.md"
+	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [EPOCH_CAP=25,net1=400] + settings -> docs/RESULTS.md"
 	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
 
@@ -51,23 +58,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 train: setup
-	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) --seed $(SEED) --precision $(PRECISION) \
-	  $(call opt,--epochs,$(EPOCHS)) $(call opt,--early-stopping,$(PATIENCE)) $(call opt,--base,$(BASE))
+	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) $(SETTINGS)
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta)
 
 cv: setup
-	$(KFKD) cv --data $(DATA) --net $(NET) --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
-	  $(call opt,--folds,$(FOLDS)) $(DASKOPTS) $(if $(KEEP),--keep-models)
+	$(KFKD) cv --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--folds,$(FOLDS)) $(DASKOPTS) \
+	  $(if $(KEEP),--keep-models)
 
 grid: setup
-	$(KFKD) grid --data $(DATA) --net $(NET) --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
-	  $(call opt,--folds,$(FOLDS)) $(if $(LRS),--lrs "$(LRS)") $(if $(MOMENTA),--momenta "$(MOMENTA)") \
+	$(KFKD) grid --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--folds,$(FOLDS)) $(if $(LRS),--lrs "$(LRS)") $(if $(MOMENTA),--momenta "$(MOMENTA)") \
 	  $(DASKOPTS) $(if $(REFIT),--refit)
 
 zoo: setup
-	$(KFKD) zoo --data $(DATA) --seed $(SEED) --precision $(PRECISION) $(call opt,--nets,$(NETS)) $(call opt,--max-epochs,$(MAX_EPOCHS))
+	$(KFKD) zoo --data $(DATA) $(SETTINGS) $(call opt,--nets,$(NETS)) $(call opt,--epoch-cap,$(EPOCH_CAP))
 
 bench: setup
 	$(PY) -m benchmarks.bench $(if $(QUICK),--quick)

@@ -139,7 +139,7 @@ def epoch_seconds(times):
 def kfkd_fit(name, images, points, epochs, device, precision="fp32", **params):
     """Fit a named configuration; returns (pipeline, per-epoch clock times, wall seconds).
     fp32 unless asked: the baselines it is compared with are fp32."""
-    pipe = configs.build(name, max_epochs=epochs, device=device, verbose=0, precision=precision)
+    pipe = configs.build(name, epochs=epochs, device=device, verbose=0, precision=precision)
     if params:
         pipe.set_params(**{f"net__{k}": v for k, v in params.items()})
     net = pipe.named_steps["net"]

@@ -24,7 +24,7 @@ from kfkd_kit._atomic import write_section
 from kfkd_kit.ensemble import FoldEnsemble
 from kfkd_kit.keypoints import MIRROR_SUM
 from kfkd_kit.metrics import masked_rmse_px
-from kfkd_kit.tta import FlipTTA
+from kfkd_kit.tta import flip_tta
 from kfkd_kit.zoo import holdout_split
 
 NO_AUGMENT = {f"net__iterator_train__{k}": 0.0
@@ -81,7 +81,7 @@ def _setup(data_dir, variant, seed, epochs, split_seed):
     the split and the estimator every run starts from (no validation split of its own)."""
     training = data.load_training(data_dir)
     train_rows, held_rows = holdout_split(len(training.X), 0.2, split_seed)
-    model = configs.build("net8", max_epochs=epochs, seed=seed, verbose=0, valid_fraction=0)
+    model = configs.build("net8", epochs=epochs, seed=seed, verbose=0, valid_fraction=0)
     what, changes = overrides(variant)
     model.set_params(**changes)
     return training, train_rows, held_rows, model, what
@@ -96,7 +96,7 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0):
     seconds = time.perf_counter() - start
     net = model.named_steps["net"]
     held = X[held_rows]
-    predictions = {"plain": model.predict(held), "tta": FlipTTA(model, prefit=True).predict(held)}
+    predictions = {"plain": model.predict(held), "tta": flip_tta(model).predict(held)}
     return predictions, {
         "variant": variant, "what": what, "seed": seed,
         "epochs": len(net.history), "train_rows": len(train_rows), "held_rows": len(held_rows),
@@ -117,13 +117,13 @@ def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
     ensemble = FoldEnsemble(template, cv=folds, random_state=seed).fit(X[train_rows], y[train_rows])
     seconds = time.perf_counter() - start
     held, truth = X[held_rows], y[held_rows]
-    each = [masked_rmse_px(truth, FlipTTA(m, prefit=True).predict(held)) for m in ensemble.estimators_]
+    each = [masked_rmse_px(truth, flip_tta(m).predict(held)) for m in ensemble.estimators_]
     return {
         "variant": f"{variant}/folds{folds}", "what": f"{what}, {folds}-fold ensemble",
         "seed": seed, "epochs": len(ensemble.estimators_[0].named_steps["net"].history),
         "train_rows": len(train_rows), "held_rows": len(held_rows), "seconds": round(seconds, 1),
         "rmse_px": masked_rmse_px(truth, ensemble.predict(held)),
-        "rmse_tta_px": masked_rmse_px(truth, FlipTTA(ensemble, prefit=True).predict(held)),
+        "rmse_tta_px": masked_rmse_px(truth, flip_tta(ensemble).predict(held)),
         "fold_models_tta_px": each, "data": training.fingerprint, "mirror_sum": MIRROR_SUM,
     }
 

@@ -1,5 +1,6 @@
-"""skorch callbacks: the tutorial's epoch table columns and linear schedules; net8's
-one-cycle learning rate and weight averaging."""
+"""skorch callbacks: the tutorial's epoch table columns, linear schedules and early
+stopping; pre-training from a saved model; net8's one-cycle learning rate and weight
+averaging."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ import sys
 
 import torch
 from skorch.callbacks import Callback, LRScheduler, PrintLog
+from skorch.callbacks import EarlyStopping as SkorchEarlyStopping
 from torch.optim.lr_scheduler import OneCycleLR
 from torch.optim.swa_utils import AveragedModel
 
@@ -19,9 +21,24 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 class TrainValidRatio(Callback):
     """Adds ``train/val`` (train loss / valid loss) and ``valid_rmse_px`` to the history.
 
-    The losses are MSE in the net's unit scale, so RMSE in pixels is sqrt(loss) * 48.
-    PrintLog (which skorch always runs last) shows them in the per-epoch table.
+    The losses are MSE in the net's unit scale (pixels / 48), averaged per batch.
+    ``valid_rmse_px`` is the competition's number for the validation rows: the RMSE in
+    pixels over all their labelled values, summed on the device during the validation
+    pass (so a batch with few labels weighs what its labels weigh). PrintLog (which
+    skorch always runs last) shows both in the per-epoch table.
     """
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.sums_ = None
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        if training or y_pred is None or batch is None or batch[1] is None:
+            return
+        target = batch[1]
+        labelled = torch.isfinite(target)
+        error = torch.where(labelled, y_pred.detach().float() - target, 0.0)
+        sums = torch.stack([error.pow(2).sum(), labelled.sum().float()])
+        self.sums_ = sums if self.sums_ is None else self.sums_ + sums
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
@@ -29,7 +46,71 @@ class TrainValidRatio(Callback):
             return
         valid = row["valid_loss"]
         net.history.record("train/val", row["train_loss"] / valid if valid else math.inf)
-        net.history.record("valid_rmse_px", math.sqrt(valid) * SCALE)
+        squared, count = (float(v) for v in self.sums_) if self.sums_ is not None else (0.0, 0.0)
+        net.history.record("valid_rmse_px", math.sqrt(squared / count) * SCALE if count else math.nan)
+        self.sums_ = None
+
+
+class EarlyStopping(SkorchEarlyStopping):
+    """skorch's EarlyStopping on the valid loss, restoring the best weights at the end,
+    and off while ``patience`` is None: every named net carries one, so
+    ``set_params(net__callbacks__early_stopping__patience=N)`` turns it on."""
+
+    def __init__(self, patience=None, monitor="valid_loss", load_best=True, **kwargs):
+        super().__init__(monitor=monitor, patience=patience, load_best=load_best, **kwargs)
+
+    def on_train_begin(self, net, **kwargs):
+        if self.patience is not None and (self.patience < 1 or int(self.patience) != self.patience):
+            raise ValueError(f"early stopping patience must be a positive integer, got {self.patience!r}")
+        if self.patience and net.resolved_train_split() is None:
+            raise ValueError("early stopping needs a validation split (valid_fraction > 0)")
+        super().on_train_begin(net, **kwargs)
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.patience:
+            super().on_epoch_end(net, **kwargs)
+
+    def on_train_end(self, net, **kwargs):
+        if self.patience:
+            super().on_train_end(net, **kwargs)
+
+
+class PretrainedLayers(Callback):
+    """Starts a fresh net from another model's weights: every layer but the output
+    (whose width may differ, as for the specialists), when training begins.
+
+    ``source``: a saved model's path (``make train`` output) or a fitted model, best
+    wrapped in ``sklearn.frozen.FrozenEstimator`` so that ``clone`` keeps it fitted.
+    A net that carries on training (``partial_fit``) is not reset.
+    """
+
+    def __init__(self, source=None):
+        self.source = source
+
+    def on_train_begin(self, net, **kwargs):
+        if self.source is None or len(net.history):
+            return
+        from .nets import transfer_weights
+        with torch.no_grad():
+            transfer_weights(source_module(self.source), net.module_)
+
+
+def source_module(model):
+    """The torch module of a saved model (a path), a fitted Pipeline or net, or a
+    FrozenEstimator of one."""
+    from pathlib import Path
+    if isinstance(model, (str, Path)):
+        import joblib
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model to pre-train from")
+        model = joblib.load(path)
+    model = getattr(model, "estimator", model) if type(model).__name__ == "FrozenEstimator" else model
+    net = model.named_steps["net"] if hasattr(model, "named_steps") else model
+    module = getattr(net, "module_", None)
+    if module is None:
+        raise ValueError(f"cannot pre-train from {type(model).__name__}: not a fitted single net")
+    return module
 
 
 class LinearSchedule(Callback):
@@ -73,7 +154,9 @@ class EpochTable(PrintLog):
         return first + [k for k in keys if k not in first]
 
     def on_epoch_end(self, net, **kwargs):
-        if net.verbose:  # PrintLog formats the table even when it prints nothing
+        # PrintLog formats the table even when it prints nothing; a sink of one's own
+        # gets every row
+        if net.verbose or self.sink is not print:
             super().on_epoch_end(net, **kwargs)
 
     def format_row(self, row, key, color):

@@ -8,24 +8,54 @@ from pathlib import Path
 from . import configs
 
 
-def _add_common(p, net=True):
+def _add_common(p, net=True, verbose=0):
     p.add_argument("--data", default="data", help="folder with Kaggle's files (default: data/)")
-    if net:
-        p.add_argument("--net", default="net1", choices=sorted(configs.CONFIGS),
-                       help="named configuration (default: net1)")
-        p.add_argument("--epochs", type=int, default=None, help="override the net's epochs")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
-        p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                       help="auto: bf16 autocast where the CPU/GPU computes bf16 natively "
-                            "(AMX, AVX512-BF16), else fp32 (default: auto)")
+    if not net:
+        return
+    p.add_argument("--net", default="net1", choices=sorted(configs.CONFIGS),
+                   help="named configuration (default: net1)")
+    _add_settings(p, verbose)
+
+
+def _add_settings(p, verbose):
+    """The overrides of configs.configure, under the same names (dest = override name)."""
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the net's epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (net8: the one-cycle peak)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast where the CPU/GPU computes bf16 natively "
+                        "(AMX, AVX512-BF16), else fp32 (default: auto)")
+    p.add_argument("--early-stopping", dest="patience", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better valid loss and keep the "
+                        "best weights (0: off; needs a validation split)")
+    p.add_argument("--base", default=None, metavar="MODEL",
+                   help="a saved model whose layers (all but the output) start the net; "
+                        "for specialists, every one of them")
+    p.set_defaults(verbose=verbose)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _estimator(args, name=None):
+    """The named estimator, built once, with this command's overrides applied."""
+    overrides = {key: getattr(args, key) for key in configs.OVERRIDES if hasattr(args, key)}
+    return configs.build(name or args.net, **overrides)
 
 
 def cmd_train(args):
     from .train import train
-    train(net=args.net, data_dir=args.data, model_path=args.model, epochs=args.epochs,
-          seed=args.seed, device=args.device, early_stopping=args.early_stopping,
-          verbose=0 if args.quiet else 1, base=args.base, precision=args.precision)
+    train(_estimator(args), data_dir=args.data, model_path=args.model, name=args.net,
+          description=configs.get_config(args.net).description)
 
 
 def _add_selection(p, folds):
@@ -33,8 +63,6 @@ def _add_selection(p, folds):
                    help=f"k of the shuffled, seeded k-fold CV (default: {folds})")
     p.add_argument("--valid-fraction", type=float, default=0.0,
                    help="the net's own validation split, from each fold's training part (default 0: off)")
-    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
-                   help="early stopping on that inner split (needs --valid-fraction)")
     rows = p.add_mutually_exclusive_group()
     rows.add_argument("--complete-only", dest="complete_only", action="store_true",
                       help="only rows with all 30 keypoints (default: as the net's config)")
@@ -46,44 +74,38 @@ def _add_selection(p, folds):
                    help="Dask scheduler, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--dask-workers", type=int, default=None, metavar="N",
                    help="start a local Dask cluster of N worker processes")
-    p.add_argument("--verbose", action="store_true", help="per-epoch tables of every fit")
+    p.add_argument("--verbose", action="store_const", const=1, default=0,
+                   help="per-epoch tables of every fit")
 
 
 def _selection_kwargs(args):
-    return dict(net=args.net, data_dir=args.data, folds=args.folds, seed=args.seed,
-                epochs=args.epochs, device=args.device, valid_fraction=args.valid_fraction,
-                early_stopping=args.early_stopping, verbose=args.verbose,
-                complete_only=args.complete_only, out_dir=args.out_dir, model_path=args.model,
-                scheduler=args.scheduler, dask_workers=args.dask_workers,
-                precision=args.precision)
+    return dict(name=args.net, data_dir=args.data, folds=args.folds, random_state=args.seed,
+                out_dir=args.out_dir, model_path=args.model, scheduler=args.scheduler,
+                dask_workers=args.dask_workers)
 
 
 def cmd_cv(args):
     from .selection import run_cv
-    run_cv(keep_models=args.keep_models, **_selection_kwargs(args))
+    run_cv(_estimator(args), keep_models=args.keep_models, **_selection_kwargs(args))
 
 
 def cmd_grid(args):
     from .selection import parse_floats, run_grid
-    run_grid(lrs=parse_floats(args.lrs), momenta=parse_floats(args.momenta), refit=args.refit,
-             **_selection_kwargs(args))
+    run_grid(_estimator(args), lrs=parse_floats(args.lrs), momenta=parse_floats(args.momenta),
+             refit=args.refit, **_selection_kwargs(args))
 
 
 def cmd_submit(args):
-    import joblib
-
     from . import data
+    from .modelfile import load_model
     from .submission import build_submission, submission_path, write_submission
-    from .train import resolve_data_dir
 
     model_path = Path(args.model)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"{model_path}: no such model; run `make train` first")
-    model = joblib.load(model_path)
+    model = load_model(model_path)
     if args.tta:
-        from .tta import FlipTTA
-        model = FlipTTA(model, prefit=True)
-    folder = resolve_data_dir(args.data)
+        from .tta import flip_tta
+        model = flip_tta(model)
+    folder = data.resolve_data_dir(args.data)
     test = data.load_test(folder)
     lookup = data.load_lookup(args.lookup or folder)
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
@@ -93,15 +115,37 @@ def cmd_submit(args):
     print(path)
 
 
+def parse_epoch_caps(text):
+    """"25" or "25,net1=400" -> {None: 25, "net1": 400}: a cap for every net, and exceptions."""
+    caps = {}
+    for item in (text or "").replace(" ", ",").split(","):
+        if not item:
+            continue
+        name, _, value = item.rpartition("=")
+        try:
+            caps[name or None] = _positive_int(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise ValueError(f"--epoch-cap: {item!r} is not N or NET=N with N a positive integer") from None
+        if name:
+            configs.get_config(name)
+    return caps
+
+
 def cmd_zoo(args):
-    from .zoo import DEFAULT_NETS, parse_epoch_caps, run_zoo
+    from .zoo import DEFAULT_NETS, run_zoo
     nets = args.nets.replace(",", " ").split() if args.nets else DEFAULT_NETS
     for name in nets:
         configs.get_config(name)  # fail before hours of training, not during
-    caps = parse_epoch_caps(args.max_epochs)
-    run_zoo(data_dir=args.data, nets=nets, max_epochs=caps, holdout=args.holdout,
-            seed=args.seed, device=args.device, tta=not args.no_tta, out=args.out,
-            precision=args.precision)
+    caps = parse_epoch_caps(args.epoch_cap)
+    models = {}
+    for name in nets:
+        model = _estimator(args, name)
+        cap = caps.get(name, caps.get(None))
+        if args.epochs is None and cap is not None:
+            configs.configure(model, epochs=min(cap, configs.get_config(name).max_epochs))
+        models[name] = model
+    run_zoo(models, data_dir=args.data, holdout=args.holdout, random_state=args.seed,
+            tta=not args.no_tta, out=args.out)
     print(args.out)
 
 
@@ -117,13 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a named net; save model, JSON and PNGs")
-    _add_common(p)
+    _add_common(p, verbose=1)
     p.add_argument("--model", default=None, help="output path (default: models/<net>.joblib)")
-    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better valid loss; keep the best")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch table")
-    p.add_argument("--base", default=None, metavar="MODEL",
-                   help="with --net specialists: a saved model whose layers pre-train them")
+    p.add_argument("--quiet", dest="verbose", action="store_const", const=0, help="no per-epoch table")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("submit", help="write a Kaggle submission CSV from a saved model")
@@ -159,14 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="train every configuration, score on one held-out split, "
                                    "write a Markdown results table")
     _add_common(p, net=False)
+    _add_settings(p, verbose=0)
     p.add_argument("--nets", default=None, help="comma-separated (default: net1..net8,specialists)")
-    p.add_argument("--max-epochs", default=None, metavar="N[,NET=N...]",
-                   help="cap every net's epochs, with exceptions, e.g. 25,net1=400 "
-                        "(default: the tutorial's)")
+    p.add_argument("--epoch-cap", default=None, metavar="N[,NET=N...]",
+                   help="at most N epochs for every net, with exceptions, e.g. 25,net1=400 "
+                        "(default: the tutorial's; --epochs sets them all)")
     p.add_argument("--holdout", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     p.add_argument("--no-tta", action="store_true", help="skip the flip-TTA column")
     p.add_argument("--out", default="docs/RESULTS.md")
     p.set_defaults(func=cmd_zoo)

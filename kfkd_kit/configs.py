@@ -4,20 +4,23 @@ net1-net7 are the tutorial's; net8 is this toolkit's own recipe for a CPU (batch
 AdamW with a one-cycle learning rate, affine + flip + intensity augmentation, an average
 of the weights, bf16 where the CPU has it); docs/RESULTS.md shows what each part buys.
 
-``build(name, ...)`` returns an unfitted Pipeline. Each configuration also says whether it
-trains on complete rows only (the tutorial's dropna) or on all rows with the masked loss.
+``build(name, **overrides)`` returns the unfitted estimator; ``configure`` applies overrides
+(epochs, seed, lr, ...) to any estimator with set_params, under one name each; ``settings``
+reads them back. Whether a net trains on complete rows only (the tutorial's dropna) is
+the net's own ``complete_only`` parameter.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
-from skorch.callbacks import EarlyStopping
 
-from .callbacks import LinearSchedule, OneCycle, TrainValidRatio, WeightAverage
+from .callbacks import (EarlyStopping, LinearSchedule, OneCycle, PretrainedLayers, TrainValidRatio,
+                        WeightAverage)
 from .estimator import KeypointNet, default_device
 from .nets import BNCNN, CNN, MLP
 from .pipeline import make_pipeline
+from .specialists import Specialists
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ CONFIGS = {c.name: c for c in [
               specialist_net="net6", **_SCHEDULES),
 ]}
 SPECIALIST_PATIENCE = 200
+SPECIALIST_NET = "net6"
 
 
 def get_config(name: str) -> NetConfig:
@@ -92,80 +96,148 @@ def get_config(name: str) -> NetConfig:
         raise ValueError(f"unknown net {name!r}; choose one of {', '.join(CONFIGS)}") from None
 
 
-def build(name="net1", max_epochs=None, device=None, seed=0, verbose=1,
-          early_stopping=None, valid_fraction=None, lr=None, momentum=None,
-          target_columns=None, n_outputs=None, base=None, precision="auto"):
-    """An unfitted Pipeline for the named configuration.
-
-    ``early_stopping``: patience in epochs (restores the best weights), or None for off.
-    ``valid_fraction``: the net's internal validation split (0 turns it off: then no
-    valid loss, no early stopping; None: the configuration's, 20% for the tutorial's nets).
-    ``device`` defaults to CUDA when present. ``precision``: "auto" (bf16 where the
-    device computes it natively, see precision.py), "fp32", "tf32" or "bf16".
-    ``base``: for "specialists" only, a saved model that pre-trains every specialist.
-    """
+def build(name="net1", **overrides):
+    """The named configuration as an unfitted estimator: a Pipeline (pixels -> net), or
+    for "specialists" a ``Specialists`` of net6 Pipelines. ``overrides`` are applied by
+    ``configure`` (``epochs=3, seed=1, device="cpu", ...``), with set_params."""
     config = get_config(name)
     if config.specialist_net:
-        from .specialists import Specialists
-        return Specialists(net=config.specialist_net, max_epochs=max_epochs,
-                           early_stopping=early_stopping or SPECIALIST_PATIENCE,
-                           pretrained=base, lr=lr, momentum=momentum, seed=seed,
-                           device=device, verbose=verbose)
-    if base is not None:
-        raise ValueError(f"a pre-training base model applies to specialists, not {name}")
-    device = device or default_device()
-    if valid_fraction is None:
-        valid_fraction = config.valid_fraction
-    lr = config.lr if lr is None else lr
+        estimator = Specialists(build(config.specialist_net, patience=SPECIALIST_PATIENCE))
+    else:
+        estimator = make_pipeline(_net(config))
+    return configure(estimator, **overrides)
+
+
+def _net(config: NetConfig) -> KeypointNet:
     callbacks = [("ratio", TrainValidRatio())]
     if config.one_cycle:  # named like the linear schedules, so a grid over lr refuses it
-        callbacks.append(("lr_schedule", OneCycle(max_lr=lr)))
+        callbacks.append(("lr_schedule", OneCycle(max_lr=config.lr)))
     if config.weight_average:
         callbacks.append(("weight_average", WeightAverage(config.weight_average)))
     if config.lr_schedule:
         callbacks.append(("lr_schedule", LinearSchedule("lr", *config.lr_schedule)))
     if config.momentum_schedule:
         callbacks.append(("momentum_schedule", LinearSchedule("momentum", *config.momentum_schedule)))
-    if early_stopping:
-        if not valid_fraction:
-            raise ValueError("early stopping needs a validation split (valid_fraction > 0)")
-        callbacks.append(("early_stopping", EarlyStopping(
-            monitor="valid_loss", patience=early_stopping, load_best=True)))
-    module_params = dict(config.module_params)
-    if n_outputs is not None:
-        module_params["n_outputs"] = n_outputs
-    if config.module in (CNN, BNCNN) and device == "cpu":
-        module_params.setdefault("channels_last", True)
+    callbacks += [("pretrained", PretrainedLayers()), ("early_stopping", EarlyStopping())]
     if config.optimizer == "adamw":
-        if momentum is not None:
-            raise ValueError(f"{name} uses AdamW with a one-cycle schedule: momentum does not apply")
         optimizer = dict(optimizer=torch.optim.AdamW, optimizer__weight_decay=config.weight_decay)
     else:
         optimizer = dict(optimizer=torch.optim.SGD, optimizer__nesterov=True,
-                         optimizer__momentum=config.momentum if momentum is None else momentum)
+                         optimizer__momentum=config.momentum)
         if config.weight_decay:
             optimizer["optimizer__weight_decay"] = config.weight_decay
-    net = KeypointNet(
+    device = default_device()
+    module_params = dict(config.module_params)
+    if config.module in (CNN, BNCNN):
+        module_params["channels_last"] = device == "cpu"
+    return KeypointNet(
         config.module,
         **{f"module__{k}": v for k, v in module_params.items()},
         **optimizer,
-        lr=lr,
+        lr=config.lr,
         batch_size=config.batch_size,
-        max_epochs=config.max_epochs if max_epochs is None else max_epochs,
-        train_split=_valid_split(valid_fraction, seed),
+        max_epochs=config.max_epochs,
+        valid_fraction=config.valid_fraction,
+        complete_only=config.complete_only,
         iterator_train__shuffle=True,
         iterator_train__flip=config.flip,
         **{f"iterator_train__{k}": v for k, v in config.augment.items()},
-        iterator_train__target_columns=target_columns,
         callbacks=callbacks,
         device=device,
-        seed=seed,
-        precision=precision,
-        verbose=verbose,
+        precision="auto",
     )
-    return make_pipeline(net)
 
 
-def _valid_split(fraction, seed):
-    from skorch.dataset import ValidSplit
-    return ValidSplit(fraction, random_state=seed) if fraction else None
+# -- overrides: one name, one meaning, everywhere --------------------------------------------
+OVERRIDES = {
+    "epochs": "max_epochs",
+    "seed": "seed",
+    "lr": "lr",
+    "momentum": "optimizer__momentum",
+    "patience": "callbacks__early_stopping__patience",
+    "device": "device",
+    "precision": "precision",
+    "valid_fraction": "valid_fraction",
+    "complete_only": "complete_only",
+    "base": "callbacks__pretrained__source",
+    "verbose": "verbose",
+}
+
+
+def net_prefix(estimator) -> str:
+    """The set_params prefix of the KeypointNet inside ``estimator``: "" for the net,
+    "net__" for a Pipeline, "estimator__net__" for Specialists, FlipTTA or FoldEnsemble."""
+    if isinstance(estimator, KeypointNet):
+        return ""
+    if hasattr(estimator, "named_steps"):
+        return "net__"
+    inner = getattr(estimator, "estimator", None)
+    if inner is None:
+        raise ValueError(f"no net inside {type(estimator).__name__}")
+    return "estimator__" + net_prefix(inner)
+
+
+def inner_net(estimator) -> KeypointNet:
+    """The (first) KeypointNet template inside ``estimator``."""
+    while not isinstance(estimator, KeypointNet):
+        estimator = (estimator.named_steps["net"] if hasattr(estimator, "named_steps")
+                     else estimator.estimator)
+    return estimator
+
+
+def configure(estimator, **overrides):
+    """Apply overrides by their one name (``OVERRIDES``) with ``set_params``; None leaves
+    a setting as it is. Returns ``estimator``.
+
+    ``epochs``, ``seed``, ``lr`` (for net8 the one-cycle peak), ``momentum`` (SGD nets),
+    ``patience`` (early stopping on the valid loss, restoring the best weights; 0 turns
+    it off), ``device`` (cpu/cuda), ``precision``, ``valid_fraction``, ``complete_only``,
+    ``base`` (a model whose layers, all but the output, start the net), ``verbose``.
+    """
+    unknown = set(overrides) - set(OVERRIDES)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join(OVERRIDES)}")
+    prefix, net = net_prefix(estimator), inner_net(estimator)
+    params = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "patience":
+            value = value or None
+        if key == "momentum" and net.optimizer is not torch.optim.SGD:
+            raise ValueError(f"momentum applies to SGD; this net uses {net.optimizer.__name__}")
+        params[prefix + OVERRIDES[key]] = value
+        if key == "lr" and isinstance(dict(net.callbacks).get("lr_schedule"), OneCycle):
+            params[prefix + "callbacks__lr_schedule__max_lr"] = value
+        if key == "device" and net.module in (CNN, BNCNN):
+            params[prefix + "module__channels_last"] = str(value) == "cpu"
+    return estimator.set_params(**params)
+
+
+def settings(estimator) -> dict:
+    """What a (fitted or not) estimator will do, read back from its parameters: the one
+    record that train, cv, grid and zoo write into their JSON."""
+    net = inner_net(estimator)
+    callbacks = dict(net.callbacks)
+    schedules = {name: (type(cb).__name__ if not isinstance(cb, LinearSchedule)
+                        else [cb.start, cb.stop])
+                 for name, cb in callbacks.items() if name.endswith("_schedule")}
+    params = net.get_params()
+    base = callbacks.get("pretrained")
+    return {
+        "seed": net.seed, "device": net.device, "precision": net.precision,
+        "optimizer": net.optimizer.__name__, "lr": net.lr,
+        "momentum": params.get("optimizer__momentum"),
+        "weight_decay": params.get("optimizer__weight_decay", 0.0),
+        "batch_size": net.batch_size, "max_epochs": net.max_epochs,
+        "valid_fraction": net.valid_fraction, "complete_only": net.complete_only,
+        "early_stopping": callbacks["early_stopping"].patience if "early_stopping" in callbacks else None,
+        "flip": params.get("iterator_train__flip", False),
+        "augment": {k.split("__", 1)[1]: v for k, v in params.items()
+                    if k.split("__", 1)[-1] in ("rotate", "scale", "shift", "brightness", "contrast")
+                    and k.startswith("iterator_train__")},
+        "weight_average": getattr(callbacks.get("weight_average"), "decay", None),
+        "schedules": schedules,
+        "base": None if base is None or base.source is None else str(base.source),
+    }

@@ -4,7 +4,8 @@ Public API::
 
     find_file(folder, stem)        -> Path | None   stem.csv, .csv.gz, .zip or .csv.zip
     has_kaggle_data(folder)        -> bool          a training file is there
-    load_training(folder_or_file, complete_only=False, cache=True)
+    resolve_data_dir(folder)       -> Path          folder, or the built-in synthetic set beside it
+    load_training(folder_or_file, cache=True)
                                    -> TrainingData  X, y, source, fingerprint
     load_test(folder_or_file, cache=True)
                                    -> TestData      image_ids, X, source, fingerprint
@@ -130,6 +131,26 @@ def find_file(folder, stem: str) -> Path | None:
 def has_kaggle_data(folder) -> bool:
     """Whether ``folder`` holds a Kaggle training file (any of the accepted forms)."""
     return find_file(folder, "training") is not None
+
+
+SYNTHETIC_FOLDER = "synthetic"
+
+
+def resolve_data_dir(folder, say=print) -> Path:
+    """The folder holding Kaggle's files: ``folder`` itself when it has a training file,
+    else the built-in synthetic data set in ``folder/synthetic`` (generated once)."""
+    from . import synthetic
+    folder = Path(folder)
+    if has_kaggle_data(folder):
+        return folder
+    fallback = folder / SYNTHETIC_FOLDER
+    if not has_kaggle_data(fallback):
+        say(f"no Kaggle training file in {folder}/: generating the built-in synthetic "
+            f"faces into {fallback}/")
+        synthetic.write_kaggle_dataset(fallback, seed=0)
+    else:
+        say(f"no Kaggle training file in {folder}/: using the built-in synthetic faces in {fallback}/")
+    return fallback
 
 
 def _resolve(folder_or_file, stem: str) -> Path:
@@ -738,20 +759,17 @@ def _parse_test(text: bytes, name: str) -> dict:
     return {"image_ids": image_ids, "X": X}
 
 
-def load_training(folder_or_file, complete_only: bool = False, cache: bool = True) -> TrainingData:
-    """Kaggle's training set from a folder (training.csv, .csv.gz, .zip) or a file.
+def load_training(folder_or_file, cache: bool = True) -> TrainingData:
+    """Kaggle's training set from a folder (training.csv, .csv.gz, .zip) or a file: every
+    row, unlabelled keypoints as NaN (which rows a net trains on is the net's own
+    ``complete_only``).
 
-    ``complete_only`` keeps only the rows with all 30 keypoints (the tutorial's dropna).
     ``cache`` reads and writes the parsed arrays in the cache (see the module docstring).
     Raises DataError for bad content, FileNotFoundError when there is no file.
     """
     arrays, source, fingerprint = _load(folder_or_file, "training", "training", ("X", "y"),
                                         _parse_training, cache)
-    X, y = arrays["X"], arrays["y"]
-    if complete_only:
-        keep = ~np.isnan(y).any(axis=1)
-        X, y = X[keep], y[keep]
-    return TrainingData(X=X, y=y, source=source, fingerprint=fingerprint)
+    return TrainingData(X=arrays["X"], y=arrays["y"], source=source, fingerprint=fingerprint)
 
 
 def load_test(folder_or_file, cache: bool = True) -> TestData:

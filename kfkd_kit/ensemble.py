@@ -16,12 +16,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold, check_cv
-from sklearn.utils.validation import check_is_fitted, indexable
+from sklearn.utils.validation import check_is_fitted
 
-from .metrics import masked_rmse_px
+from .metrics import PixelRMSEScore, check_images_and_targets
 
 
-class FoldEnsemble(RegressorMixin, BaseEstimator):
+class FoldEnsemble(PixelRMSEScore, RegressorMixin, BaseEstimator):
     """Mean of the pixel predictions of one fitted clone of ``estimator`` per CV fold.
 
     Parameters
@@ -38,6 +38,8 @@ class FoldEnsemble(RegressorMixin, BaseEstimator):
     estimators_ : list of fitted estimators, one per fold
     folds_ : list of (train, test) index arrays, or None when not known
     n_features_in_ : int
+
+    ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
     """
 
     def __init__(self, estimator=None, cv=5, random_state=0):
@@ -55,8 +57,7 @@ class FoldEnsemble(RegressorMixin, BaseEstimator):
         pass through unchanged (the nets ignore them)."""
         if self.estimator is None:
             raise ValueError("FoldEnsemble needs an estimator to fit")
-        X, y = indexable(X, y)
-        X, y = np.asarray(X), np.asarray(y)
+        X, y = check_images_and_targets(self, X, y)
         folds = [(np.asarray(train), np.asarray(test))
                  for train, test in self._splitter().split(X, y)]
         if not folds:
@@ -64,7 +65,6 @@ class FoldEnsemble(RegressorMixin, BaseEstimator):
         self.estimators_ = [clone(self.estimator).fit(X[train], y[train])
                             for train, _ in folds]
         self.folds_ = folds
-        self.n_features_in_ = X.shape[1]
         return self
 
     @classmethod
@@ -95,13 +95,6 @@ class FoldEnsemble(RegressorMixin, BaseEstimator):
         """Every fold model's predictions, stacked: (n_models, n, n_outputs) pixels."""
         check_is_fitted(self, "estimators_")
         return np.stack([np.asarray(e.predict(X), dtype=np.float32) for e in self.estimators_])
-
-    def score(self, X, y, sample_weight=None):
-        """Negative RMSE in pixels over the labelled (non-NaN) targets (greater is better,
-        the same number as ``selection.rmse_px_scorer``). R^2 would fail on NaN targets."""
-        if sample_weight is not None:
-            raise ValueError("FoldEnsemble.score does not support sample weights")
-        return -masked_rmse_px(y, self.predict(X))
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "estimators_")

@@ -6,6 +6,8 @@
 - X and y are put on the training device once per fit and batches are drawn there
   (batches.ResidentBatches);
 - a ``seed`` makes a fit reproducible (weights, validation split, batch order, flips);
+- which rows it trains on is its own parameter (``complete_only``), so train, cv, grid and
+  zoo hand every net the same rows and score it the same way;
 - on CUDA, the training step is captured once in a CUDA graph and replayed (fastpath.py).
 """
 from __future__ import annotations
@@ -21,35 +23,79 @@ from .batches import ResidentBatches
 from .callbacks import EpochTable
 from .keypoints import from_unit, to_unit
 from .losses import MaskedMSELoss
+from .metrics import PixelRMSEScore
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class KeypointNet(NeuralNetRegressor):
+class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     """skorch regressor for keypoints in pixels; see the module docstring.
 
-    Extra parameter: ``seed`` (int) - torch's generators are seeded with it at every
-    (re)initialisation, so the same seed on the same CPU gives the same model.
-    ``train_split`` defaults to a seeded 20% validation split.
+    Extra parameters:
+    ``seed`` (int) - torch's generators are seeded with it at every (re)initialisation,
+    and it seeds the validation split, so the same seed on the same CPU gives the same model.
+    ``valid_fraction`` - the share of the training rows held out for the epoch table's
+    valid loss (0: none). With ``train_split="seeded"`` (the default) the split is
+    ``ValidSplit(valid_fraction, random_state=seed)``, made when the net is fitted; any
+    other ``train_split`` is skorch's own.
+    ``complete_only`` - train on the rows with every target labelled only (the tutorial's
+    dropna), else on all rows with the masked loss.
     ``fast_path``: "auto" (CUDA graphs on CUDA where they apply, else skorch's plain
     path), True (graphs or an error saying why not), "eager" (the fast step without
     capture, any device) or False; see fastpath.py. ``precision``: "fp32", "tf32",
     "bf16" (training and prediction under autocast) or "auto" (bf16 where the device
     computes it natively, see precision.py); ``precision_`` is what a fit resolved it to.
+    ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
     """
 
-    def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0,
-                 iterator_train=ResidentBatches, iterator_valid=ResidentBatches,
-                 train_split="default", fast_path="auto", precision="fp32", **kwargs):
-        if isinstance(train_split, str) and train_split == "default":
-            train_split = ValidSplit(0.2, random_state=seed)
+    def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0, valid_fraction=0.2,
+                 complete_only=False, iterator_train=ResidentBatches,
+                 iterator_valid=ResidentBatches, train_split="seeded", fast_path="auto",
+                 precision="fp32", **kwargs):
         super().__init__(module, *args, criterion=criterion, iterator_train=iterator_train,
                          iterator_valid=iterator_valid, train_split=train_split, **kwargs)
         self.seed = seed
+        self.valid_fraction = valid_fraction
+        self.complete_only = complete_only
         self.fast_path = fast_path
         self.precision = precision
+
+    # -- which rows: trained on, and held out for validation ---------------------------
+    def resolved_train_split(self):
+        """The validation split a fit uses (None for none)."""
+        if isinstance(self.train_split, str):
+            if self.train_split != "seeded":
+                raise ValueError(f"train_split must be 'seeded', None or a callable, "
+                                 f"got {self.train_split!r}")
+            fraction = self.valid_fraction
+            return ValidSplit(fraction, random_state=self.seed) if fraction else None
+        return self.train_split
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        split = self.resolved_train_split()
+        dataset = self.get_dataset(X, y)
+        if not split:
+            return dataset, None
+        return split(dataset, **fit_params) if y is None else split(dataset, y, **fit_params)
+
+    def fit_rows(self, y):
+        """Indices of the rows of ``y`` that a fit trains on (all, or the complete ones)."""
+        y = np.asarray(y, dtype=np.float32)
+        if not self.complete_only:
+            return np.arange(len(y))
+        return np.flatnonzero(np.isfinite(y.reshape(len(y), -1)).all(axis=1))
+
+    def validation_rows(self, y):
+        """Indices of the rows of ``y`` that a fit on ``y`` holds out for its valid loss
+        (the rows its epoch table reports on), or None when it holds out none."""
+        rows = self.fit_rows(y)
+        split = self.resolved_train_split()
+        if split is None:
+            return None
+        _, valid = split(Dataset(np.zeros((len(rows), 1), np.float32)), None)
+        return rows[np.asarray(valid.indices)]
 
     def get_default_callbacks(self):
         return [(name, EpochTable() if name == "print_log" else cb)
@@ -134,7 +180,13 @@ class KeypointNet(NeuralNetRegressor):
     # skorch's fit() calls partial_fit(), so targets are scaled here, once.
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         if y is not None:
-            y = to_unit(np.asarray(y, dtype=np.float32))
+            y = np.asarray(y, dtype=np.float32)
+            if self.complete_only and not is_dataset(X):
+                rows = self.fit_rows(y)
+                if not len(rows):
+                    raise ValueError("complete_only: no row has every target labelled")
+                X, y = np.asarray(X)[rows], y[rows]
+            y = to_unit(y)
         return super().partial_fit(X, y, classes=classes, **fit_params)
 
     def predict(self, X):

@@ -128,3 +128,19 @@ class BNCNN(_ConvNet):
         self.head = nn.Sequential(*head)
         if channels_last:
             self.to(memory_format=torch.channels_last)
+
+
+def transfer_weights(source_module, target_module) -> list[str]:
+    """Copy every parameter and buffer of ``source_module`` into ``target_module`` except
+    the output layer's (whose width may differ). Returns the names copied."""
+    output_ids = {id(p) for p in target_module.output.parameters()}
+    skip = {name for name, p in target_module.named_parameters() if id(p) in output_ids}
+    source = source_module.state_dict()
+    target = target_module.state_dict()
+    copied = [name for name in target if name not in skip and name in source
+              and source[name].shape == target[name].shape]
+    missing = [name for name in target if name not in skip and name not in copied]
+    if missing:
+        raise ValueError(f"the pre-trained net does not match this net's layers: {missing[:3]}")
+    target_module.load_state_dict({**target, **{n: source[n] for n in copied}})
+    return copied

@@ -1,11 +1,11 @@
 """Model selection: k-fold cross-validation and a grid search over lr x momentum.
 
-Everything here is plain scikit-learn on the Pipeline of ``configs.build``:
+Everything here is plain scikit-learn on an unfitted estimator (``configs.build``'s):
 
 - ``rmse_px_scorer`` - RMSE in pixels over the labelled (non-NaN) targets, as a scorer for
   ``cross_validate`` / ``GridSearchCV`` (sklearn's convention: it returns the *negative*
   RMSE, greater is better; ``scores_to_px`` turns such scores back into pixels).
-- ``cross_validate_net`` - shuffled, seeded k-fold CV of a named net; ``write_cv`` writes
+- ``cross_validate_net`` - shuffled, seeded k-fold CV of an estimator; ``write_cv`` writes
   ``cv/<net>-<UTC time>.csv`` (one row per fold) and a JSON summary. With
   ``keep_models=True`` the k fold models come back as one ``ensemble.FoldEnsemble``.
 - ``grid_search`` - ``GridSearchCV`` over ``net__lr`` x ``net__optimizer__momentum``;
@@ -21,8 +21,8 @@ those rows; the held-out fold is used once, by the scorer, after the fit.
 Progress is one line per fit - ``fold 2/5: rmse 2.913 px (41.2 s, 400 epochs)`` or
 ``candidate 3/12 (lr=0.01, momentum=0.9) fold 2/3: ...`` - printed by the scorer, which
 recognises the fold by its rows and the candidate by its parameters. On Dask workers the
-line is sent to the client as an event and printed there. Per-epoch tables are off unless
-``verbose=True``.
+line reaches the client through ``distributed.print``. Per-epoch tables follow the
+nets' own ``verbose``.
 
 dask / distributed are imported only when a scheduler or local workers are asked for.
 """
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.base import clone
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, KFold, ParameterGrid, cross_validate
@@ -49,9 +50,8 @@ from .metrics import masked_rmse_px
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)
 DEFAULT_MOMENTA = (0.8, 0.9, 0.95)
-LR_PARAM = "net__lr"
-MOMENTUM_PARAM = "net__optimizer__momentum"
-PROGRESS_TOPIC = "kfkd-progress"
+LR_PARAM = "net__lr"                        # the grid's keys for a Pipeline (configs.build);
+MOMENTUM_PARAM = "net__optimizer__momentum"  # other estimators get their own prefix
 
 # The competition's score as an sklearn scorer: -RMSE px over labelled values.
 rmse_px_scorer = make_scorer(masked_rmse_px, greater_is_better=False)
@@ -61,12 +61,6 @@ def scores_to_px(scores):
     """Scores of ``rmse_px_scorer`` (negative, greater is better) -> RMSE in pixels."""
     scores = np.asarray(scores, dtype=float)
     return -scores if scores.ndim else float(-scores)
-
-
-def complete_rows(X, y):
-    """Only the rows with all targets labelled (the tutorial's ``dropna``)."""
-    keep = ~np.isnan(np.asarray(y, dtype=float)).any(axis=1)
-    return np.asarray(X)[keep], np.asarray(y)[keep]
 
 
 # --------------------------------------------------------------------------- progress
@@ -96,7 +90,7 @@ def fit_summary(estimator) -> tuple[float | None, int | None]:
 
 
 def _short(name: str) -> str:
-    return {LR_PARAM: "lr", MOMENTUM_PARAM: "momentum"}.get(name, name.split("__")[-1])
+    return name.split("__")[-1]
 
 
 def format_params(params: dict) -> str:
@@ -109,8 +103,9 @@ class ProgressScorer:
     rows) and, in a grid search, candidate i/N (recognised by the estimator's parameters).
 
     Returns exactly what ``rmse_px_scorer`` returns (negative RMSE px). Reports through
-    ``say`` in this process; on a Dask worker (where ``say`` is not sent along) as a
-    ``kfkd-progress`` event that ``dask_backend`` prints on the client.
+    ``say`` in this process; on a Dask worker (where ``say`` is not sent along) through
+    ``distributed.print``, which the client prints. scikit-learn's own ``verbose`` lines
+    give neither the candidate nor the epochs, and stay on the workers.
     """
 
     def __init__(self, X, splits, candidates=None, say=print):
@@ -152,46 +147,29 @@ def _emit(say, message):
     if say is not None:
         say(message)
         return
+    # on a Dask worker distributed's print also reaches the client's terminal; elsewhere
+    # it is the builtin print
     try:
-        from distributed import get_worker
-        worker = get_worker()
-    except (ImportError, ValueError):
-        print(message, flush=True)
-        return
-    worker.log_event(PROGRESS_TOPIC, message)
+        from distributed import print as report
+    except ImportError:
+        report = print
+    report(message, flush=True)
 
 
 # --------------------------------------------------------------------------- Dask
 
 
-def _torch_threads_plugin(n_threads):
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    class TorchThreads(WorkerPlugin):
-        """Limit torch's intra-op threads on every (present and future) worker."""
-        name = "kfkd-torch-threads"
-
-        def __init__(self, n):
-            self.n = n
-
-        def setup(self, worker):
-            import torch
-            torch.set_num_threads(self.n)
-
-    return TorchThreads(n_threads)
-
-
 @contextmanager
-def dask_backend(scheduler=None, n_workers=None, torch_threads=1, say=print,
-                 wait_timeout=60):
+def dask_backend(scheduler=None, n_workers=None, say=print, wait_timeout=60):
     """Run joblib-parallel code (GridSearchCV, cross_validate with ``n_jobs=-1``) on Dask.
 
     ``scheduler``: address of an existing cluster's scheduler (``tcp://host:8786``); else a
     ``LocalCluster`` of ``n_workers`` single-threaded worker *processes* is started on
-    127.0.0.1 and closed afterwards. Each worker's torch uses ``torch_threads`` threads
-    (1 by default, so results match an in-process run and workers do not oversubscribe
-    the cores). Yields the ``distributed.Client``; progress events from the workers are
-    passed to ``say``.
+    127.0.0.1 and closed afterwards. Each worker's torch runs on one thread, as Dask's
+    nanny starts workers (its ``distributed.nanny.pre-spawn-environ`` sets OMP_NUM_THREADS
+    and MKL_NUM_THREADS to 1), so results match an in-process run on one thread and the
+    workers do not oversubscribe the cores. Yields the ``distributed.Client``; the workers'
+    progress lines reach this terminal through ``distributed.print``.
     """
     try:
         import joblib
@@ -214,9 +192,6 @@ def dask_backend(scheduler=None, n_workers=None, torch_threads=1, say=print,
     try:
         if cluster is not None:
             client.wait_for_workers(len(cluster.workers), timeout=wait_timeout)
-        if torch_threads:
-            client.register_plugin(_torch_threads_plugin(torch_threads))
-        client.subscribe_topic(PROGRESS_TOPIC, lambda event: say(event[1]))
         n = sum(client.nthreads().values())
         say(f"Dask: {len(client.nthreads())} workers, {n} threads "
             f"({'local cluster' if cluster is not None else scheduler})")
@@ -224,10 +199,6 @@ def dask_backend(scheduler=None, n_workers=None, torch_threads=1, say=print,
                                     wait_for_workers_timeout=wait_timeout):
             yield client
     finally:
-        try:
-            client.unsubscribe_topic(PROGRESS_TOPIC)
-        except Exception:
-            pass
         client.close()
         if cluster is not None:
             # Workers that imported torch may take a few seconds to exit; the nanny then
@@ -254,35 +225,17 @@ def _parallel(scheduler, dask_workers, say):
     return nullcontext(), None
 
 
-# --------------------------------------------------------------------------- templates
-
-
-def _template(net, epochs, device, seed, verbose, valid_fraction, early_stopping,
-              precision=None):
-    """(name, unfitted Pipeline): a named configuration built for a search, or a clone of a
-    given estimator (``epochs`` and ``precision`` still apply)."""
-    if isinstance(net, str):
-        return net, configs.build(net, max_epochs=epochs, device=device, seed=seed,
-                                  verbose=1 if verbose else 0, early_stopping=early_stopping,
-                                  valid_fraction=valid_fraction, precision=precision or "auto")
-    estimator = clone(net)
-    if epochs is not None:
-        estimator.set_params(net__max_epochs=epochs)
-    if precision is not None:
-        estimator.set_params(net__precision=precision)
-    return "custom", estimator
+# --------------------------------------------------------------------------- inputs
 
 
 def _max_epochs(estimator):
-    return getattr(_skorch_net(estimator), "max_epochs", None)
+    return configs.inner_net(estimator).max_epochs
 
 
-def _check_xy(X, y, folds, complete_only):
+def _check_xy(X, y, folds):
     X, y = np.asarray(X), np.asarray(y, dtype=np.float32)
     if X.ndim != 2 or y.ndim != 2 or len(X) != len(y):
         raise ValueError(f"need X (n, 9216) and y (n, k) with the same n; got {X.shape}, {y.shape}")
-    if complete_only:
-        X, y = complete_rows(X, y)
     if not isinstance(folds, (int, np.integer)) or folds < 2:
         raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
     if len(X) < folds:
@@ -347,27 +300,24 @@ class CVResult:
                 "seconds": round(self.seconds, 3)}
 
 
-def cross_validate_net(net, X, y, folds=5, seed=0, epochs=None, device=None,
-                       valid_fraction=0.0, early_stopping=None, verbose=False,
-                       keep_models=False, complete_only=False, scheduler=None,
-                       dask_workers=None, precision=None, say=print) -> CVResult:
-    """Shuffled k-fold CV (``KFold(folds, shuffle=True, random_state=seed)``) of a net.
+def cross_validate_net(estimator, X, y, folds=5, random_state=0, keep_models=False, scheduler=None,
+                       dask_workers=None, name="custom", say=print) -> CVResult:
+    """Shuffled k-fold CV (``KFold(folds, shuffle=True, random_state=random_state)``) of an unfitted
+    estimator (``configs.build(name, ...)``), cloned for every fold.
 
-    ``net``: a configuration name (built with ``epochs``, ``device``, ``seed``; net
-    verbosity off unless ``verbose``) or an unfitted estimator/Pipeline (cloned).
-    ``valid_fraction`` / ``early_stopping``: the net's own validation split and patience,
-    both drawn from the fold's training rows only (default: off).
+    Every fold's model sees all of that fold's training rows and decides itself which it
+    trains on (``complete_only``) and which it holds out for its own valid loss and early
+    stopping (``valid_fraction``): all drawn from the fold's training rows. Each is scored
+    on all of the held-out fold's labelled values.
     ``keep_models``: return the k fitted fold models as ``result.ensemble`` (FoldEnsemble).
     ``scheduler`` / ``dask_workers``: run the folds on Dask (see ``dask_backend``).
-    ``y`` may hold NaN (unlabelled values); ``complete_only`` drops such rows first.
     """
-    X, y = _check_xy(X, y, folds, complete_only)
-    name, template = _template(net, epochs, device, seed, verbose, valid_fraction,
-                               early_stopping, precision)
-    splits = _splits(len(X), folds, seed)
+    X, y = _check_xy(X, y, folds)
+    template = clone(estimator)
+    splits = _splits(len(X), folds, random_state)
     scorer = ProgressScorer(X, splits, say=say)
     say(f"{folds}-fold cross-validation of {name} on {len(X)} rows "
-        f"({_max_epochs(template)} epochs per fit, seed {seed})")
+        f"({_max_epochs(template)} epochs per fit, folds seeded with {random_state})")
     context, n_jobs = _parallel(scheduler, dask_workers, say)
     start = time.perf_counter()
     with context:
@@ -382,21 +332,14 @@ def cross_validate_net(net, X, y, folds=5, seed=0, epochs=None, device=None,
                      "fit_seconds": round(float(out["fit_time"][k]), 3),
                      "score_seconds": round(float(out["score_time"][k]), 3),
                      "epochs_run": epochs_run})
-    net_step = _skorch_net(template)
-    params = {"lr": getattr(net_step, "lr", None),
-              "momentum": getattr(net_step, "optimizer__momentum", None),
-              "batch_size": getattr(net_step, "batch_size", None),
-              "device": getattr(net_step, "device", None),
-              "precision": getattr(net_step, "precision", None),
-              "valid_fraction": valid_fraction, "early_stopping": early_stopping,
-              "complete_only": bool(complete_only), "shuffle": True,
-              "dask": _dask_label(scheduler, dask_workers)}
-    result = CVResult(net=name, folds=folds, seed=seed, epochs=_max_epochs(template),
+    params = dict(configs.settings(template), shuffle=True,
+                  dask=_dask_label(scheduler, dask_workers))
+    result = CVResult(net=name, folds=folds, seed=random_state, epochs=_max_epochs(template),
                       n_rows=len(X), rows=rows, params=params, seconds=seconds)
     if keep_models:
         result.ensemble = FoldEnsemble.from_fitted(out["estimator"], folds=splits,
                                                    template=template, cv=folds,
-                                                   random_state=seed)
+                                                   random_state=random_state)
     return result
 
 
@@ -411,7 +354,8 @@ def _dask_label(scheduler, dask_workers):
 # --------------------------------------------------------------------------- grid search
 
 
-def param_grid(lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA) -> dict:
+def param_grid(lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, prefix="net__") -> dict:
+    """{prefix + "lr": lrs, prefix + "optimizer__momentum": momenta}, checked."""
     lrs, momenta = [float(v) for v in lrs], [float(v) for v in momenta]
     if not lrs or not momenta:
         raise ValueError("the grid needs at least one learning rate and one momentum")
@@ -421,7 +365,15 @@ def param_grid(lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA) -> dict:
         raise ValueError(f"momenta must be in [0, 1), got {momenta}")
     if len(set(lrs)) != len(lrs) or len(set(momenta)) != len(momenta):
         raise ValueError("the grid has repeated values")
-    return {LR_PARAM: lrs, MOMENTUM_PARAM: momenta}
+    return {prefix + "lr": lrs, prefix + "optimizer__momentum": momenta}
+
+
+def _lr(params: dict):
+    return next(v for k, v in params.items() if k == "lr" or k.endswith("__lr"))
+
+
+def _momentum(params: dict):
+    return next(v for k, v in params.items() if k.endswith("momentum"))
 
 
 def parse_floats(text) -> list[float]:
@@ -436,34 +388,36 @@ def parse_floats(text) -> list[float]:
         raise ValueError(f"expected numbers separated by commas, got {text!r}") from None
 
 
-def grid_search(net, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds=3, seed=0,
-                epochs=None, device=None, valid_fraction=0.0, early_stopping=None,
-                verbose=False, complete_only=False, scheduler=None, dask_workers=None,
-                refit=False, precision=None, say=print) -> GridSearchCV:
-    """GridSearchCV over lr x momentum with the pixel-RMSE scorer; returns it fitted.
+def grid_search(estimator, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds=3, random_state=0,
+                scheduler=None, dask_workers=None, refit=False, name="custom",
+                say=print) -> GridSearchCV:
+    """GridSearchCV of an unfitted estimator over lr x momentum with the pixel-RMSE scorer;
+    returns it fitted.
 
-    Folds are ``KFold(folds, shuffle=True, random_state=seed)`` and every candidate's net
-    uses ``seed``, so a search is reproducible, in-process or on Dask. ``refit=True``
-    refits the best candidate on all rows (``search.best_estimator_``; see ``save_refit``).
-    The search also gets ``run_info_`` (net, folds, seed, epochs, rows, seconds, ...)
-    for ``write_grid``.
+    Folds are ``KFold(folds, shuffle=True, random_state=random_state)``; every candidate's net
+    keeps the estimator's own seed, so a search is reproducible, in-process or on Dask.
+    ``refit=True`` refits the best candidate on all rows (``search.best_estimator_``; see
+    ``save_refit``). The search also gets ``run_info_`` (net, folds, seed, epochs, rows,
+    seconds, ...) for ``write_grid``.
     """
-    X, y = _check_xy(X, y, folds, complete_only)
-    grid = param_grid(lrs, momenta)
-    name, template = _template(net, epochs, device, seed, verbose, valid_fraction,
-                               early_stopping, precision)
+    X, y = _check_xy(X, y, folds)
+    template = clone(estimator)
     scheduled = [cb for cb, _ in _named_callbacks(template)
                  if cb in ("lr_schedule", "momentum_schedule")]
     if scheduled:
-        raise ValueError(f"{name} sets lr/momentum every epoch ({', '.join(scheduled)}), "
+        raise ValueError(f"{name} sets lr/momentum every epoch or batch ({', '.join(scheduled)}), "
                          "so a grid over them would change nothing; search net1-net3 instead")
-    splits = _splits(len(X), folds, seed)
+    if configs.inner_net(template).optimizer is not torch.optim.SGD:
+        raise ValueError(f"{name} does not use SGD with momentum; search net1-net3 instead")
+    grid = param_grid(lrs, momenta, prefix=configs.net_prefix(template))
+    splits = _splits(len(X), folds, random_state)
     candidates = list(ParameterGrid(grid))
     scorer = ProgressScorer(X, splits, candidates=candidates, say=say)
-    say(f"grid search of {name}: {len(grid[LR_PARAM])} lr x {len(grid[MOMENTUM_PARAM])} "
+    lrs, momenta = _lr(grid), _momentum(grid)
+    say(f"grid search of {name}: {len(lrs)} lr x {len(momenta)} "
         f"momentum = {len(candidates)} candidates x {folds} folds = "
         f"{len(candidates) * folds} fits on {len(X)} rows ({_max_epochs(template)} epochs "
-        f"per fit, seed {seed})" + ("; then refit of the best on all rows" if refit else ""))
+        f"per fit, folds seeded with {random_state})" + ("; then refit of the best on all rows" if refit else ""))
     context, n_jobs = _parallel(scheduler, dask_workers, say)
     search = GridSearchCV(template, grid, scoring=scorer, cv=splits, refit=bool(refit),
                           n_jobs=n_jobs, error_score="raise", verbose=0)
@@ -471,16 +425,15 @@ def grid_search(net, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds=3, se
     with context:
         search.fit(X, y)
     search.run_info_ = {
-        "net": name, "folds": folds, "seed": seed, "epochs": _max_epochs(template),
-        "rows": len(X), "lrs": grid[LR_PARAM], "momenta": grid[MOMENTUM_PARAM],
-        "valid_fraction": valid_fraction, "early_stopping": early_stopping,
-        "complete_only": bool(complete_only), "dask": _dask_label(scheduler, dask_workers),
+        "net": name, "folds": folds, "seed": random_state, "epochs": _max_epochs(template),
+        "rows": len(X), "lrs": lrs, "momenta": momenta, "settings": configs.settings(template),
+        "dask": _dask_label(scheduler, dask_workers),
         "seconds": round(time.perf_counter() - start, 3)}
     return search
 
 
 def _named_callbacks(estimator):
-    callbacks = getattr(_skorch_net(estimator), "callbacks", None) or []
+    callbacks = configs.inner_net(estimator).callbacks or []
     return [(cb if isinstance(cb, tuple) else (type(cb).__name__, cb)) for cb in callbacks]
 
 
@@ -490,7 +443,7 @@ def grid_table(search) -> list[dict]:
     rows = []
     for i, params in enumerate(results["params"]):
         rows.append({"rank": int(results["rank_test_score"][i]),
-                     "lr": params[LR_PARAM], "momentum": params[MOMENTUM_PARAM],
+                     "lr": _lr(params), "momentum": _momentum(params),
                      "mean_rmse_px": float(-results["mean_test_score"][i]),
                      "std_rmse_px": float(results["std_test_score"][i]),
                      "mean_fit_seconds": float(results["mean_fit_time"][i])})
@@ -513,11 +466,11 @@ def format_grid(search) -> str:
 def heatmap_matrix(search):
     """(lrs ascending, momenta ascending, mean RMSE px matrix lr x momentum; NaN where absent)."""
     results = search.cv_results_
-    lrs = sorted({p[LR_PARAM] for p in results["params"]})
-    momenta = sorted({p[MOMENTUM_PARAM] for p in results["params"]})
+    lrs = sorted({_lr(p) for p in results["params"]})
+    momenta = sorted({_momentum(p) for p in results["params"]})
     rmse = np.full((len(lrs), len(momenta)), np.nan)
     for params, score in zip(results["params"], results["mean_test_score"]):
-        rmse[lrs.index(params[LR_PARAM]), momenta.index(params[MOMENTUM_PARAM])] = -score
+        rmse[lrs.index(_lr(params)), momenta.index(_momentum(params))] = -score
     return lrs, momenta, rmse
 
 
@@ -540,7 +493,7 @@ def _write_csv(path, frame):
 
 
 def _versions():
-    from .train import library_versions
+    from .provenance import library_versions
     return library_versions()
 
 
@@ -573,8 +526,8 @@ def write_grid(search, out_dir="cv", meta=None, when=None, net=None) -> tuple[Pa
     results = search.cv_results_
     frame = pd.DataFrame({k: (list(v) if k == "params" else v) for k, v in results.items()})
     frame["params"] = [json.dumps(p) for p in results["params"]]
-    frame.insert(0, "lr", [p[LR_PARAM] for p in results["params"]])
-    frame.insert(1, "momentum", [p[MOMENTUM_PARAM] for p in results["params"]])
+    frame.insert(0, "lr", [_lr(p) for p in results["params"]])
+    frame.insert(1, "momentum", [_momentum(p) for p in results["params"]])
     frame["mean_rmse_px"] = -np.asarray(results["mean_test_score"])
     frame["std_rmse_px"] = np.asarray(results["std_test_score"])
     for k in range(search.n_splits_):
@@ -603,7 +556,7 @@ def write_grid(search, out_dir="cv", meta=None, when=None, net=None) -> tuple[Pa
 def save_refit(search, path=None, meta=None) -> tuple[Path, Path]:
     """Save ``search.best_estimator_`` (needs ``refit=True``) like ``make train`` does:
     ``models/<net>-grid.joblib`` + JSON, so ``make submit MODEL=...`` can use it."""
-    from .train import save_model
+    from .modelfile import save_model
     if not hasattr(search, "best_estimator_"):
         raise ValueError("the search was not refitted; run it with refit=True")
     info = dict(getattr(search, "run_info_", {}))
@@ -627,7 +580,7 @@ def save_refit(search, path=None, meta=None) -> tuple[Path, Path]:
 def save_ensemble(result: CVResult, path=None, meta=None) -> tuple[Path, Path]:
     """Save ``result.ensemble`` (from ``keep_models=True``) as one joblib estimator + JSON:
     ``models/<net>-cv<k>.ensemble.joblib`` by default; ``make submit MODEL=...`` uses it."""
-    from .train import save_model
+    from .modelfile import save_model
     if result.ensemble is None:
         raise ValueError("no fold models kept; run cross_validate_net with keep_models=True")
     path = Path(path or f"models/{result.net}-cv{result.folds}.ensemble.joblib")
@@ -639,33 +592,25 @@ def save_ensemble(result: CVResult, path=None, meta=None) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------- commands
 
 
-def load_data(net, data_dir="data", complete_only=None, say=print):
-    """The training data for ``net`` (Kaggle's files in ``data_dir``, else the synthetic set);
-    ``complete_only`` defaults to the configuration's own choice. Returns (training, meta)."""
+def load_data(estimator, data_dir="data", say=print):
+    """The training data in ``data_dir`` (Kaggle's files, else the synthetic set) and the
+    record of it for the JSON. Returns (training, meta)."""
     from . import data
-    from .train import resolve_data_dir
-    if complete_only is None:
-        complete_only = configs.get_config(net).complete_only if isinstance(net, str) else False
-    folder = resolve_data_dir(data_dir, say)
-    training = data.load_training(folder, complete_only=complete_only)
-    meta = {"source": str(training.source), "fingerprint": training.fingerprint,
-            "rows": len(training.X), "complete_only": bool(complete_only),
-            "labelled_values": int(np.isfinite(training.y).sum())}
-    return training, meta
+    from .train import data_record
+    training = data.load_training(data.resolve_data_dir(data_dir, say))
+    return training, data_record(training, estimator)
 
 
-def run_cv(net="net1", data_dir="data", folds=5, seed=0, epochs=None, device=None,
-           valid_fraction=0.0, early_stopping=None, verbose=False, complete_only=None,
-           out_dir="cv", keep_models=False, model_path=None, scheduler=None,
-           dask_workers=None, precision=None, say=print) -> dict:
+def run_cv(estimator, name="custom", data_dir="data", folds=5, random_state=0, out_dir="cv",
+           keep_models=False, model_path=None, scheduler=None, dask_workers=None,
+           say=print) -> dict:
     """``kfkd cv``: load data, cross-validate, print the table, write CSV + JSON (and the
     fold ensemble with ``keep_models``). Returns the summary dict with the file paths."""
-    training, meta = load_data(net, data_dir, complete_only, say)
-    result = cross_validate_net(net, training.X, training.y, folds=folds, seed=seed,
-                                epochs=epochs, device=device, valid_fraction=valid_fraction,
-                                early_stopping=early_stopping, verbose=verbose,
+    training, meta = load_data(estimator, data_dir, say)
+    result = cross_validate_net(estimator, training.X, training.y, folds=folds,
+                                random_state=random_state,
                                 keep_models=keep_models, scheduler=scheduler,
-                                dask_workers=dask_workers, precision=precision, say=say)
+                                dask_workers=dask_workers, name=name, say=say)
     say(result.table())
     csv_path, json_path = write_cv(result, out_dir, meta)
     summary = dict(result.summary(), csv=str(csv_path), json=str(json_path))
@@ -677,20 +622,17 @@ def run_cv(net="net1", data_dir="data", folds=5, seed=0, epochs=None, device=Non
     return summary
 
 
-def run_grid(net="net1", data_dir="data", lrs=None, momenta=None, folds=3, seed=0,
-             epochs=None, device=None, valid_fraction=0.0, early_stopping=None,
-             verbose=False, complete_only=None, out_dir="cv", refit=False, model_path=None,
-             scheduler=None, dask_workers=None, precision=None, say=print) -> dict:
+def run_grid(estimator, name="custom", data_dir="data", lrs=None, momenta=None, folds=3,
+             random_state=0, out_dir="cv", refit=False, model_path=None, scheduler=None,
+             dask_workers=None, say=print) -> dict:
     """``kfkd grid``: load data, grid-search lr x momentum, print the ranking, write
     cv_results CSV, best JSON and heatmap PNG (and the refitted model with ``refit``)."""
-    training, meta = load_data(net, data_dir, complete_only, say)
-    search = grid_search(net, training.X, training.y,
+    training, meta = load_data(estimator, data_dir, say)
+    search = grid_search(estimator, training.X, training.y,
                          lrs=DEFAULT_LRS if lrs is None else lrs,
                          momenta=DEFAULT_MOMENTA if momenta is None else momenta,
-                         folds=folds, seed=seed, epochs=epochs, device=device,
-                         valid_fraction=valid_fraction, early_stopping=early_stopping,
-                         verbose=verbose, scheduler=scheduler, dask_workers=dask_workers,
-                         refit=refit, precision=precision, say=say)
+                         folds=folds, random_state=random_state, scheduler=scheduler,
+                         dask_workers=dask_workers, refit=refit, name=name, say=say)
     say(format_grid(search))
     csv_path, json_path, png_path = write_grid(search, out_dir, meta)
     say(f"cv_results: {csv_path}; best: {json_path}; heatmap: {png_path}")

@@ -1,50 +1,20 @@
-"""Training: data -> fitted Pipeline -> models/<net>.joblib + JSON + PNGs."""
+"""Training: data -> fitted estimator -> models/<net>.joblib + JSON + PNGs."""
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 
-from . import configs, data, plots, synthetic
-from .estimator import default_device
-from ._atomic import atomic_write, write_json
+from . import configs, data, plots, provenance
 from .metrics import masked_rmse_px
+from .modelfile import save_model
 from .specialists import Specialists
-
-SYNTHETIC_FOLDER = "synthetic"
-
-
-def resolve_data_dir(folder, say=print) -> Path:
-    """The folder holding Kaggle's files: ``folder`` itself when it has a training file,
-    else the built-in synthetic data set in ``folder/synthetic`` (generated once)."""
-    folder = Path(folder)
-    if data.has_kaggle_data(folder):
-        return folder
-    fallback = folder / SYNTHETIC_FOLDER
-    if not data.has_kaggle_data(fallback):
-        say(f"no Kaggle training file in {folder}/: generating the built-in synthetic "
-            f"faces into {fallback}/")
-        synthetic.write_kaggle_dataset(fallback, seed=0)
-    else:
-        say(f"no Kaggle training file in {folder}/: using the built-in synthetic faces in {fallback}/")
-    return fallback
-
-
-def validation_rows(pipeline, n_rows):
-    """Row indices of the net's own validation split (the one its epoch table reports)."""
-    net = pipeline.named_steps["net"]
-    if net.train_split is None:
-        return None
-    dataset = net.get_dataset(np.zeros((n_rows, 1), np.float32))
-    _, valid = net.train_split(dataset)
-    return np.asarray(valid.indices)
 
 
 def validation_rmse(model, X, y):
-    """RMSE px over the labelled values of the rows the model held out for validation.
+    """RMSE px over the labelled values of the rows the model held out for validation
+    (the rows its epoch table reports on).
 
     For specialists, each one's own held-out rows and columns count (pooled), as each
     specialist splits the rows that label its group. None when nothing was held out.
@@ -53,13 +23,12 @@ def validation_rmse(model, X, y):
     true, predicted = [], []
     for name, pipeline in parts:
         rows = np.arange(len(X)) if name is None else model.rows_[name]
-        held_out = validation_rows(pipeline, len(rows))
+        target = y[rows] if name is None else y[np.ix_(rows, model.columns_[name])]
+        held_out = configs.inner_net(pipeline).validation_rows(target)
         if held_out is None:
             return None
-        rows = rows[held_out]
-        target = y[rows] if name is None else y[np.ix_(rows, model.columns_[name])]
-        true.append(target.ravel())
-        predicted.append(pipeline.predict(X[rows]).ravel())
+        true.append(target[held_out].ravel())
+        predicted.append(pipeline.predict(X[rows[held_out]]).ravel())
     return masked_rmse_px(np.concatenate(true), np.concatenate(predicted))
 
 
@@ -89,80 +58,46 @@ def _nets(model) -> dict:
     return {"net": model.named_steps["net"]}
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), for results tables."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "?"
+def data_record(training, estimator) -> dict:
+    """What a JSON says about the training data: file, fingerprint, rows, and the rows the
+    estimator trains on (all, or the complete ones: its own ``complete_only``)."""
+    net = configs.inner_net(estimator)
+    return {"source": str(training.source), "fingerprint": training.fingerprint,
+            "rows": len(training.X), "complete_only": bool(net.complete_only),
+            "rows_trained": int(len(net.fit_rows(training.y))),
+            "labelled_values": int(np.isfinite(training.y).sum())}
 
 
-def library_versions() -> dict:
-    import pandas
-    import skorch
-    import sklearn
-    import torch
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "skorch": skorch.__version__, "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__, "pandas": pandas.__version__}
-
-
-def save_model(pipeline, path, metadata: dict) -> tuple[Path, Path]:
-    """joblib the whole fitted pipeline and write a JSON beside it, both atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
-        joblib.dump(pipeline, f)
-    return path, write_json(path.with_suffix(".json"), metadata)
-
-
-def train(net="net1", data_dir="data", model_path=None, epochs=None, seed=0, device=None,
-          early_stopping=None, verbose=1, base=None, precision="auto", say=print) -> dict:
-    """Train a named configuration; save model, JSON and PNGs. Returns the metadata dict."""
-    config = configs.get_config(net)
-    folder = resolve_data_dir(data_dir, say)
-    training = data.load_training(folder, complete_only=config.complete_only)
-    say(f"training {net} ({config.description}) on {len(training.X)} rows of "
-        f"{training.source}")
-    model = configs.build(net, max_epochs=epochs, device=device, seed=seed,
-                          verbose=verbose, early_stopping=early_stopping, base=base,
-                          precision=precision)
-    seconds, rmse = fit_and_score(model, training.X, training.y)
-    nets = histories(model)
+def train(estimator, data_dir="data", model_path=None, name="custom", description="",
+          say=print) -> dict:
+    """Fit ``estimator`` (``configs.build(name, ...)``) on the training data in
+    ``data_dir``; save model, JSON and PNGs. Returns the metadata dict."""
+    folder = data.resolve_data_dir(data_dir, say)
+    training = data.load_training(folder)
+    record = data_record(training, estimator)
+    rows = (f"{record['rows_trained']} complete rows of {record['rows']}"
+            if record["complete_only"] else f"{record['rows']} rows")
+    say(f"training {name}" + (f" ({description})" if description else "")
+        + f" on {rows} of {training.source}")
+    seconds, rmse = fit_and_score(estimator, training.X, training.y)
+    nets = histories(estimator)
     first = next(iter(nets.values()))
-    model_path = Path(model_path or f"models/{net}.joblib")
+    model_path = Path(model_path or f"models/{name}.joblib")
     metadata = {
-        "net": net,
-        "description": config.description,
+        "net": name,
+        "description": description,
         "metrics": {
             "valid_rmse_px": rmse,
-            "epochs_run": {name: len(h) for name, h in nets.items()} if len(nets) > 1 else len(first),
+            "epochs_run": {n: len(h) for n, h in nets.items()} if len(nets) > 1 else len(first),
             "final_train_loss": first[-1, "train_loss"],
             "train_seconds": round(seconds, 3),
         },
-        "params": {"seed": seed, "device": device or default_device(),
-                   "precision": precision, "precision_used": precisions_used(model),
-                   "lr": config.lr,
-                   "momentum": None if config.optimizer == "adamw" else config.momentum,
-                   "optimizer": config.optimizer, "weight_decay": config.weight_decay,
-                   "one_cycle": config.one_cycle, "augment": config.augment,
-                   "weight_average": config.weight_average,
-                   "batch_size": config.batch_size, "max_epochs": epochs or config.max_epochs,
-                   "early_stopping": early_stopping, "flip": config.flip,
-                   "base": None if base is None else str(base),
-                   "lr_schedule": config.lr_schedule,
-                   "momentum_schedule": config.momentum_schedule},
-        "data": {"source": str(training.source), "fingerprint": training.fingerprint,
-                 "rows": len(training.X), "complete_only": config.complete_only,
-                 "labelled_values": int(np.isfinite(training.y).sum())},
-        "versions": library_versions(),
+        "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator)),
+        "data": record,
+        "versions": provenance.library_versions(),
     }
-    save_model(model, model_path, metadata)
-    figures = write_figures(model, folder, model_path, title=net)
+    save_model(estimator, model_path, metadata)
+    figures = write_figures(estimator, folder, model_path, title=name)
     metadata["figures"] = [str(p) for p in figures]
     say(f"figures: {', '.join(metadata['figures'])}")
     shown = "n/a (no validation split)" if rmse is None else f"{rmse:.3f} px"
@@ -181,4 +116,3 @@ def write_figures(model, data_folder, model_path, title="") -> list[Path]:
                                              f"{stem}-test-predictions.png",
                                              f"{title}: test predictions"))
     return figures
-

@@ -3,37 +3,42 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .keypoints import mirror_images, mirror_targets
+from .keypoints import N_PIXELS, mirror_images, mirror_targets
+from .metrics import PixelRMSEScore, check_images
 
 
-class FlipTTA(RegressorMixin, BaseEstimator):
+class FlipTTA(PixelRMSEScore, RegressorMixin, BaseEstimator):
     """Wraps any keypoint model (uint8 images in, (n, 30) pixels out).
 
     ``predict`` = mean of the prediction for each image and the un-mirrored prediction for
     its mirror image (x reflected back, left/right columns swapped back). ``fit`` fits a
-    clone of ``estimator``; an already fitted model can be wrapped with ``prefit=True``.
+    clone of ``estimator``. For a model that is already fitted, wrap it in sklearn's
+    ``FrozenEstimator`` (``flip_tta(model)`` does): then ``fit`` trains nothing and
+    ``clone`` keeps the fitted model.
     """
 
-    def __init__(self, estimator=None, prefit=False):
+    def __init__(self, estimator=None):
         self.estimator = estimator
-        self.prefit = prefit
 
-    def fit(self, X, y):
-        self.estimator_ = self.estimator if self.prefit else clone(self.estimator).fit(X, y)
-        self.n_features_in_ = np.asarray(X).shape[1]
+    def fit(self, X, y=None):
+        if self.estimator is None:
+            raise ValueError("FlipTTA needs an estimator")
+        X = validate_data(self, X, dtype="numeric", accept_sparse=False)
+        self.estimator_ = clone(self.estimator).fit(X, y)
         return self
 
-    def _model(self):
-        if hasattr(self, "estimator_"):
-            return self.estimator_
-        if self.prefit:
-            return self.estimator
-        raise ValueError("FlipTTA is not fitted; call fit or wrap a fitted model with prefit=True")
-
     def predict(self, X):
-        model = self._model()
-        X = np.asarray(X)
-        direct = model.predict(X)
-        mirrored = mirror_targets(model.predict(mirror_images(X)))
+        check_is_fitted(self, "estimator_")
+        X = check_images(self, X)
+        direct = self.estimator_.predict(X)
+        mirrored = mirror_targets(self.estimator_.predict(mirror_images(X)))
         return (direct + mirrored) / 2
+
+
+def flip_tta(model, n_features=None) -> FlipTTA:
+    """Flip TTA around an already fitted model, ready to predict (nothing is trained)."""
+    n_features = n_features or getattr(model, "n_features_in_", None) or N_PIXELS
+    return FlipTTA(FrozenEstimator(model)).fit(np.zeros((1, n_features), np.uint8))

@@ -141,7 +141,7 @@ def test_intensity_jitter_stays_in_range_and_shifts_brightness():
 
 def test_net8_augments_training_batches_only(tiny_xy):
     X, y = tiny_xy
-    pipe = configs.build("net8", max_epochs=1, verbose=0, device="cpu")
+    pipe = configs.build("net8", epochs=1, verbose=0, device="cpu")
     pipe.set_params(net__module__width=4, net__batch_size=32)
     pipe.fit(X, y)
     net = pipe.named_steps["net"]

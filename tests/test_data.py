@@ -111,18 +111,14 @@ def test_zip_with_another_member_name(tmp_path):
     np.testing.assert_array_equal(load_training(path, cache=False).X, X)
 
 
-def test_complete_only_keeps_fully_labelled_rows(tmp_path):
+def test_every_row_is_loaded_with_nan_for_missing_keypoints(tmp_path):
     X, y = make_training(12)
     write(tmp_path / "training.csv", training_lines(X, y))
     every = load_training(tmp_path, cache=False)
-    complete = load_training(tmp_path, complete_only=True, cache=False)
-    keep = ~np.isnan(y).any(axis=1)
-    assert 0 < keep.sum() < 12
-    assert len(every) == 12 and len(complete) == keep.sum()
+    assert 0 < (~np.isnan(y).any(axis=1)).sum() < 12
+    assert len(every) == 12
     assert np.isnan(every.y[0]).sum() == 22 and np.isnan(every.y[1]).all()
-    np.testing.assert_array_equal(complete.X, X[keep])
-    np.testing.assert_array_equal(complete.y, expected_y(y[keep]))
-    assert not np.isnan(complete.y).any()
+    np.testing.assert_array_equal(every.X, X)
 
 
 def test_one_thread_and_two_threads_agree(tmp_path, monkeypatch):
@@ -429,8 +425,6 @@ def test_cache_hit_returns_identical_arrays(tmp_path, monkeypatch):
     np.testing.assert_array_equal(second.X, X)
     np.testing.assert_array_equal(second.y, expected_y(y))
     assert second.fingerprint == first.fingerprint
-    complete = load_training(tmp_path, complete_only=True)
-    assert len(complete) == (~np.isnan(y).any(axis=1)).sum()
 
 
 def test_test_csv_is_cached_too(tmp_path, monkeypatch):

@@ -26,8 +26,10 @@ def test_train_writes_model_json_and_figures(trained, capsys):
     root, model = trained
     meta = json.loads(model.with_suffix(".json").read_text())
     assert meta["net"] == "net1" and meta["metrics"]["epochs_run"] == 3
-    assert meta["data"]["complete_only"] is True
-    assert meta["data"]["rows"] == 80 - round(0.7 * 80)
+    # one truth: the net's own choice of rows, recorded once
+    assert meta["data"]["complete_only"] is True and meta["params"]["complete_only"] is True
+    assert meta["data"]["rows"] == 80 and meta["data"]["rows_trained"] == 80 - round(0.7 * 80)
+    assert meta["params"]["seed"] == 0 and meta["params"]["max_epochs"] == 3
     assert meta["metrics"]["valid_rmse_px"] > 0
     assert len(meta["data"]["fingerprint"]) >= 16 and "torch" in meta["versions"]
     for suffix in ("-learning-curves.png", "-test-predictions.png"):
@@ -70,9 +72,9 @@ def test_submit_writes_a_valid_kaggle_csv(trained, capsys):
 def test_missing_data_folder_falls_back_to_synthetic(tmp_path, monkeypatch, capsys):
     """`make train` on a fresh clone: no data/ at all -> built-in synthetic data, once."""
     monkeypatch.chdir(tmp_path)
-    from kfkd_kit import train as train_module
+    from kfkd_kit import synthetic
     calls = []
-    monkeypatch.setattr(train_module.synthetic, "write_kaggle_dataset",
+    monkeypatch.setattr(synthetic, "write_kaggle_dataset",
                         lambda folder, seed: calls.append(folder) or
                         write_kaggle_dataset(folder, n_train=40, n_test=4, seed=seed))
     assert main(["train", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
@@ -157,8 +159,8 @@ def test_net8_trains_records_its_precision_and_its_cv_ensemble_submits_with_tta(
                  "--device", "cpu", "--precision", "fp32", "--quiet"]) == 0
     meta = json.loads(model.with_suffix(".json").read_text())
     assert meta["params"]["precision"] == "fp32" and meta["params"]["precision_used"] == "fp32"
-    assert meta["params"]["optimizer"] == "adamw" and meta["params"]["one_cycle"] is True
-    assert meta["data"]["complete_only"] is False and meta["data"]["rows"] == 80
+    assert meta["params"]["optimizer"] == "AdamW" and meta["params"]["schedules"] == {"lr_schedule": "OneCycle"}
+    assert meta["data"]["complete_only"] is False and meta["data"]["rows_trained"] == 80
 
     ensemble_path = tmp_path / "net8-cv2.ensemble.joblib"
     assert main(["cv", "--data", data, "--net", "net8", "--epochs", "1", "--folds", "2",
@@ -174,3 +176,31 @@ def test_net8_trains_records_its_precision_and_its_cv_ensemble_submits_with_tta(
                                                      key=lambda p: "-tta" in p.name))
     assert list(plain.RowId) == list(flipped.RowId)
     assert not np.allclose(plain.Location, flipped.Location)   # the mirrored half counted
+
+
+@pytest.mark.parametrize("net", ["specialists", "net5", "net8"])
+def test_grid_over_nets_that_schedule_lr_is_refused_in_one_line(trained, net, capsys):
+    root, _ = trained
+    assert main(["grid", "--data", str(root / "data"), "--net", net, "--epochs", "1",
+                 "--folds", "2", "--device", "cpu", "--out-dir", str(root / "grid")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"kfkd grid: error: {net} sets lr/momentum")
+    assert not (root / "grid").exists()
+
+
+@pytest.mark.parametrize("epochs", ["0", "-2", "many"])
+def test_epochs_must_be_a_positive_integer(epochs, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--epochs", epochs])
+    assert exit_.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+
+
+def test_cv_seed_settings_and_complete_rows_are_one_truth_in_its_json(trained, tmp_path):
+    root, _ = trained
+    assert main(["cv", "--data", str(root / "data"), "--net", "net1", "--epochs", "2",
+                 "--folds", "2", "--seed", "4", "--device", "cpu", "--out-dir", str(tmp_path)]) == 0
+    summary = json.loads(next(tmp_path.glob("net1-*.json")).read_text())
+    assert summary["seed"] == 4 and summary["params"]["seed"] == 4
+    assert summary["params"]["complete_only"] is True and summary["data"]["complete_only"] is True
+    assert summary["params"]["max_epochs"] == summary["epochs"] == 2
+    assert summary["rows"] == 80   # all rows are split into folds; net1 trains on the complete ones

@@ -70,7 +70,7 @@ def test_linear_schedule_values():
 
 def test_net_applies_schedules_each_epoch(tiny_xy):
     X, y = tiny_xy
-    pipe = configs.build("net4", max_epochs=3, verbose=0, device="cpu")
+    pipe = configs.build("net4", epochs=3, verbose=0, device="cpu")
     pipe.set_params(net__module__filters=(4, 4, 4), net__module__dense=(8, 8))
     pipe.fit(X, y)
     history = pipe.named_steps["net"].history
@@ -81,10 +81,10 @@ def test_net_applies_schedules_each_epoch(tiny_xy):
 
 def test_pipeline_is_reproducible_clonable_and_picklable(tiny_xy, tmp_path):
     X, y = tiny_xy
-    a = configs.build("net1", max_epochs=3, verbose=0, device="cpu", seed=3).fit(X, y)
+    a = configs.build("net1", epochs=3, verbose=0, device="cpu", seed=3).fit(X, y)
     b = clone(a).fit(X, y)
     assert np.array_equal(a.predict(X), b.predict(X))
-    c = configs.build("net1", max_epochs=3, verbose=0, device="cpu", seed=4).fit(X, y)
+    c = configs.build("net1", epochs=3, verbose=0, device="cpu", seed=4).fit(X, y)
     assert not np.array_equal(a.predict(X), c.predict(X))
     joblib.dump(a, tmp_path / "m.joblib")
     assert np.array_equal(joblib.load(tmp_path / "m.joblib").predict(X), a.predict(X))
@@ -92,7 +92,7 @@ def test_pipeline_is_reproducible_clonable_and_picklable(tiny_xy, tmp_path):
 
 def test_predictions_are_in_pixels_and_training_ignores_nan(tiny_xy):
     X, y = tiny_xy
-    pipe = configs.build("net1", max_epochs=30, verbose=0, device="cpu")
+    pipe = configs.build("net1", epochs=30, verbose=0, device="cpu")
     pipe.set_params(net__lr=0.01)
     pipe.fit(X, y)
     history = pipe.named_steps["net"].history
@@ -105,7 +105,7 @@ def test_predictions_are_in_pixels_and_training_ignores_nan(tiny_xy):
 
 def test_epoch_table_has_the_tutorial_columns(tiny_xy, capsys):
     X, y = tiny_xy
-    configs.build("net1", max_epochs=2, device="cpu").fit(X, y)
+    configs.build("net1", epochs=2, device="cpu").fit(X, y)
     out = capsys.readouterr().out
     assert "\x1b[" not in out  # no colour codes when not on a terminal
     header = out.splitlines()[0].split()
@@ -116,7 +116,7 @@ def test_epoch_table_has_the_tutorial_columns(tiny_xy, capsys):
 @pytest.mark.parametrize("name", sorted(configs.CONFIGS))
 def test_every_named_net_fits_and_predicts(name, tiny_xy):
     X, y = tiny_xy
-    pipe = configs.build(name, max_epochs=1, verbose=0, device="cpu")
+    pipe = configs.build(name, epochs=1, verbose=0, device="cpu")
     pipe.fit(X[:20], y[:20])
     assert pipe.predict(X[:3]).shape == (3, 30)
 
@@ -124,3 +124,61 @@ def test_every_named_net_fits_and_predicts(name, tiny_xy):
 def test_unknown_net_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown net 'net9'"):
         configs.build("net9")
+
+
+# -- conventions: parameters stay parameters, one score, honest epoch columns -----------------
+def _net1(**overrides):
+    return configs.build("net1", **{"epochs": 2, "verbose": 0, "device": "cpu",
+                                    "complete_only": False, **overrides})
+
+
+def test_the_validation_split_is_made_at_fit_time_from_the_current_seed(tiny_xy):
+    X, y = tiny_xy
+    pipe = _net1(seed=1)
+    net = pipe.named_steps["net"]
+    assert net.train_split == "seeded" and net.get_params()["seed"] == 1  # nothing resolved in __init__
+    rows_1 = net.validation_rows(y)
+    pipe.set_params(net__seed=2)
+    rows_2 = net.validation_rows(y)
+    assert len(rows_1) == len(rows_2) == 12 and set(rows_1) != set(rows_2)
+    pipe.fit(X, y)   # the epoch table's valid rows are the ones it says
+    assert net.history[-1, "valid_rmse_px"] == pytest.approx(
+        masked_rmse_px(y[rows_2], pipe.predict(X[rows_2])), rel=1e-4)
+    pipe.set_params(net__valid_fraction=0)
+    assert net.validation_rows(y) is None
+
+
+def test_valid_rmse_px_is_the_rmse_over_labelled_values_when_labels_are_missing(tiny_xy):
+    X, y = tiny_xy
+    y = y.copy()
+    y[::2, 2:] = np.nan          # half the rows label one keypoint only: batch means would differ
+    pipe = _net1(seed=3).set_params(net__batch_size=8).fit(X, y)
+    net = pipe.named_steps["net"]
+    rows = net.validation_rows(y)
+    labelled = masked_rmse_px(y[rows], pipe.predict(X[rows]))
+    assert net.history[-1, "valid_rmse_px"] == pytest.approx(labelled, rel=1e-4)
+    batch_mean = np.sqrt(net.history[-1, "valid_loss"]) * 48
+    assert abs(batch_mean - labelled) > 1e-3 * labelled   # the loss column is the batches' mean
+
+
+def test_a_sink_of_ones_own_gets_the_epoch_table_even_when_quiet(tiny_xy):
+    X, y = tiny_xy
+    lines = []
+    pipe = _net1(verbose=0).set_params(net__callbacks__print_log__sink=lines.append)
+    pipe.fit(X, y)
+    rows = [line for line in lines if line.split()[0].isdigit()]
+    assert "valid_rmse_px" in lines[0] and len(rows) == 2     # the header, then one row per epoch
+
+
+def test_score_is_the_negative_rmse_in_pixels_everywhere(tiny_xy):
+    from kfkd_kit.ensemble import FoldEnsemble
+    from kfkd_kit.specialists import Specialists
+    from kfkd_kit.tta import FlipTTA
+    X, y = tiny_xy
+    for model in (_net1(), FlipTTA(_net1()), FoldEnsemble(_net1(epochs=1), cv=2),
+                  Specialists(_net1(epochs=1), groups={"nose": ["nose_tip"]})):
+        model.fit(X, y)
+        expected = -masked_rmse_px(y, model.predict(X)) if not isinstance(model, Specialists) \
+            else -masked_rmse_px(y[:, 20:22], model.predict(X)[:, 20:22])
+        target = y if not isinstance(model, Specialists) else np.where(np.isnan(model.predict(X)), np.nan, y)
+        assert model.score(X, target) == pytest.approx(expected, rel=1e-6), type(model).__name__

@@ -66,7 +66,7 @@ def test_sgd_update_with_float_settings_equals_tensor_settings():
 
 
 def _fit(name, X, y, epochs=3, **params):
-    pipe = configs.build(name, max_epochs=epochs, verbose=0, device="cpu")
+    pipe = configs.build(name, epochs=epochs, verbose=0, device="cpu")
     pipe.set_params(**params)
     return pipe.fit(X, y)
 
@@ -123,7 +123,7 @@ def test_warm_up_before_a_capture_at_an_epochs_last_batch_stays_in_the_loss_hist
             self.trainer = net._fast_trainer
 
     grab = Grab()
-    pipe = configs.build("net4", max_epochs=1, verbose=0, device="cpu")
+    pipe = configs.build("net4", epochs=1, verbose=0, device="cpu")
     net = pipe.named_steps["net"]
     pipe.set_params(net__fast_path="eager", net__batch_size=32, net__callbacks=list(net.callbacks)
                     + [("grab", grab)], **SMALL_CNN).fit(X, y)
@@ -249,8 +249,11 @@ def test_reuse_freed_memory_nests_and_restores(monkeypatch):
     real_libc.free.argtypes = [ctypes.c_void_p]
 
     def mmapped_64mb():
-        before = real_libc.mallinfo2().hblks
-        block = real_libc.malloc(64 * 2 ** 20)
+        # more than the heap holds free, so that no freed chunk left by earlier tests (a
+        # fit's heap after malloc_trim still has them) can serve it: mmap, or sbrk within
+        info = real_libc.mallinfo2()
+        before = info.hblks
+        block = real_libc.malloc(64 * 2 ** 20 + info.fordblks)
         try:
             return real_libc.mallinfo2().hblks - before
         finally:
@@ -269,7 +272,7 @@ DEVICE, GRAPHS = "cuda", "auto"  # the CUDA tests' device and fast_path
 
 
 def _fit_cuda(name, X, y, epochs=3, callbacks=(), **params):
-    pipe = configs.build(name, max_epochs=epochs, verbose=0, device=DEVICE)
+    pipe = configs.build(name, epochs=epochs, verbose=0, device=DEVICE)
     net = pipe.named_steps["net"]
     # batch size 32: 48 training rows make a full batch and a partial one, two graphs
     net.set_params(batch_size=32, fast_path=GRAPHS, callbacks=list(net.callbacks) + list(callbacks))

@@ -16,7 +16,7 @@ SMALL = dict(net__module__width=4, net__batch_size=16)
 
 
 def _net8(epochs=2, **params):
-    pipe = configs.build("net8", max_epochs=epochs, verbose=0, device="cpu")
+    pipe = configs.build("net8", epochs=epochs, verbose=0, device="cpu")
     return pipe.set_params(**{**SMALL, **params})
 
 
@@ -61,7 +61,7 @@ def test_one_cycle_survives_clone_and_set_params():
 
 
 def test_net8_refuses_momentum():
-    with pytest.raises(ValueError, match="momentum does not apply"):
+    with pytest.raises(ValueError, match="momentum applies to SGD"):
         configs.build("net8", momentum=0.9)
 
 
@@ -133,7 +133,7 @@ def test_a_bf16_trained_net8_scores_within_a_few_percent_of_fp32():
     train, held = slice(0, 300), slice(300, None)
     scores = {}
     for fmt in ("fp32", "bf16"):
-        pipe = configs.build("net8", max_epochs=12, verbose=0, device="cpu", precision=fmt)
+        pipe = configs.build("net8", epochs=12, verbose=0, device="cpu", precision=fmt)
         pipe.set_params(net__module__width=8, net__batch_size=32)
         pipe.fit(X[train], y[train])
         assert pipe.named_steps["net"].precision_ == fmt
@@ -148,7 +148,7 @@ def test_a_bf16_trained_net8_scores_within_a_few_percent_of_fp32():
 def test_net8_trains_on_cuda_with_augmentation_and_pickles(tiny_xy, tmp_path, precision_name):
     import joblib
     X, y = tiny_xy
-    pipe = configs.build("net8", max_epochs=3, verbose=0, device="cuda", precision=precision_name)
+    pipe = configs.build("net8", epochs=3, verbose=0, device="cuda", precision=precision_name)
     pipe.set_params(**SMALL).fit(X, y)
     net = pipe.named_steps["net"]
     assert net.precision_ == precision_name

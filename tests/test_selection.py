@@ -39,7 +39,7 @@ def one_thread():
 
 
 def tiny_net(**kw):
-    kw = dict(dict(max_epochs=EPOCHS, verbose=0, device="cpu"), **kw)
+    kw = dict(dict(epochs=EPOCHS, verbose=0, device="cpu", complete_only=False), **kw)
     return configs.build("net1", **kw)
 
 
@@ -100,12 +100,31 @@ def test_nan_targets_pass_through_sklearn_cross_validate_and_gridsearch(xy):
     out = cross_validate(tiny_net(valid_fraction=0.2), X, y, cv=2,
                          scoring=selection.rmse_px_scorer, error_score="raise")
     assert np.all(np.isfinite(out["test_score"])) and np.all(out["test_score"] < 0)
-    search = GridSearchCV(tiny_net(max_epochs=1, valid_fraction=0.0),
+    search = GridSearchCV(tiny_net(epochs=1, valid_fraction=0.0),
                           {"net__lr": [0.01], "net__optimizer__momentum": [0.9]},
                           scoring=selection.rmse_px_scorer, cv=2, error_score="raise").fit(X, y)
     assert np.isfinite(search.best_score_)
-    Xc, yc = selection.complete_rows(X, y)  # the complete-rows option
-    assert len(Xc) == 39 and not np.isnan(yc).any()
+
+
+def test_complete_only_is_the_nets_own_choice_of_rows_and_scoring_uses_all_rows(xy):
+    X, y = xy
+    X = X.copy()
+    X[:, 0] = np.arange(len(X))  # row id in pixel 0
+    pipe = tiny_net(valid_fraction=0.0, complete_only=True)
+    net = pipe.named_steps["net"]
+    pipe.set_params(net__callbacks=list(net.callbacks) + [("spy", RowSpy())])
+    result = selection.cross_validate_net(pipe, X, y, folds=3, random_state=1, keep_models=True,
+                                          say=lambda _: None)
+    complete = np.flatnonzero(np.isfinite(y).all(axis=1))
+    assert len(complete) == 39
+    for model, (train, test), row in zip(result.ensemble.estimators_, result.ensemble.folds_,
+                                         result.rows):
+        seen = dict(model.named_steps["net"].callbacks_)["spy"].rows_
+        assert sorted(seen) == sorted(set(train) & set(complete))
+        # scored like every other net: all held-out rows, over their labelled values
+        assert row["test_rows"] == len(test)
+        assert row["rmse_px"] == pytest.approx(masked_rmse_px(y[test], model.predict(X[test])))
+    assert result.params["complete_only"] is True
 
 
 # ---------------------------------------------------------------- cross-validation
@@ -114,8 +133,8 @@ def test_nan_targets_pass_through_sklearn_cross_validate_and_gridsearch(xy):
 def test_cross_validate_net_end_to_end(xy, tmp_path):
     X, y = xy
     lines = []
-    result = selection.cross_validate_net("net1", X, y, folds=3, seed=0, epochs=EPOCHS,
-                                          device="cpu", keep_models=True, say=lines.append)
+    result = selection.cross_validate_net(tiny_net(valid_fraction=0.0), X, y, folds=3, random_state=0,
+                                          keep_models=True, name="net1", say=lines.append)
     assert [row["fold"] for row in result.rows] == [1, 2, 3]
     assert [row["test_rows"] for row in result.rows] == [20, 20, 20]
     assert all(row["epochs_run"] == EPOCHS for row in result.rows)
@@ -169,10 +188,10 @@ def test_cv_does_not_leak_the_held_out_fold(xy):
     X, y = xy
     X = X.copy()
     X[:, 0] = np.arange(len(X))  # row id in pixel 0
-    pipe = tiny_net(valid_fraction=0.25, early_stopping=5)
+    pipe = tiny_net(valid_fraction=0.25, patience=5)
     net = pipe.named_steps["net"]
     pipe.set_params(net__callbacks=list(net.callbacks) + [("spy", RowSpy())])
-    result = selection.cross_validate_net(pipe, X, y, folds=3, seed=1, keep_models=True,
+    result = selection.cross_validate_net(pipe, X, y, folds=3, random_state=1, keep_models=True,
                                           say=lambda _: None)
     for model, (train, test) in zip(result.ensemble.estimators_, result.ensemble.folds_):
         fitted = model.named_steps["net"]
@@ -185,14 +204,14 @@ def test_cv_does_not_leak_the_held_out_fold(xy):
 def test_cross_validate_rejects_bad_folds(xy):
     X, y = xy
     with pytest.raises(ValueError, match="folds"):
-        selection.cross_validate_net("net1", X, y, folds=1, say=lambda _: None)
+        selection.cross_validate_net(tiny_net(), X, y, folds=1, say=lambda _: None)
     with pytest.raises(ValueError, match="cannot be split"):
-        selection.cross_validate_net("net1", X[:2], y[:2], folds=3, say=lambda _: None)
+        selection.cross_validate_net(tiny_net(), X[:2], y[:2], folds=3, say=lambda _: None)
 
 
 def test_fold_ensemble_fits_clones_and_averages(xy):
     X, y = xy
-    template = tiny_net(max_epochs=1, valid_fraction=0.0)
+    template = tiny_net(epochs=1, valid_fraction=0.0)
     ensemble = FoldEnsemble(template, cv=2, random_state=0)
     assert not hasattr(clone(ensemble), "estimators_")
     ensemble.fit(X, y)
@@ -214,8 +233,8 @@ def test_fold_ensemble_fits_clones_and_averages(xy):
 def test_grid_search_end_to_end(xy, tmp_path):
     X, y = xy
     lines = []
-    search = selection.grid_search("net1", X, y, lrs=[0.001, 0.01], momenta=[0.8, 0.9],
-                                   folds=2, seed=0, epochs=EPOCHS, device="cpu", refit=True,
+    search = selection.grid_search(tiny_net(valid_fraction=0.0), X, y, lrs=[0.001, 0.01],
+                                   momenta=[0.8, 0.9], folds=2, random_state=0, refit=True, name="net1",
                                    say=lines.append)
     results = search.cv_results_
     assert len(results["params"]) == 4 and search.n_splits_ == 2
@@ -229,7 +248,7 @@ def test_grid_search_end_to_end(xy, tmp_path):
     # the search's folds and fits are exactly cross_validate_net's with the same seed
     best = search.best_params_
     template = tiny_net(valid_fraction=0.0).set_params(**best)
-    cv = selection.cross_validate_net(template, X, y, folds=2, seed=0,
+    cv = selection.cross_validate_net(template, X, y, folds=2, random_state=0,
                                       say=lambda _: None)
     i = search.best_index_
     assert cv.rmse_px == pytest.approx([-results[f"split{k}_test_score"][i] for k in range(2)])
@@ -266,19 +285,20 @@ def test_grid_arguments_are_checked(xy):
         selection.param_grid([0.01], [1.5])
     with pytest.raises(ValueError, match="positive"):
         selection.param_grid([0.0], [0.9])
-    with pytest.raises(ValueError, match="sets lr/momentum every epoch"):
-        selection.grid_search("net4", X, y, lrs=[0.01], momenta=[0.9], folds=2, epochs=1,
-                              device="cpu", say=lambda _: None)
+    for name in ("net4", "specialists", "net8"):
+        with pytest.raises(ValueError, match=f"{name} sets lr/momentum every epoch"):
+            selection.grid_search(configs.build(name, epochs=1, device="cpu"), X, y, lrs=[0.01],
+                                  momenta=[0.9], folds=2, name=name, say=lambda _: None)
 
 
 def test_grid_search_on_dask_local_cluster_matches_in_process(xy, one_thread):
     pytest.importorskip("distributed")
     X, y = xy
-    kw = dict(lrs=[0.001, 0.01], momenta=[0.8, 0.9], folds=2, seed=3, epochs=EPOCHS,
-              device="cpu")
-    local = selection.grid_search("net1", X, y, say=lambda _: None, **kw)
+    kw = dict(lrs=[0.001, 0.01], momenta=[0.8, 0.9], folds=2, random_state=3)
+    local = selection.grid_search(tiny_net(seed=3, valid_fraction=0.0), X, y, say=lambda _: None, **kw)
     lines = []
-    remote = selection.grid_search("net1", X, y, dask_workers=2, say=lines.append, **kw)
+    remote = selection.grid_search(tiny_net(seed=3, valid_fraction=0.0), X, y, dask_workers=2,
+                                   say=lines.append, **kw)
     assert remote.best_params_ == local.best_params_
     for key in ["mean_test_score"] + [f"split{k}_test_score" for k in range(2)]:
         np.testing.assert_allclose(remote.cv_results_[key], local.cv_results_[key], rtol=1e-6)
@@ -294,8 +314,8 @@ def test_run_cv_and_run_grid_on_synthetic_files(tmp_path):
     folder = tmp_path / "data"
     synthetic.write_kaggle_dataset(folder, n_train=48, n_test=6, seed=0)
     lines = []
-    cv = selection.run_cv("net1", folder, folds=2, epochs=1, device="cpu", complete_only=False,
-                          out_dir=tmp_path / "cv", keep_models=True,
+    net1 = tiny_net(epochs=1, complete_only=False, valid_fraction=0.0)
+    cv = selection.run_cv(net1, "net1", folder, folds=2, out_dir=tmp_path / "cv", keep_models=True,
                           model_path=tmp_path / "models" / "net1-cv2.ensemble.joblib",
                           say=lines.append)
     summary = json.loads(open(cv["json"]).read())
@@ -305,8 +325,7 @@ def test_run_cv_and_run_grid_on_synthetic_files(tmp_path):
     test = data.load_test(folder)
     assert joblib.load(cv["model"]).predict(test.X).shape == (6, 30)
 
-    grid = selection.run_grid("net1", folder, lrs=[0.01, 0.03], momenta=[0.9], folds=2,
-                              epochs=1, device="cpu", complete_only=False,
+    grid = selection.run_grid(net1, "net1", folder, lrs=[0.01, 0.03], momenta=[0.9], folds=2,
                               out_dir=tmp_path / "cv", refit=True,
                               model_path=tmp_path / "models" / "net1-grid.joblib",
                               say=lines.append)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from kfkd_kit.cli import main
+from kfkd_kit.cli import main, parse_epoch_caps
 from kfkd_kit.synthetic import write_kaggle_dataset
-from kfkd_kit.zoo import holdout_split, parse_epoch_caps
+from kfkd_kit.zoo import holdout_split
 
 
 def test_holdout_split_is_seeded_and_disjoint():
@@ -18,9 +18,9 @@ def test_zoo_writes_a_markdown_row_per_net(tmp_path, capsys):
     write_kaggle_dataset(tmp_path / "data", n_train=60, n_test=4, seed=2)
     out = tmp_path / "RESULTS.md"
     assert main(["zoo", "--data", str(tmp_path / "data"), "--nets", "net1,net3",
-                 "--max-epochs", "1,net1=2", "--device", "cpu", "--out", str(out)]) == 0
+                 "--epoch-cap", "1,net1=2", "--device", "cpu", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "**capped at 1** (net1: 2)" in text
+    assert "**not the tutorial's** for net1: 2, net3: 1" in text
     rows = [line for line in text.splitlines() if line.startswith("| net")]
     assert [r.split("|")[1].strip() for r in rows] == ["net", "net1", "net3"]
     net1 = rows[1].split("|")
@@ -30,13 +30,24 @@ def test_zoo_writes_a_markdown_row_per_net(tmp_path, capsys):
     assert "[2/2] net3" in capsys.readouterr().out
 
 
+def test_zoo_takes_epochs_like_every_other_command(tmp_path, capsys):
+    write_kaggle_dataset(tmp_path / "data", n_train=40, n_test=4, seed=2)
+    out = tmp_path / "RESULTS.md"
+    assert main(["zoo", "--data", str(tmp_path / "data"), "--nets", "net1,net2", "--epochs", "1",
+                 "--device", "cpu", "--no-tta", "--out", str(out)]) == 0
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| net")]
+    assert [r[4].strip() for r in rows[1:]] == ["1", "1"]
+    assert "for net1: 1, net2: 1" in out.read_text()
+
+
 def test_epoch_caps_parse_and_reject_unknown_nets():
     assert parse_epoch_caps("25,net1=400") == {None: 25, "net1": 400}
     assert parse_epoch_caps(None) == {}
     with pytest.raises(ValueError, match="unknown net"):
         parse_epoch_caps("25,net9=3")
-    with pytest.raises(ValueError, match="not N or NET=N"):
-        parse_epoch_caps("lots")
+    for bad in ("lots", "0", "net1=-3"):
+        with pytest.raises(ValueError, match="not N or NET=N"):
+            parse_epoch_caps(bad)
 
 
 def test_write_section_replaces_only_its_own_part(tmp_path):
