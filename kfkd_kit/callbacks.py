@@ -192,6 +192,8 @@ class OneCycle(LRScheduler):
 
     def _get_scheduler(self, net, policy, **scheduler_kwargs):
         scheduler_kwargs["total_steps"] = self.total_steps_
+        # resumed (runs.Resume loaded a history): carry on from the batches already run
+        scheduler_kwargs["last_epoch"] = self.batch_idx_ - 1 if len(net.history) else -1
         return super()._get_scheduler(net, policy, **scheduler_kwargs)
 
 

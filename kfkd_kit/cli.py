@@ -54,8 +54,9 @@ def _estimator(args, name=None):
 
 def cmd_train(args):
     from .train import train
-    train(_estimator(args), data_dir=args.data, model_path=args.model, name=args.net,
-          description=configs.get_config(args.net).description)
+    metadata = train(_estimator(args), data_dir=args.data, model_path=args.model, name=args.net,
+                     description=configs.get_config(args.net).description)
+    return 130 if metadata["metrics"]["interrupted"] else 0  # Ctrl-C: saved, but not finished
 
 
 def _add_selection(p, folds):
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, FileNotFoundError, OSError) as exc:
         # Bad input: one clear line, non-zero exit (outputs are written atomically,
         # so nothing partial is left behind).
@@ -230,7 +231,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"kfkd {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

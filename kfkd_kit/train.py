@@ -1,12 +1,15 @@
 """Training: data -> fitted estimator -> models/<net>.joblib + JSON + PNGs."""
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from . import configs, data, plots, provenance
+from . import configs, data, plots, provenance, runs
 from .metrics import masked_rmse_px
 from .modelfile import save_model
 from .specialists import Specialists
@@ -24,19 +27,12 @@ def validation_rmse(model, X, y):
     for name, pipeline in parts:
         rows = np.arange(len(X)) if name is None else model.rows_[name]
         target = y[rows] if name is None else y[np.ix_(rows, model.columns_[name])]
-        held_out = configs.inner_net(pipeline).validation_rows(target)
+        held_out = configs.inner_net(pipeline).validation_rows(X[rows], target)
         if held_out is None:
             return None
         true.append(target[held_out].ravel())
         predicted.append(pipeline.predict(X[rows[held_out]]).ravel())
     return masked_rmse_px(np.concatenate(true), np.concatenate(predicted))
-
-
-def fit_and_score(model, X, y):
-    """Fit; return (seconds, valid RMSE px over labelled values, or None without a split)."""
-    start = time.perf_counter()
-    model.fit(X, y)
-    return time.perf_counter() - start, validation_rmse(model, X, y)
 
 
 def histories(model) -> dict:
@@ -71,7 +67,12 @@ def data_record(training, estimator) -> dict:
 def train(estimator, data_dir="data", model_path=None, name="custom", description="",
           say=print) -> dict:
     """Fit ``estimator`` (``configs.build(name, ...)``) on the training data in
-    ``data_dir``; save model, JSON and PNGs. Returns the metadata dict."""
+    ``data_dir``; save model, JSON and PNGs. Returns the metadata dict.
+
+    A single net keeps checkpoints in ``<model>.run/`` while it trains (runs.py): the same
+    call after the process died resumes there, and Ctrl-C stops it and saves the best
+    model so far.
+    """
     folder = data.resolve_data_dir(data_dir, say)
     training = data.load_training(folder)
     record = data_record(training, estimator)
@@ -79,10 +80,22 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             if record["complete_only"] else f"{record['rows']} rows")
     say(f"training {name}" + (f" ({description})" if description else "")
         + f" on {rows} of {training.source}")
-    seconds, rmse = fit_and_score(estimator, training.X, training.y)
+    model_path = Path(model_path or f"models/{name}.joblib")
+    run_dir = model_path.with_name(model_path.name + ".run")
+    resumable = not isinstance(estimator, Specialists)
+    if resumable:
+        callbacks = _keep_run(estimator, name, training, run_dir, say)
+    start = time.perf_counter()
+    with _stop_on_ctrl_c() as interrupted:
+        estimator.fit(training.X, training.y)
+    seconds = time.perf_counter() - start
+    if interrupted and resumable:
+        _best_so_far(estimator, run_dir, say)
+    elif interrupted:
+        raise KeyboardInterrupt
+    rmse = validation_rmse(estimator, training.X, training.y)
     nets = histories(estimator)
     first = next(iter(nets.values()))
-    model_path = Path(model_path or f"models/{name}.joblib")
     metadata = {
         "net": name,
         "description": description,
@@ -91,18 +104,73 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             "epochs_run": {n: len(h) for n, h in nets.items()} if len(nets) > 1 else len(first),
             "final_train_loss": first[-1, "train_loss"],
             "train_seconds": round(seconds, 3),
+            "interrupted": bool(interrupted),
         },
         "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator)),
         "data": record,
         "versions": provenance.library_versions(),
     }
+    if resumable:  # the saved model carries the net's own callbacks, not this run's
+        estimator.set_params(net__callbacks=callbacks)
     save_model(estimator, model_path, metadata)
     figures = write_figures(estimator, folder, model_path, title=name)
     metadata["figures"] = [str(p) for p in figures]
     say(f"figures: {', '.join(metadata['figures'])}")
     shown = "n/a (no validation split)" if rmse is None else f"{rmse:.3f} px"
-    say(f"valid RMSE {shown}; model saved to {model_path}")
+    if interrupted:
+        say(f"interrupted: the best model so far (valid RMSE {shown}) is saved to {model_path}; "
+            f"run the same command to resume from {run_dir}")
+    else:
+        if resumable:
+            runs.finish(run_dir)
+        say(f"valid RMSE {shown}; model saved to {model_path}")
     return metadata
+
+
+def _keep_run(estimator, name, training, run_dir, say) -> list:
+    """Give the net this run's checkpoint callbacks; returns its own callbacks."""
+    net = configs.inner_net(estimator)
+    record = {"net": name, "settings": configs.settings(estimator),
+              "data": training.fingerprint}
+    epoch = runs.prepare(run_dir, record, say)
+    if epoch:
+        say(f"resuming from epoch {epoch} of {net.max_epochs} (checkpoint in {run_dir})")
+    first, last = runs.checkpoint_callbacks(run_dir, net.resolved_train_split() is not None)
+    callbacks = list(net.callbacks)
+    estimator.set_params(net__callbacks=first + callbacks + last)
+    return callbacks
+
+
+def _best_so_far(estimator, run_dir, say):
+    """After Ctrl-C: the weights (and history) of the best epoch checkpointed so far."""
+    net = configs.inner_net(estimator)
+    best = runs.best_state(run_dir)
+    if best is not None:
+        net.load_params(checkpoint=best)
+    say(f"interrupted after {len(net.history)} epochs" if best is None
+        else f"interrupted; keeping the best epoch so far, epoch {len(net.history)}")
+
+
+@contextmanager
+def _stop_on_ctrl_c():
+    """Yields a list that holds True once Ctrl-C stopped the block. skorch ends a fit
+    quietly on KeyboardInterrupt; this tells such an end from a finished one."""
+    interrupted = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum, frame):
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    except KeyboardInterrupt:
+        interrupted.append(True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def write_figures(model, data_folder, model_path, title="") -> list[Path]:
