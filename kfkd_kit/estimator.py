@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from skorch import NeuralNetRegressor
-from skorch.dataset import Dataset, ValidSplit
+from skorch.dataset import Dataset
 from skorch.utils import is_dataset
 
 from . import fastpath, precision as precisions
@@ -24,6 +24,7 @@ from .callbacks import EpochTable
 from .keypoints import from_unit, to_unit
 from .losses import MaskedMSELoss
 from .metrics import PixelRMSEScore
+from .splits import GroupedValidSplit
 
 
 def default_device() -> str:
@@ -38,8 +39,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     and it seeds the validation split, so the same seed on the same CPU gives the same model.
     ``valid_fraction`` - the share of the training rows held out for the epoch table's
     valid loss (0: none). With ``train_split="seeded"`` (the default) the split is
-    ``ValidSplit(valid_fraction, random_state=seed)``, made when the net is fitted; any
-    other ``train_split`` is skorch's own.
+    ``splits.GroupedValidSplit(valid_fraction, random_state=seed)`` (identical images on
+    one side), made when the net is fitted; any other ``train_split`` is skorch's own.
     ``complete_only`` - train on the rows with every target labelled only (the tutorial's
     dropna), else on all rows with the masked loss.
     ``fast_path``: "auto" (CUDA graphs on CUDA where they apply, else skorch's plain
@@ -70,7 +71,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
                 raise ValueError(f"train_split must be 'seeded', None or a callable, "
                                  f"got {self.train_split!r}")
             fraction = self.valid_fraction
-            return ValidSplit(fraction, random_state=self.seed) if fraction else None
+            return GroupedValidSplit(fraction, random_state=self.seed) if fraction else None
         return self.train_split
 
     def get_split_datasets(self, X, y=None, **fit_params):
@@ -87,14 +88,14 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             return np.arange(len(y))
         return np.flatnonzero(np.isfinite(y.reshape(len(y), -1)).all(axis=1))
 
-    def validation_rows(self, y):
-        """Indices of the rows of ``y`` that a fit on ``y`` holds out for its valid loss
-        (the rows its epoch table reports on), or None when it holds out none."""
+    def validation_rows(self, X, y):
+        """Indices of the rows that a fit on (X, y) holds out for its valid loss (the rows
+        its epoch table reports on), or None when it holds out none."""
         rows = self.fit_rows(y)
         split = self.resolved_train_split()
         if split is None:
             return None
-        _, valid = split(Dataset(np.zeros((len(rows), 1), np.float32)), None)
+        _, valid = split(Dataset(np.asarray(X)[rows], None), None)
         return rows[np.asarray(valid.indices)]
 
     def get_default_callbacks(self):
@@ -164,6 +165,9 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         self._fast_trainer = None
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        if epochs is None and getattr(self, "resumed_epochs_", 0):
+            # resumed from a checkpoint (runs.Resume): only the epochs that are left
+            epochs = max(self.max_epochs - len(self.history), 0)
         # On CPU the fast path is glibc keeping freed memory for reuse (see fastpath.py).
         on_cpu = torch.device(self.device or "cpu").type == "cpu"
         try:

@@ -41,12 +41,13 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.metrics import make_scorer
-from sklearn.model_selection import GridSearchCV, KFold, ParameterGrid, cross_validate
+from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_validate
 
 from . import configs
 from ._atomic import atomic_write, utc_stamp, write_json
 from .ensemble import FoldEnsemble
 from .metrics import masked_rmse_px
+from .splits import grouped_kfold
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)
 DEFAULT_MOMENTA = (0.8, 0.9, 0.95)
@@ -243,11 +244,6 @@ def _check_xy(X, y, folds):
     return X, y
 
 
-def _splits(n_rows, folds, seed):
-    return [(train, test) for train, test in
-            KFold(folds, shuffle=True, random_state=seed).split(np.zeros((n_rows, 1)))]
-
-
 def _std(values):
     """Population std (ddof=0), as in GridSearchCV's std_test_score."""
     values = np.asarray(values, dtype=float)
@@ -302,7 +298,8 @@ class CVResult:
 
 def cross_validate_net(estimator, X, y, folds=5, random_state=0, keep_models=False, scheduler=None,
                        dask_workers=None, name="custom", say=print) -> CVResult:
-    """Shuffled k-fold CV (``KFold(folds, shuffle=True, random_state=random_state)``) of an unfitted
+    """Shuffled k-fold CV (``splits.grouped_kfold``: sklearn's shuffled KFold over groups of
+    identical images, seeded with ``random_state``) of an unfitted
     estimator (``configs.build(name, ...)``), cloned for every fold.
 
     Every fold's model sees all of that fold's training rows and decides itself which it
@@ -314,7 +311,7 @@ def cross_validate_net(estimator, X, y, folds=5, random_state=0, keep_models=Fal
     """
     X, y = _check_xy(X, y, folds)
     template = clone(estimator)
-    splits = _splits(len(X), folds, random_state)
+    splits = grouped_kfold(X, folds, random_state)
     scorer = ProgressScorer(X, splits, say=say)
     say(f"{folds}-fold cross-validation of {name} on {len(X)} rows "
         f"({_max_epochs(template)} epochs per fit, folds seeded with {random_state})")
@@ -394,7 +391,7 @@ def grid_search(estimator, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds
     """GridSearchCV of an unfitted estimator over lr x momentum with the pixel-RMSE scorer;
     returns it fitted.
 
-    Folds are ``KFold(folds, shuffle=True, random_state=random_state)``; every candidate's net
+    Folds are ``splits.grouped_kfold(X, folds, random_state)``; every candidate's net
     keeps the estimator's own seed, so a search is reproducible, in-process or on Dask.
     ``refit=True`` refits the best candidate on all rows (``search.best_estimator_``; see
     ``save_refit``). The search also gets ``run_info_`` (net, folds, seed, epochs, rows,
@@ -410,7 +407,7 @@ def grid_search(estimator, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds
     if configs.inner_net(template).optimizer is not torch.optim.SGD:
         raise ValueError(f"{name} does not use SGD with momentum; search net1-net3 instead")
     grid = param_grid(lrs, momenta, prefix=configs.net_prefix(template))
-    splits = _splits(len(X), folds, random_state)
+    splits = grouped_kfold(X, folds, random_state)
     candidates = list(ParameterGrid(grid))
     scorer = ProgressScorer(X, splits, candidates=candidates, say=say)
     lrs, momenta = _lr(grid), _momentum(grid)

@@ -20,17 +20,11 @@ from sklearn.frozen import FrozenEstimator
 from . import configs, data, provenance
 from ._atomic import write_section
 from .metrics import masked_rmse_px
+from .splits import grouped_holdout
 from .train import histories
 from .tta import flip_tta
 
 DEFAULT_NETS = ("net1", "net2", "net3", "net4", "net5", "net6", "net7", "net8", "specialists")
-
-
-def holdout_split(n_rows, fraction=0.2, seed=0):
-    """(train rows, held-out rows), a seeded shuffle."""
-    order = np.random.default_rng(seed).permutation(n_rows)
-    n_held = int(round(n_rows * fraction))
-    return np.sort(order[n_held:]), np.sort(order[:n_held])
 
 
 def _epochs_run(model):
@@ -52,7 +46,7 @@ def run_zoo(models: dict, data_dir="data", holdout=0.2, random_state=0, tta=True
     folder = data.resolve_data_dir(data_dir, say)
     training = data.load_training(folder)
     X, y = training.X, training.y
-    train_rows, held_rows = holdout_split(len(X), holdout, random_state)
+    train_rows, held_rows = grouped_holdout(X, holdout, random_state)
     results, trained = [], {}
     for i, (name, model) in enumerate(models.items(), 1):
         config = configs.CONFIGS.get(name)

@@ -137,15 +137,15 @@ def test_the_validation_split_is_made_at_fit_time_from_the_current_seed(tiny_xy)
     pipe = _net1(seed=1)
     net = pipe.named_steps["net"]
     assert net.train_split == "seeded" and net.get_params()["seed"] == 1  # nothing resolved in __init__
-    rows_1 = net.validation_rows(y)
+    rows_1 = net.validation_rows(X, y)
     pipe.set_params(net__seed=2)
-    rows_2 = net.validation_rows(y)
+    rows_2 = net.validation_rows(X, y)
     assert len(rows_1) == len(rows_2) == 12 and set(rows_1) != set(rows_2)
     pipe.fit(X, y)   # the epoch table's valid rows are the ones it says
     assert net.history[-1, "valid_rmse_px"] == pytest.approx(
         masked_rmse_px(y[rows_2], pipe.predict(X[rows_2])), rel=1e-4)
     pipe.set_params(net__valid_fraction=0)
-    assert net.validation_rows(y) is None
+    assert net.validation_rows(X, y) is None
 
 
 def test_valid_rmse_px_is_the_rmse_over_labelled_values_when_labels_are_missing(tiny_xy):
@@ -154,7 +154,7 @@ def test_valid_rmse_px_is_the_rmse_over_labelled_values_when_labels_are_missing(
     y[::2, 2:] = np.nan          # half the rows label one keypoint only: batch means would differ
     pipe = _net1(seed=3).set_params(net__batch_size=8).fit(X, y)
     net = pipe.named_steps["net"]
-    rows = net.validation_rows(y)
+    rows = net.validation_rows(X, y)
     labelled = masked_rmse_px(y[rows], pipe.predict(X[rows]))
     assert net.history[-1, "valid_rmse_px"] == pytest.approx(labelled, rel=1e-4)
     batch_mean = np.sqrt(net.history[-1, "valid_loss"]) * 48

@@ -3,15 +3,19 @@ import pytest
 
 from kfkd_kit.cli import main, parse_epoch_caps
 from kfkd_kit.synthetic import write_kaggle_dataset
-from kfkd_kit.zoo import holdout_split
+from kfkd_kit.splits import grouped_holdout
 
 
 def test_holdout_split_is_seeded_and_disjoint():
-    train, held = holdout_split(50, 0.2, seed=3)
+    X = np.arange(50 * 4).reshape(50, 4)
+    train, held = grouped_holdout(X, 0.2, random_state=3)
     assert len(held) == 10 and len(np.intersect1d(train, held)) == 0
     assert np.array_equal(np.sort(np.concatenate([train, held])), np.arange(50))
-    assert np.array_equal(held, holdout_split(50, 0.2, seed=3)[1])
-    assert not np.array_equal(held, holdout_split(50, 0.2, seed=4)[1])
+    assert np.array_equal(held, grouped_holdout(X, 0.2, random_state=3)[1])
+    assert not np.array_equal(held, grouped_holdout(X, 0.2, random_state=4)[1])
+    # the seeded permutation it was before groups, where no image repeats
+    order = np.random.default_rng(3).permutation(50)
+    assert np.array_equal(held, np.sort(order[:10]))
 
 
 def test_zoo_writes_a_markdown_row_per_net(tmp_path, capsys):
