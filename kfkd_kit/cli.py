@@ -111,7 +111,10 @@ def cmd_submit(args):
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
     table = build_submission(model.predict(test.X), test.image_ids, lookup)
     name = model_path.stem + ("-tta" if args.tta else "")
-    path = write_submission(table, lookup, args.output or submission_path(args.out_dir, name))
+    if args.output:
+        path = write_submission(table, lookup, args.output)
+    else:                                  # a new file: never replaces an earlier submission
+        path = write_submission(table, lookup, submission_path(args.out_dir, name), exclusive=True)
     print(path)
 
 
