@@ -106,13 +106,16 @@ def cmd_submit(args):
     if args.tta:
         from .tta import flip_tta
         model = flip_tta(model)
-    folder = data.resolve_data_dir(args.data)
+    folder = data.data_folder(args.data)     # the user's own files, never a synthetic stand-in
     test = data.load_test(folder)
     lookup = data.load_lookup(args.lookup or folder)
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
     table = build_submission(model.predict(test.X), test.image_ids, lookup)
     name = model_path.stem + ("-tta" if args.tta else "")
-    path = write_submission(table, lookup, args.output or submission_path(args.out_dir, name))
+    if args.output:
+        path = write_submission(table, lookup, args.output)
+    else:                                  # a new file: never replaces an earlier submission
+        path = write_submission(table, lookup, submission_path(args.out_dir, name), exclusive=True)
     print(path)
 
 
@@ -157,8 +160,16 @@ def cmd_make_data(args):
         print(path)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line gives one line on stderr (and exit status 2)
+    instead of the usage block: the line says what is wrong and where --help is."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kfkd", description=__doc__)
+    parser = _Parser(prog="kfkd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a named net; save model, JSON and PNGs")

@@ -4,7 +4,9 @@ Public API::
 
     find_file(folder, stem)        -> Path | None   stem.csv, .csv.gz, .zip or .csv.zip
     has_kaggle_data(folder)        -> bool          a training file is there
-    resolve_data_dir(folder)       -> Path          folder, or the built-in synthetic set beside it
+    data_folder(folder)            -> Path          folder, if it is an existing folder (submit)
+    resolve_data_dir(folder)       -> Path          folder, or the built-in synthetic set inside it
+                                                    when it holds no Kaggle file at all (train)
     load_training(folder_or_file, cache=True)
                                    -> TrainingData  X, y, source, fingerprint
     load_test(folder_or_file, cache=True)
@@ -61,15 +63,16 @@ import numpy as np
 import pandas as pd
 
 from ._atomic import atomic_write
-from .keypoints import FEATURE_NAMES, N_PIXELS, N_TARGETS
+from .keypoints import FEATURE_NAMES, IMAGE_SIDE, N_PIXELS, N_TARGETS
 
 __all__ = ["DataError", "TrainingData", "TestData", "find_file", "has_kaggle_data",
-           "load_training", "load_test", "load_lookup", "clear_cache"]
+           "data_folder", "resolve_data_dir", "load_training", "load_test", "load_lookup",
+           "clear_cache"]
 
 SUFFIXES = (".csv", ".csv.gz", ".zip", ".csv.zip")
 CACHE_DIRNAME = ".kfkd_cache"
 CACHE_ENV = "KFKD_CACHE_DIR"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2                  # 2: keypoints outside [0, 96] are rejected
 _RACY_NS = 2_000_000_000          # trust a stored fingerprint only for files older than this
 _CHUNK_BYTES = 1 << 18            # image text parsed per step: fits the L2 cache with its temporaries
 _THREADS = max(1, min(2, os.cpu_count() or 1))
@@ -134,22 +137,53 @@ def has_kaggle_data(folder) -> bool:
 
 
 SYNTHETIC_FOLDER = "synthetic"
+KAGGLE_STEMS = ("training", "test", "IdLookupTable")
+
+
+def data_folder(folder) -> Path:
+    """``folder`` as a Path if it is an existing folder; FileNotFoundError or
+    NotADirectoryError (one line, naming it) otherwise. Nothing is generated."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such folder (expected the folder holding "
+                                f"Kaggle's training.csv, test.csv and IdLookupTable.csv)")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder (expected the folder holding "
+                                 f"Kaggle's training.csv, test.csv and IdLookupTable.csv)")
+    return folder
 
 
 def resolve_data_dir(folder, say=print) -> Path:
-    """The folder holding Kaggle's files: ``folder`` itself when it has a training file,
-    else the built-in synthetic data set in ``folder/synthetic`` (generated once)."""
+    """The folder holding the training data: ``folder`` itself when it has a training file.
+
+    The built-in synthetic data set (``folder/synthetic``, generated once) stands in only
+    when ``folder`` holds no Kaggle file at all (no training, test or lookup file) or does
+    not exist yet, and ``say`` then prints one line starting with "NOTE:". A folder that
+    holds a test or lookup file but no training file is an error naming the missing file
+    (FileNotFoundError), as is a path that is not a folder (NotADirectoryError): the user's
+    files are never silently replaced. Used by train, cv, grid and zoo; submit reads the
+    test and lookup files of the folder it is given (``data_folder``), never synthetic ones.
+    """
     from . import synthetic
     folder = Path(folder)
+    if folder.exists():
+        data_folder(folder)
     if has_kaggle_data(folder):
         return folder
+    present = [p.name for p in (find_file(folder, stem) for stem in KAGGLE_STEMS[1:]) if p]
+    if present:
+        tried = ", ".join("training" + s for s in SUFFIXES)
+        raise FileNotFoundError(f"{folder}: no training file (looked for {tried}); the folder "
+                                f"holds {' and '.join(present)}, so the built-in synthetic "
+                                f"data is not used in its place")
     fallback = folder / SYNTHETIC_FOLDER
     if not has_kaggle_data(fallback):
-        say(f"no Kaggle training file in {folder}/: generating the built-in synthetic "
-            f"faces into {fallback}/")
+        say(f"NOTE: no Kaggle training file in {folder}/: generating the built-in SYNTHETIC "
+            f"faces into {fallback}/ and training on them, not on real data")
         synthetic.write_kaggle_dataset(fallback, seed=0)
     else:
-        say(f"no Kaggle training file in {folder}/: using the built-in synthetic faces in {fallback}/")
+        say(f"NOTE: no Kaggle training file in {folder}/: using the built-in SYNTHETIC faces "
+            f"in {fallback}/, not real data")
     return fallback
 
 
@@ -182,7 +216,7 @@ def _unpack(path: Path, raw: bytes) -> tuple[str, bytes]:
             stem = lower[:-4].removesuffix(".csv")
             exact = [m for m in members if m.filename.rsplit("/", 1)[-1].lower() == f"{stem}.csv"]
             csvs = [m for m in members if m.filename.lower().endswith(".csv")]
-            chosen = exact or csvs or members
+            chosen = exact or csvs
             if len(chosen) != 1:
                 names = ", ".join(m.filename for m in members) or "nothing"
                 raise DataError(f"{path.name}: expected one CSV file inside, found {names}")
@@ -318,8 +352,12 @@ class _Table:
             return self.columns[got], f"missing: the row has {got} fields, the header {expected}"
         return f"#{expected + 1}", f"unexpected: the row has {got} fields, the header {expected}"
 
-    def parse(self, value_dtype) -> tuple[pd.DataFrame, np.ndarray]:
-        """(other columns as a DataFrame, pixels uint8 (n, 9216)); DataError on a bad row."""
+    def parse(self, value_dtype, check_values=None) -> tuple[pd.DataFrame, np.ndarray]:
+        """(other columns as a DataFrame, pixels uint8 (n, 9216)); DataError on a bad row.
+
+        ``check_values(frame)`` may return the first (row, column, problem) of parsed values
+        that are well-formed but not acceptable (e.g. out of range), or None.
+        """
         problems = []                                 # (row, column, message), any order
         if self.split_error is not None:
             row, (column, problem) = self.split_error
@@ -332,6 +370,8 @@ class _Table:
             limit = count_problem[0]
             joined = b"\n".join(self.others[:limit])
         values, value_problem = self._parse_values(joined, limit, value_dtype)
+        if value_problem is None and check_values is not None:
+            value_problem = check_values(values)
         if value_problem is not None:
             problems.append(value_problem)
             limit = value_problem[0]
@@ -739,9 +779,21 @@ _TRAINING_DESCRIPTION = f"Kaggle's {N_TARGETS} keypoint columns ({FEATURE_NAMES[
 _TEST_DESCRIPTION = "ImageId and Image"
 
 
+def _keypoint_problem(frame: pd.DataFrame):
+    """(row, column, problem) of the first keypoint outside [0, IMAGE_SIDE], or None."""
+    array = frame.to_numpy(dtype=np.float64)
+    outside = (array < 0) | (array > IMAGE_SIDE)          # NaN (missing) compares False
+    if not outside.any():
+        return None
+    row = int(np.flatnonzero(outside.any(axis=1))[0])
+    col = int(np.flatnonzero(outside[row])[0])
+    return (row, frame.columns[col], f"{array[row, col]:g} is outside [0, {IMAGE_SIDE}]; "
+                                     f"expected a pixel coordinate or nothing")
+
+
 def _parse_training(text: bytes, name: str) -> dict:
     table = _Table(text, name, FEATURE_NAMES, _TRAINING_DESCRIPTION)
-    values, X = table.parse(np.float64)
+    values, X = table.parse(np.float64, _keypoint_problem)
     y = values[list(FEATURE_NAMES)].to_numpy(dtype=np.float32)
     return {"X": X, "y": y}
 
@@ -814,6 +866,8 @@ def load_lookup(folder_or_file) -> pd.DataFrame:
     blank = (frame.fillna("").astype(str).apply(lambda s: s.str.strip()) == "").all(axis=1)
     if blank.any():                      # blank lines, e.g. at the end
         cells, lines = cells[~blank.to_numpy()], lines[~blank.to_numpy()]
+    if len(cells) == 0:
+        raise DataError(f"{name}: no data rows after the header (line 1)")
     stripped = {c: cells[c].str.strip() for c in _LOOKUP_COLUMNS}
     checks = (("RowId", stripped["RowId"].str.fullmatch(r"\d+"), "a positive integer"),
               ("ImageId", stripped["ImageId"].str.fullmatch(r"\d+"), "a positive integer"),

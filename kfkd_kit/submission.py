@@ -1,13 +1,15 @@
 """Kaggle submissions: predictions in pixels -> RowId,Location via IdLookupTable.csv."""
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_write, utc_stamp
+from ._atomic import _umask, atomic_write, utc_stamp
 from .keypoints import FEATURE_INDEX, IMAGE_SIDE
 
 
@@ -60,14 +62,68 @@ def validate_submission(submission: pd.DataFrame, lookup: pd.DataFrame) -> None:
 
 
 def submission_path(folder, model_name: str, now: datetime | None = None) -> Path:
-    return Path(folder) / f"{model_name}-{utc_stamp(now)}.csv"
+    """``folder/<model>-<UTC stamp>.csv``, or, when that name is taken (two submissions in
+    the same second), the first free one of ``<model>-<stamp>-2.csv``, ``-3``, ..."""
+    return _free_name(Path(folder) / f"{model_name}-{utc_stamp(now)}.csv")
 
 
-def write_submission(submission: pd.DataFrame, lookup: pd.DataFrame, path) -> Path:
-    """Validate, then write atomically (no partial file is ever left at ``path``)."""
+def _numbered(path: Path, k: int) -> Path:
+    return path if k == 1 else path.with_name(f"{path.stem}-{k}{path.suffix}")
+
+
+def _free_name(path: Path) -> Path:
+    k = 1
+    while os.path.lexists(_numbered(path, k)):
+        k += 1
+    return _numbered(path, k)
+
+
+def write_submission(submission: pd.DataFrame, lookup: pd.DataFrame, path,
+                     exclusive: bool = False) -> Path:
+    """Validate, then write atomically (no partial file is ever left at ``path``); returns
+    the path written.
+
+    ``exclusive=True`` never replaces an existing file: if ``path`` is taken (by another
+    submission made in the same second, even by another process at the same moment), the
+    table goes to the first free name ``<stem>-2.csv``, ``<stem>-3.csv``, ... instead.
+    """
     validate_submission(submission, lookup)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w") as f:
-        submission.to_csv(f, index=False, float_format="%.6f", lineterminator="\n")
-    return path
+    text = submission.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+    if not exclusive:
+        with atomic_write(path, "w") as f:
+            f.write(text)
+        return path
+    return _write_new(text, path)
+
+
+def _write_new(text: str, path: Path) -> Path:
+    """Write ``text`` to a temporary file, then give it the first free name of ``path``,
+    ``path``-2, ... with os.link, which fails rather than replace an existing file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        k = 1
+        while True:
+            candidate = _numbered(path, k)
+            try:
+                os.link(tmp, candidate)
+                return candidate
+            except FileExistsError:
+                k += 1
+            except OSError:                   # no hard links here: reserve the name, then fill it
+                try:
+                    os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                except FileExistsError:
+                    k += 1
+                    continue
+                os.replace(tmp, candidate)
+                return candidate
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass

@@ -4,6 +4,7 @@ Every file here is written by the helpers below into tmp_path; no test reads rea
 """
 import gzip
 import os
+import re
 import time
 import zipfile
 
@@ -561,3 +562,60 @@ def test_clear_cache_empties_the_fallback_cache_of_that_folder_only(tmp_path, ca
     load_training(folders[1])                             # still cached
     with pytest.raises(AssertionError, match="cache should have answered"):
         load_training(folders[0])
+
+
+# --------------------------------------------------------------------------- properties of the parser
+
+@st.composite
+def kaggle_rows(draw):
+    """1-4 rows: any uint8 images (from a drawn seed, with the extremes), and keypoints that
+    are any float32 in [0, 96] or missing."""
+    n = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    X = rng.integers(0, 256, (n, N_PIXELS), dtype=np.uint8)
+    X[:, :2] = [0, 255]
+    keypoint = st.one_of(st.just(np.nan),
+                         st.floats(0, 96, width=32, allow_subnormal=False),
+                         st.sampled_from([0.0, 96.0]))
+    y = np.array(draw(st.lists(keypoint, min_size=30 * n, max_size=30 * n)),
+                 dtype=np.float64).reshape(n, 30)
+    return X, y
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(rows=kaggle_rows(), crlf=st.booleans())
+def test_any_images_and_keypoints_in_kaggle_format_parse_back(rows, crlf, tmp_path_factory):
+    X, y = rows
+    lines = [",".join(FEATURE_NAMES) + ",Image"]
+    for xi, yi in zip(X, y):
+        cells = ["" if np.isnan(v) else repr(float(v)) for v in yi]
+        lines.append(",".join(cells) + "," + " ".join(map(str, xi.tolist())))
+    folder = tmp_path_factory.mktemp("prop")
+    write(folder / "training.csv", lines, crlf=crlf)
+    got = load_training(folder, cache=False)
+    np.testing.assert_array_equal(got.X, X)
+    np.testing.assert_array_equal(got.y, y.astype(np.float32))     # NaN where NaN
+
+
+def _valid_pixel(text):
+    return re.fullmatch(r" *\d{1,3} *", text) is not None and int(text) <= 255
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(junk=st.text(max_size=8).filter(lambda t: not _valid_pixel(t)),
+       row=st.integers(0, 2), pixel=st.integers(0, N_PIXELS - 1))
+def test_junk_in_a_pixel_field_is_a_data_error_naming_row_and_column(junk, row, pixel,
+                                                                      tmp_path_factory):
+    X, y = make_training(3)
+    lines = training_lines(X, y)
+    head, image = lines[row + 1].rsplit(",", 1)
+    words = image.split(" ")
+    words[pixel] = junk
+    lines[row + 1] = head + "," + " ".join(words)
+    folder = tmp_path_factory.mktemp("junk")
+    write(folder / "training.csv", lines)
+    with pytest.raises(DataError) as error:
+        load_training(folder, cache=False)
+    message = str(error.value)
+    assert "\n" not in message
+    assert re.match(r"training\.csv: row [1-4] \(line [2-9]\d*\), column \S+: ", message), message
