@@ -1,29 +1,152 @@
 """Saved models: a joblib file of the whole fitted estimator and a JSON record beside it.
 
 joblib (pickle) files run code when they are loaded: load only models you trust.
+
+The JSON beside a model (``path.with_suffix(".json")``) records, under ``model_file``,
+the sha256 of the exact bytes written. ``load_model`` (``make submit``) refuses a model
+whose bytes do not match it, or that has no such record, unless told to trust it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import joblib
+import numpy as np
 
 from ._atomic import atomic_write, write_json
 
+TRUST_HINT = "pass --trust-model (make submit TRUST=1) to load it anyway"
+
+# --------------------------------------------------------------------------- saving
+
 
 def save_model(estimator, path, metadata: dict) -> tuple[Path, Path]:
-    """joblib the fitted estimator to ``path`` and write ``metadata`` to ``path.json``,
-    both atomically."""
+    """joblib the fitted estimator to ``path`` and write ``metadata`` plus the file's sha256
+    (``model_file``) to ``path.json``, both atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "wb") as f:
-        joblib.dump(estimator, f)
-    return path, write_json(path.with_suffix(".json"), metadata)
+        writer = _HashingWriter(f)
+        joblib.dump(estimator, writer)
+    digest, size, kind = writer.sha256, writer.size, "joblib"
+    record = {"file": path.name, "format": kind, "bytes": size, "sha256": digest.hexdigest()}
+    return path, write_json(json_path(path), dict(metadata, model_file=record))
 
 
-def load_model(path):
-    """The fitted estimator saved at ``path``."""
+def json_path(path) -> Path:
+    """The JSON record beside a model file."""
+    return Path(path).with_suffix(".json")
+
+
+class _HashingWriter:
+    """A binary file for joblib.dump that hashes every byte it passes on."""
+
+    def __init__(self, f):
+        self._f = f
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data):
+        view = memoryview(data).cast("B")
+        self.sha256.update(view)
+        self.size += view.nbytes
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(path, trust: bool = False):
+    """The fitted keypoint model saved at ``path``, checked before it is used.
+
+    The file's sha256 must match the one its JSON records (``trust=True`` skips that
+    check, for a model from elsewhere). The model must predict 30 keypoint columns for a
+    96x96 image.
+    Every refusal is a one-line ValueError naming the file and what to do.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model; run `make train` first")
-    return joblib.load(path)
+    if not trust:
+        check_sha256(path)
+    model = _read(path)
+    check_keypoint_model(model, path)
+    return model
+
+
+def check_sha256(path) -> None:
+    """Raise ValueError unless ``path``'s bytes have the sha256 its JSON records."""
+    path = Path(path)
+    record = json_path(path)
+    if not record.is_file():
+        raise ValueError(f"{path}: no {record.name} beside it records the model's sha256, so "
+                         f"it cannot be checked (a model from elsewhere?); {TRUST_HINT} "
+                         "if you trust where it came from")
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8")).get("model_file") or {}
+    except (ValueError, AttributeError):
+        raise ValueError(f"{record}: not a readable JSON record of {path.name}; retrain, "
+                         f"or {TRUST_HINT}") from None
+    expected = saved.get("sha256") if isinstance(saved, dict) else None
+    if not expected:
+        raise ValueError(f"{path}: {record.name} records no sha256 (saved by an older "
+                         f"kfkd_kit); retrain it, or {TRUST_HINT}")
+    if saved.get("file") not in (None, path.name):
+        raise ValueError(f"{path}: {record.name} describes {saved['file']}, not {path.name} "
+                         f"(models sharing a stem share a JSON); retrain it, or {TRUST_HINT}")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ValueError(f"{path}: sha256 {actual[:12]}... does not match {expected[:12]}... "
+                         f"recorded in {record.name} (changed or damaged since it was "
+                         f"saved); retrain it, or {TRUST_HINT}")
+
+
+def _read(path: Path):
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # unpickling arbitrary bytes can raise anything
+        raise _unreadable(path, exc) from None
+    return model
+
+
+def _unreadable(path, exc) -> ValueError:
+    kind = "joblib"
+    why = "it ends too early (truncated?)" if isinstance(exc, EOFError) else _one_line(exc)
+    return ValueError(f"{path}: not a readable {kind} model file ({type(exc).__name__}: "
+                      f"{why}); retrain it or check the path")
+
+
+def _one_line(exc) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] + ("..." if len(text) > 200 else "") or "no details"
+
+
+def check_keypoint_model(model, path) -> None:
+    """Raise ValueError unless ``model`` predicts (n, 30) keypoints from (n, 9216) images."""
+    from .keypoints import N_PIXELS, N_TARGETS
+    if not hasattr(model, "predict"):
+        raise ValueError(f"{path}: holds a {type(model).__name__}, not a fitted model; "
+                         "retrain it or check the path")
+    probe = np.zeros((1, N_PIXELS), np.uint8)
+    try:
+        shape = np.shape(model.predict(probe))
+    except Exception as exc:  # whatever the model raises, say it in one line
+        raise ValueError(f"{path}: cannot predict keypoints for a 96x96 image "
+                         f"({type(exc).__name__}: {_one_line(exc)}); retrain it") from None
+    if shape != (1, N_TARGETS):
+        raise ValueError(f"{path}: predicts shape {shape} for one image, expected (1, "
+                         f"{N_TARGETS}): trained for other columns; retrain it on Kaggle's "
+                         f"{N_TARGETS} keypoint columns")
