@@ -1,11 +1,14 @@
 """Model files you can trust: the JSON's sha256, clear refusals through `kfkd submit`,
-(issue 10)."""
+and the pickle-free .skops format (issue 10)."""
 import json
+import os
 import shutil
 
 import joblib
 import numpy as np
 import pytest
+import skops.io as sio
+import torch
 
 from kfkd_kit import configs, modelfile
 from kfkd_kit.cli import main
@@ -85,7 +88,17 @@ def test_a_model_without_its_json_is_refused_unless_trusted(trained, tmp_path, c
     assert _submit(data, stray, out, "--trust-model") == 0
 
 
-@pytest.mark.parametrize("suffix", [".joblib"])
+def test_a_json_of_another_model_with_the_same_stem_is_refused(trained, tmp_path, capsys):
+    data, model = trained
+    folder = tmp_path / "models"
+    joblib_model = _copy(model, folder)
+    modelfile.save_model(modelfile.load_model(model), folder / "net1.skops", {"net": "net1"})
+    out = tmp_path / "subs"
+    line = _refused(capsys, _submit(data, joblib_model, out), out)
+    assert "net1.json describes net1.skops, not net1.joblib" in line
+
+
+@pytest.mark.parametrize("suffix", [".joblib", ".skops"])
 def test_a_csv_renamed_as_a_model_is_refused(trained, tmp_path, capsys, suffix):
     data, _ = trained
     fake = tmp_path / "models" / f"net1{suffix}"
@@ -99,11 +112,14 @@ def test_a_csv_renamed_as_a_model_is_refused(trained, tmp_path, capsys, suffix):
     assert line.startswith(f"kfkd submit: error: {fake}: not a readable {kind} model file")
 
 
-@pytest.mark.parametrize("suffix", [".joblib"])
+@pytest.mark.parametrize("suffix", [".joblib", ".skops"])
 def test_a_truncated_model_is_refused(trained, tmp_path, capsys, suffix):
     data, model = trained
     folder = tmp_path / "models"
-    whole = _copy(model, folder)
+    if suffix == ".joblib":
+        whole = _copy(model, folder)
+    else:
+        whole, _ = modelfile.save_model(modelfile.load_model(model), folder / "net1.skops", {})
     payload = whole.read_bytes()
     whole.write_bytes(payload[: len(payload) // 2])
     out = tmp_path / "subs"
@@ -132,3 +148,89 @@ def test_submit_from_a_model_that_is_not_an_estimator_is_refused(trained, tmp_pa
     out = tmp_path / "subs"
     line = _refused(capsys, _submit(data, path, out), out)
     assert f"{path}: holds a dict, not a fitted model" in line
+
+
+# --------------------------------------------------------------------------- .skops
+
+
+@pytest.fixture(scope="module")
+def fitted(trained):
+    """net1 and net8, each fitted for one epoch on the tiny data."""
+    data, _ = trained
+    training = load_training(data)
+    models = {}
+    for name in ("net1", "net8"):
+        model = configs.build(name, epochs=1, device="cpu", verbose=0, precision="fp32")
+        models[name] = model.fit(training.X, training.y)
+    return models
+
+
+@pytest.mark.parametrize("name", ["net1", "net8"])
+def test_skops_round_trip_predicts_identically(trained, fitted, tmp_path, name):
+    data, _ = trained
+    model = fitted[name]
+    path, meta = modelfile.save_model(model, tmp_path / f"{name}.skops", {"net": name})
+    record = json.loads(meta.read_text())["model_file"]
+    assert record["format"] == "skops" and record["sha256"] == modelfile.sha256_of(path)
+    # pickle-free: nothing in the file but the types load_model trusts
+    assert set(sio.get_untrusted_types(file=path)) <= set(modelfile.TRUSTED_TYPES)
+    loaded = modelfile.load_model(path)
+    X = load_test(data).X
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    before, after = model.named_steps["net"], loaded.named_steps["net"]
+    assert type(after.module_) is type(before.module_)
+    for key, value in before.module_.state_dict().items():   # weights and batch-norm buffers
+        assert torch.equal(after.module_.state_dict()[key], value), key
+    assert after.history[-1, "valid_loss"] == before.history[-1, "valid_loss"]
+    assert after.precision_ == before.precision_ and after.get_params()["seed"] == 0
+    saved_state = before.optimizer_.state_dict()["state"]
+    for index, state in after.optimizer_.state_dict()["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, saved_state[index][key])
+
+
+def test_train_and_submit_with_a_skops_model(trained, tmp_path, capsys):
+    data, _ = trained
+    model = tmp_path / "models" / "net1.skops"
+    assert main(["train", "--data", str(data), "--epochs", "1", "--device", "cpu", "--quiet",
+                 "--model", str(model)]) == 0
+    assert model.read_bytes()[:2] == b"PK"                       # a skops zip, not a pickle
+    assert json.loads(modelfile.json_path(model).read_text())["model_file"]["format"] == "skops"
+    assert _submit(data, model, tmp_path / "subs", "--tta") == 0
+    assert len(list((tmp_path / "subs").glob("net1-tta-*.csv"))) == 1
+
+
+def _skops_with(tmp_path, estimator_node):
+    """A .skops file in kfkd_kit's layout holding ``estimator_node``, with a JSON whose
+    sha256 matches it (so only the type check stands in the way)."""
+    path = tmp_path / "models" / "evil.skops"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump({"format": modelfile.SKOPS_FORMAT, "estimator": estimator_node}, path)
+    record = {"file": path.name, "format": "skops", "sha256": modelfile.sha256_of(path)}
+    modelfile.json_path(path).write_text(json.dumps({"model_file": record}))
+    return path
+
+
+def test_a_skops_file_with_an_untrusted_type_is_refused(trained, fitted, tmp_path, capsys):
+    data, _ = trained
+    node = modelfile._encode(fitted["net1"])
+    node["params"]["memory"] = os.system            # a function it must never call or import
+    path = _skops_with(tmp_path, node)
+    out = tmp_path / "subs"
+    for trust in ([], ["--trust-model"]):             # trusting its bytes trusts no new types
+        line = _refused(capsys, _submit(data, path, out, *trust), out)
+        assert line.startswith(f"kfkd submit: error: {path}: refused, it names types")
+        assert f"{os.system.__module__}.system" in line
+
+
+def test_an_estimator_holding_an_untrusted_type_is_not_saved_as_skops(fitted, tmp_path):
+    import pathlib
+    model = fitted["net1"]
+    scaler = model.named_steps["pixels"]
+    scaler.note_ = pathlib.PurePosixPath("x")
+    try:
+        with pytest.raises(ValueError, match="PurePosixPath, which load_model does not trust"):
+            modelfile.save_model(model, tmp_path / "n.skops", {})
+    finally:
+        del scaler.note_
+    assert not list(tmp_path.iterdir())
