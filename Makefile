@@ -20,6 +20,7 @@ REFIT ?=
 KEEP ?=
 BASE ?=
 TTA ?=
+TRUST ?=
 NETS ?=
 EPOCH_CAP ?=
 LR ?=
@@ -44,6 +45,7 @@ help:
 	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
+	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"
 	@echo "make cv      [DATA=] [NET=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble] + settings"
 	@echo "make grid    [DATA=] [NET=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1] + settings"
 	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
@@ -64,7 +66,7 @@ train: setup
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) --out-dir $(SUBMISSIONS) \
-	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta)
+	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(if $(TRUST),--trust-model)
 
 cv: setup
 	$(KFKD) cv --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--folds,$(FOLDS)) $(DASKOPTS) \

@@ -102,7 +102,7 @@ def cmd_submit(args):
     from .submission import build_submission, submission_path, write_submission
 
     model_path = Path(args.model)
-    model = load_model(model_path)
+    model = load_model(model_path, trust=args.trust_model)
     if args.tta:
         from .tta import flip_tta
         model = flip_tta(model)
@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="exact output path (overrides --out-dir)")
     p.add_argument("--tta", action="store_true",
                    help="flip test-time augmentation: average with the mirrored image's prediction")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load the model without checking its sha256 against its JSON (a model from "
+                        "elsewhere; a .joblib file runs code when loaded, so only one you trust)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("cv", help="k-fold cross-validation of a named net (RMSE px per fold)")
