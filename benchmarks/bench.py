@@ -1,6 +1,6 @@
 """`make bench`: kfkd's speed against the obvious alternatives, side by side, as ratios.
 
-    python -m benchmarks.bench [--quick] [--parts abcdef] [--out benchmarks/RESULTS.md]
+    python -m benchmarks.bench [--quick] [--parts abcdefg] [--out benchmarks/RESULTS.md]
 
 Parts (each measured in this one process, alternately, except loading which runs each
 reader in a fresh subprocess so that its time is cold and its peak memory its own):
@@ -575,6 +575,35 @@ def part_net8_cuda(table, quick, device="cuda"):
                "step); per-epoch seconds are the median after the first epoch.")
 
 
+# -- g. checkpoints -------------------------------------------------------------------------
+def part_checkpoints(table, quick):
+    """What make train's per-epoch checkpoints (runs.py) cost a net1 epoch."""
+    import tempfile
+
+    from kfkd_kit import runs
+    print("g. checkpoint cost (net1)", flush=True)
+    n, epochs, rounds = KAGGLE_COMPLETE, (10 if quick else 40), (1 if quick else 3)
+    images, points = faces(n)
+    seconds = {"plain": [], "checkpoints": []}
+    for _ in range(rounds):
+        for label in seconds:
+            with tempfile.TemporaryDirectory() as run_dir:
+                extra = {}
+                if label == "checkpoints":
+                    first, last = runs.checkpoint_callbacks(run_dir)
+                    callbacks = list(configs.build("net1").named_steps["net"].callbacks)
+                    extra["callbacks"] = first + callbacks + last
+                _, times, _ = kfkd_fit("net1", images, points, epochs, "cpu", **extra)
+                seconds[label].append(epoch_seconds(times))
+    plain, kept = min(seconds["plain"]), min(seconds["checkpoints"])
+    table.add("g", "net1 epoch with make train's checkpoints (last and best state kept every "
+              "epoch, written within a 3% budget) vs without, s", kept, plain, kept / plain, "<= 1.05x", kept / plain <= 1.05)
+    table.note(f"g. {n} complete rows, {epochs} epochs, median epoch after the first, best of "
+               f"{rounds} rounds; checkpoints (7.4 MB a save: weights and momentum) written to "
+               "a temporary folder on this disk by a background thread while training goes on, "
+               "at most as often as keeps writing within 3% of the time (runs.SlotCheckpoint).")
+
+
 # -- main ------------------------------------------------------------------------------------
 # -- e. bf16 on CPU --------------------------------------------------------------------------
 def part_bf16_cpu(table, quick):
@@ -605,7 +634,7 @@ def part_bf16_cpu(table, quick):
                "average; the 0.55x target is for CPUs with AMX.")
 
 
-PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda, "f": part_net8_cuda,
+PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda, "f": part_net8_cuda, "g": part_checkpoints,
          "e": part_bf16_cpu}
 
 
@@ -613,7 +642,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rows, epochs and rounds")
-    parser.add_argument("--parts", default="abcdef", help="which parts, e.g. 'bc' (default: abcdef)")
+    parser.add_argument("--parts", default="abcdefg", help="which parts, e.g. 'bc' (default: abcdefg)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
                         help="Markdown file for the table ('-' for none)")
     parser.add_argument("--eager-epochs", type=int, default=None,
@@ -659,7 +688,7 @@ def main(argv=None):
 
     table = Table(save)
     for part in sorted(set(args.parts)):
-        if part in "bce" or args.wait_quiet:
+        if part in "bceg" or args.wait_quiet:
             busy = wait_until_quiet(args.wait_quiet) if args.wait_quiet else cpu_busy()
             table.note(f"{part}. CPUs {100 * busy:.0f}% busy (other processes) just before this part.")
         if part == "d":

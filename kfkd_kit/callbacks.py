@@ -100,11 +100,11 @@ def source_module(model):
     FrozenEstimator of one."""
     from pathlib import Path
     if isinstance(model, (str, Path)):
-        import joblib
+        from .modelfile import load_model   # its sha256 checked, .joblib or .skops
         path = Path(model)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model to pre-train from")
-        model = joblib.load(path)
+        model = load_model(path)
     model = getattr(model, "estimator", model) if type(model).__name__ == "FrozenEstimator" else model
     net = model.named_steps["net"] if hasattr(model, "named_steps") else model
     module = getattr(net, "module_", None)

@@ -135,7 +135,7 @@ def _keep_run(estimator, name, training, run_dir, say) -> list:
     epoch = runs.prepare(run_dir, record, say)
     if epoch:
         say(f"resuming from epoch {epoch} of {net.max_epochs} (checkpoint in {run_dir})")
-    first, last = runs.checkpoint_callbacks(run_dir, net.resolved_train_split() is not None)
+    first, last = runs.checkpoint_callbacks(run_dir)
     callbacks = list(net.callbacks)
     estimator.set_params(net__callbacks=first + callbacks + last)
     return callbacks

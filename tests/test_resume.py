@@ -15,7 +15,7 @@ from kfkd_kit import runs
 from kfkd_kit.cli import main
 from kfkd_kit.synthetic import write_kaggle_dataset
 
-EPOCHS = 150
+EPOCHS = 600   # a few ms each: checkpoints are written every few tenths of a second
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +105,19 @@ def test_slot_checkpoint_keeps_the_previous_one_whole_when_a_save_fails(tmp_path
     pipe.set_params(net__callbacks=list(net.callbacks) + [("cp", checkpoint)]).fit(X, y)
     assert checkpoint.saved()["epoch"] == 2
     before = json.loads(checkpoint.pointer.read_text())
+    kept = (tmp_path / before["slot"] / "params.pt").read_bytes()
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(type(net), "save_params", broken)
+    monkeypatch.setattr(runs.torch, "save", broken)
+    checkpoint.save_model(net, force=True)
     with pytest.warns(RuntimeWarning, match="disk full"):
-        checkpoint.save_model(net)
+        checkpoint.wait()
     assert json.loads(checkpoint.pointer.read_text()) == before   # still the whole epoch-2 one
-    assert (tmp_path / before["slot"] / "params.pt").is_file()
+    assert (tmp_path / before["slot"] / "params.pt").read_bytes() == kept
+    best = runs.best_state(tmp_path)
+    assert best is not None and 1 <= best.use_saved() <= 2
+    assert not (tmp_path / best.saved()["slot"] / "optimizer.pt").exists()  # for using only
 
 
 def test_same_seed_trains_the_same_model_twice_and_records_it(folder, tmp_path):

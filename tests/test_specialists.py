@@ -80,8 +80,9 @@ def test_transfer_weights_copies_all_but_the_output_layer(tiny_xy):
 @pytest.mark.parametrize("how", ["path", "frozen"])
 def test_pretrained_specialists_start_from_the_base_and_survive_clone(tiny_xy, tmp_path, how):
     X, y = tiny_xy
+    from kfkd_kit.modelfile import save_model
     base = _net1().fit(X, y)
-    joblib.dump(base, tmp_path / "base.joblib")
+    save_model(base, tmp_path / "base.joblib", {})      # as make train saves it, sha256 and all
     source = str(tmp_path / "base.joblib") if how == "path" else FrozenEstimator(base)
     def template():
         return Specialists(_net1(epochs=1, lr=1e-9, momentum=0.5, seed=11))
