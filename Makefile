@@ -27,6 +27,8 @@ LR ?=
 MOMENTUM ?=
 QUICK ?=
 PRECISION ?= auto
+HOLDOUT ?=
+REPORTS ?= reports
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -36,7 +38,7 @@ SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
   $(call opt,--base,$(BASE))
 
-.PHONY: setup train submit cv grid zoo bench test data clean help
+.PHONY: setup train submit report cv grid zoo bench test data clean help
 
 help:
 	@echo "make train   [DATA=data] [NET=net1] [MODEL=models/NET.joblib] + settings:"
@@ -46,6 +48,8 @@ help:
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
 	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"
+	@echo "make report  [DATA=data] [MODEL=models/net1.joblib] [HOLDOUT=1: a seeded 20% hold-out]"
+	@echo "             [REPORTS=reports] [TRUST=1]: error analysis -> REPORTS/<model>-<UTC>/report.html"
 	@echo "make cv      [DATA=] [NET=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble] + settings"
 	@echo "make grid    [DATA=] [NET=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1] + settings"
 	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
@@ -67,6 +71,10 @@ train: setup
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) --out-dir $(SUBMISSIONS) \
 	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(if $(TRUST),--trust-model)
+
+report: setup
+	$(KFKD) report --data $(DATA) --model $(MODEL) --seed $(SEED) --out-dir $(REPORTS) \
+	  $(if $(HOLDOUT),--holdout) $(if $(TRUST),--trust-model)
 
 cv: setup
 	$(KFKD) cv --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--folds,$(FOLDS)) $(DASKOPTS) \

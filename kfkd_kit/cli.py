@@ -119,6 +119,12 @@ def cmd_submit(args):
     print(path)
 
 
+def cmd_report(args):
+    from .report import run_report
+    print(run_report(args.model, data_dir=args.data, out_dir=args.out_dir, holdout=args.holdout,
+                     seed=args.seed, trust=args.trust_model))
+
+
 def parse_epoch_caps(text):
     """"25" or "25,net1=400" -> {None: 25, "net1": 400}: a cap for every net, and exceptions."""
     caps = {}
@@ -190,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load the model without checking its sha256 against its JSON (a model from "
                         "elsewhere; a .joblib file runs code when loaded, so only one you trust)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("report", help="error analysis of a saved model on held-out rows: "
+                                      "RMSE per keypoint, worst faces, learning curves (HTML)")
+    _add_common(p, net=False)
+    p.add_argument("--model", default="models/net1.joblib")
+    p.add_argument("--holdout", action="store_true",
+                   help="score a grouped 20%% hold-out (seeded by --seed) instead of the model's "
+                        "own validation split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the hold-out (default: 0)")
+    p.add_argument("--out-dir", default="reports",
+                   help="where the report folder <model stem>-<UTC time>/ goes (default: reports/)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load the model without checking its sha256 against its JSON")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("cv", help="k-fold cross-validation of a named net (RMSE px per fold)")
     _add_common(p)

@@ -1,4 +1,5 @@
-"""PNG figures: learning curves, a grid of predicted keypoints, a grid-search heatmap."""
+"""PNG figures: learning curves, a grid of predicted keypoints, a grid-search heatmap, and
+the error report's RMSE per keypoint and worst-predicted faces."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,23 +55,33 @@ def learning_curves(histories, path, title="") -> Path:
     return _save(fig, path)
 
 
-def prediction_grid(images, keypoints, path, title="") -> Path:
-    """A 4x4 grid of the first 16 images with predicted keypoints (pixels) drawn on them."""
+def _face_grid(images, title, height=8, hspace=0.05, top=1.0):
+    """A 4x4 figure showing the first 16 images; returns (figure, the axes drawn on)."""
     n = min(16, len(images))
-    fig, axes = plt.subplots(4, 4, figsize=(8, 8))
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.95 if title else 1,
-                        hspace=0.05, wspace=0.05)
-    for i, ax in enumerate(axes.flat):
+    fig, axes = plt.subplots(4, 4, figsize=(8, height))
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=top, hspace=hspace, wspace=0.05)
+    for ax in axes.flat:
         ax.set_axis_off()
-        if i >= n:
-            continue
+    for i, ax in enumerate(axes.flat[:n]):
         ax.imshow(np.asarray(images[i]).reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray",
                   vmin=0, vmax=255)
-        # imshow puts pixel i's centre at i; Kaggle's coordinates put it at i + PIXEL_ORIGIN
-        points = np.asarray(keypoints[i], dtype=float) - PIXEL_ORIGIN
-        ax.scatter(points[0::2], points[1::2], marker="x", s=12, c="red")
     if title:
         fig.suptitle(title)
+    return fig, list(axes.flat[:n])
+
+
+def _on_image(keypoints) -> np.ndarray:
+    """Kaggle's pixels -> imshow's: imshow puts pixel i's centre at i, Kaggle's
+    coordinates at i + PIXEL_ORIGIN."""
+    return np.asarray(keypoints, dtype=float) - PIXEL_ORIGIN
+
+
+def prediction_grid(images, keypoints, path, title="") -> Path:
+    """A 4x4 grid of the first 16 images with predicted keypoints (pixels) drawn on them."""
+    fig, axes = _face_grid(images, title, top=0.95 if title else 1)
+    for i, ax in enumerate(axes):
+        points = _on_image(keypoints[i])
+        ax.scatter(points[0::2], points[1::2], marker="x", s=12, c="red")
     return _save(fig, path)
 
 
@@ -91,4 +102,44 @@ def grid_heatmap(lrs, momenta, rmse, path, title="") -> Path:
     fig.colorbar(image, ax=ax, label="mean RMSE (px)")
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def keypoint_rmse_bars(names, rmse_x, rmse_y, rmse, path, title="") -> Path:
+    """RMSE px per keypoint: x, y and both together, one group of bars per keypoint."""
+    names = list(names)
+    at = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 0.38 * len(names) + 1.4))
+    height = 0.27
+    for offset, values, label, colour in ((-height, rmse, "x and y", "0.35"),
+                                          (0, rmse_x, "x", "C0"), (height, rmse_y, "y", "C1")):
+        ax.barh(at + offset, np.asarray(values, dtype=float), height, label=label, color=colour)
+    ax.set_yticks(at, [n.replace("_", " ") for n in names], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("RMSE (px)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3,
+              frameon=False)
+    if title:
+        ax.set_title(title, fontsize="medium", pad=22)
+    return _save(fig, path)
+
+
+def worst_faces_grid(images, true, predicted, path, labels=(), title="") -> Path:
+    """A 4x4 grid of faces with their true keypoints (green dots) and predicted ones (red
+    crosses), each pair joined by a line; ``labels`` captions the faces. Pixels in Kaggle's
+    1-based coordinates, drawn as ``prediction_grid`` draws them."""
+    fig, axes = _face_grid(images, title and title + "  (green: true, red: predicted)",
+                           height=8.6, hspace=0.15, top=0.93 if title else 0.97)
+    for i, ax in enumerate(axes):
+        t, p = _on_image(true[i]), _on_image(predicted[i])
+        for k in range(0, len(t), 2):
+            if np.isfinite(t[k]) and np.isfinite(t[k + 1]):
+                ax.plot([t[k], p[k]], [t[k + 1], p[k + 1]], color="yellow", lw=0.7)
+        ax.scatter(t[0::2], t[1::2], marker="o", s=10, c="#1a9e1a")
+        ax.scatter(p[0::2], p[1::2], marker="x", s=14, c="#d62728")
+        ax.set_xlim(-0.5, IMAGE_SIDE - 0.5)
+        ax.set_ylim(IMAGE_SIDE - 0.5, -0.5)
+        if i < len(labels):
+            ax.set_title(labels[i], fontsize="small", pad=2)
     return _save(fig, path)
