@@ -201,6 +201,7 @@ th { background: #eee; } td.num { text-align: right; font-variant-numeric: tabul
 tr.total td { font-weight: bold; background: #f6f6f6; }
 img { max-width: 100%; } .note { color: #a40; } .meta { color: #555; font-size: 0.9em; }
 .side { display: flex; gap: 2em; align-items: flex-start; flex-wrap: wrap; }
+.side > img { flex: 1 1 480px; min-width: 0; }
 """
 
 
