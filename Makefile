@@ -27,6 +27,9 @@ LR ?=
 MOMENTUM ?=
 QUICK ?=
 PRECISION ?= auto
+KAGGLE ?=
+MESSAGE ?=
+export MESSAGE
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -36,9 +39,10 @@ SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
   $(call opt,--base,$(BASE))
 
-.PHONY: setup train submit cv grid zoo bench test data clean help
+.PHONY: setup download train submit cv grid zoo bench test data clean help
 
 help:
+	@echo "make download [DATA=data]  Kaggle's files, unpacked (the kaggle package; ~/.kaggle/kaggle.json)"
 	@echo "make train   [DATA=data] [NET=net1] [MODEL=models/NET.joblib] + settings:"
 	@echo "             NET: net1..net8 or specialists (BASE=models/net6.joblib pre-trains them)"
 	@echo "   settings: [EPOCHS=] [SEED=0] [LR=] [MOMENTUM=] [PATIENCE=] [BASE=] for train, cv, grid, zoo"
@@ -46,6 +50,7 @@ help:
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
 	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"
+	@echo "             [KAGGLE=1 MESSAGE=\"...\": then upload the CSV to the competition]"
 	@echo "make cv      [DATA=] [NET=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble] + settings"
 	@echo "make grid    [DATA=] [NET=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1] + settings"
 	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
@@ -61,12 +66,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
+download: setup
+	$(KFKD) download --data $(DATA)
+
 train: setup
 	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) $(SETTINGS)
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) --out-dir $(SUBMISSIONS) \
-	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(if $(TRUST),--trust-model)
+	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(if $(TRUST),--trust-model) \
+	  $(if $(KAGGLE),--kaggle) $(if $(MESSAGE),--message "$$MESSAGE")
 
 cv: setup
 	$(KFKD) cv --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--folds,$(FOLDS)) $(DASKOPTS) \
