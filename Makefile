@@ -29,6 +29,9 @@ QUICK ?=
 PRECISION ?= auto
 HOLDOUT ?=
 REPORTS ?= reports
+KAGGLE ?=
+MESSAGE ?=
+export MESSAGE
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -38,9 +41,10 @@ SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
   $(call opt,--base,$(BASE))
 
-.PHONY: setup train submit report cv grid zoo bench test data clean help
+.PHONY: setup download train submit report cv grid zoo bench test data clean help
 
 help:
+	@echo "make download [DATA=data]  Kaggle's files, unpacked (the kaggle package; ~/.kaggle/kaggle.json)"
 	@echo "make train   [DATA=data] [NET=net1] [MODEL=models/NET.joblib] + settings:"
 	@echo "             NET: net1..net8 or specialists (BASE=models/net6.joblib pre-trains them)"
 	@echo "   settings: [EPOCHS=] [SEED=0] [LR=] [MOMENTUM=] [PATIENCE=] [BASE=] for train, cv, grid, zoo"
@@ -48,6 +52,7 @@ help:
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
 	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"
+	@echo "             [KAGGLE=1 MESSAGE=\"...\": then upload the CSV to the competition]"
 	@echo "make report  [DATA=data] [MODEL=models/net1.joblib] [HOLDOUT=1: a seeded 20% hold-out]"
 	@echo "             [REPORTS=reports] [TRUST=1]: error analysis -> REPORTS/<model>-<UTC>/report.html"
 	@echo "make cv      [DATA=] [NET=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble] + settings"
@@ -65,12 +70,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
+download: setup
+	$(KFKD) download --data $(DATA)
+
 train: setup
 	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) $(SETTINGS)
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) --out-dir $(SUBMISSIONS) \
-	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(if $(TRUST),--trust-model)
+	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(if $(TRUST),--trust-model) \
+	  $(if $(KAGGLE),--kaggle) $(if $(MESSAGE),--message "$$MESSAGE")
 
 report: setup
 	$(KFKD) report --data $(DATA) --model $(MODEL) --seed $(SEED) --out-dir $(REPORTS) \

@@ -117,6 +117,28 @@ def cmd_submit(args):
     else:                                  # a new file: never replaces an earlier submission
         path = write_submission(table, lookup, submission_path(args.out_dir, name), exclusive=True)
     print(path)
+    if args.kaggle:                        # the CSV is written and checked: now upload it
+        return _kaggle_call("submit", lambda api: api.upload(path, args.message or path.name))
+
+
+def _kaggle_call(command, call):
+    """Run ``call(kaggle_api module)``; a KaggleError is one line on stderr and exit 2."""
+    from . import kaggle_api
+    try:
+        result = call(kaggle_api)
+    except kaggle_api.KaggleError as exc:
+        print(f"kfkd {command}: error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(result, str):
+        print(result)
+    return 0
+
+
+def cmd_download(args):
+    def fetch(kaggle_api):
+        for path in kaggle_api.download(args.data, competition=args.competition):
+            print(path)
+    return _kaggle_call("download", fetch)
 
 
 def cmd_report(args):
@@ -195,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-model", action="store_true",
                    help="load the model without checking its sha256 against its JSON (a model from "
                         "elsewhere; a .joblib file runs code when loaded, so only one you trust)")
+    p.add_argument("--kaggle", action="store_true",
+                   help="then upload the CSV to the competition (the kaggle package, credentials "
+                        "in ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY)")
+    p.add_argument("--message", default=None,
+                   help="the submission's description on Kaggle (default: the CSV's name)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("report", help="error analysis of a saved model on held-out rows: "
@@ -210,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-model", action="store_true",
                    help="load the model without checking its sha256 against its JSON")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("download", help="download and unpack the competition's files from "
+                                        "Kaggle (the kaggle package) into the data folder")
+    p.add_argument("--data", default="data", help="where the files go (default: data/)")
+    p.add_argument("--competition", default="facial-keypoints-detection", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("cv", help="k-fold cross-validation of a named net (RMSE px per fold)")
     _add_common(p)
@@ -254,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "message", None) is not None and not getattr(args, "kaggle", False):
+        parser.error("--message is the Kaggle submission's description: it needs --kaggle")
     try:
         code = args.func(args)
     except (ValueError, FileNotFoundError, OSError) as exc:
