@@ -119,6 +119,13 @@ def cmd_submit(args):
     print(path)
 
 
+def cmd_lrfind(args):
+    from .lrfind import run_lrfind
+    run_lrfind(_estimator(args), name=args.net, data_dir=args.data, out_dir=args.out_dir,
+               start_lr=args.start_lr, end_lr=args.end_lr, num_batches=args.batches,
+               diverge=args.diverge)
+
+
 def parse_epoch_caps(text):
     """"25" or "25,net1=400" -> {None: 25, "net1": 400}: a cap for every net, and exceptions."""
     caps = {}
@@ -223,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tta", action="store_true", help="skip the flip-TTA column")
     p.add_argument("--out", default="docs/RESULTS.md")
     p.set_defaults(func=cmd_zoo)
+
+    from .lrfind import DIVERGE, END_LR, NUM_BATCHES, START_LR
+    p = sub.add_parser("lrfind", help="learning-rate range test: loss against an exponentially "
+                                      "growing lr; plot, JSON and a suggested lr")
+    _add_common(p)
+    p.add_argument("--start-lr", type=float, default=START_LR, help=f"default {START_LR:g}")
+    p.add_argument("--end-lr", type=float, default=END_LR, help=f"default {END_LR:g}")
+    p.add_argument("--batches", type=_positive_int, default=NUM_BATCHES,
+                   help=f"training batches at most (default {NUM_BATCHES})")
+    p.add_argument("--diverge", type=float, default=DIVERGE,
+                   help=f"stop when the smoothed loss exceeds this x its best (default {DIVERGE:g})")
+    p.add_argument("--out-dir", default="cv", help="where the PNG and JSON go (default: cv/)")
+    p.set_defaults(func=cmd_lrfind)
 
     p = sub.add_parser("make-data", help="write the built-in synthetic data set in Kaggle's layout")
     p.add_argument("--out", default="data/synthetic")
