@@ -30,6 +30,7 @@ PRECISION ?= auto
 BATCHES ?=
 START_LR ?=
 END_LR ?=
+MODELS_DIR ?= models
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -39,7 +40,7 @@ SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
   $(call opt,--base,$(BASE))
 
-.PHONY: setup train submit cv grid zoo lrfind bench test data clean help
+.PHONY: setup train submit cv grid zoo lrfind compare bench test data clean help
 
 help:
 	@echo "make train   [DATA=data] [NET=net1] [MODEL=models/NET.joblib] + settings:"
@@ -55,6 +56,7 @@ help:
 	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [EPOCH_CAP=25,net1=400] + settings -> docs/RESULTS.md"
 	@echo "make lrfind  [DATA=] [NET=] [BATCHES=250] [START_LR=1e-6] [END_LR=1] + settings"
 	@echo "             lr range test -> cv/NET-lrfind.png, .json and a suggested LR="
+	@echo "make compare [MODELS_DIR=models]  the saved models side by side, best first"
 	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
 
@@ -87,6 +89,9 @@ zoo: setup
 lrfind: setup
 	$(KFKD) lrfind --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--batches,$(BATCHES)) \
 	  $(call opt,--start-lr,$(START_LR)) $(call opt,--end-lr,$(END_LR))
+
+compare: setup
+	$(KFKD) compare --models-dir $(MODELS_DIR)
 
 bench: setup
 	$(PY) -m benchmarks.bench $(if $(QUICK),--quick)

@@ -126,6 +126,11 @@ def cmd_lrfind(args):
                diverge=args.diverge)
 
 
+def cmd_compare(args):
+    from .compare import run_compare
+    run_compare(args.models_dir)
+
+
 def parse_epoch_caps(text):
     """"25" or "25,net1=400" -> {None: 25, "net1": 400}: a cap for every net, and exceptions."""
     caps = {}
@@ -243,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"stop when the smoothed loss exceeds this x its best (default {DIVERGE:g})")
     p.add_argument("--out-dir", default="cv", help="where the PNG and JSON go (default: cv/)")
     p.set_defaults(func=cmd_lrfind)
+
+    p = sub.add_parser("compare", help="the saved models side by side, best validation RMSE first")
+    p.add_argument("--models-dir", default="models", help="default: models/")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("make-data", help="write the built-in synthetic data set in Kaggle's layout")
     p.add_argument("--out", default="data/synthetic")
