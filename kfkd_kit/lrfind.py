@@ -15,9 +15,11 @@ one-cycle), its weight average and early stopping are switched off and replaced 
 
 The suggested learning rate is the lr of the **steepest descent of the smoothed loss**
 (the most negative slope of smoothed loss against log lr), looked for between the first
-tenth of the batches and the minimum of the smoothed loss; ``min_loss_lr / 10`` (the lr of
-the smoothed loss's minimum, divided by ten) is reported beside it, and used when the
-curve is too short to have a slope. For an SGD net (net1-net7) it is the ``LR=`` to train
+tenth of the batches and the minimum of the smoothed loss, on the curve up to where the
+smoothed loss first rises above twice its lowest so far (a net can recover from a
+blow-up and fall lower still at an lr past the edge of stability); ``min_loss_lr / 10``
+(the lr of that minimum, divided by ten) is reported beside it, and used when the curve
+is too short to have a slope. For an SGD net (net1-net7) it is the ``LR=`` to train
 with; for net8 (AdamW, one-cycle) it is the one-cycle's peak, which is what net8's ``LR=``
 sets. The smoothing is an exponential moving average with bias correction (``beta``).
 
@@ -41,6 +43,7 @@ END_LR = 1.0
 NUM_BATCHES = 250
 DIVERGE = 4.0
 BETA = 0.9
+RISE = 2.0
 # the net's own callbacks that would fight the range test
 _CURVES = ("lrs", "losses", "smoothed")
 _SWITCHED_OFF = ("lr_schedule", "momentum_schedule", "weight_average", "early_stopping")
@@ -114,12 +117,19 @@ def range_test_estimator(estimator, start_lr=START_LR, end_lr=END_LR, num_batche
                             net__valid_fraction=0.0, net__verbose=0, net__fast_path=False)
 
 
-def suggest(lrs, smoothed) -> tuple[float, str, float]:
-    """(suggested lr, how it was found, min-loss lr / 10) for a recorded curve: the steepest
-    descent of the smoothed loss against log lr before its minimum, skipping the first
-    tenth of the batches; min-loss lr / 10 when that stretch is under 3 batches."""
+def suggest(lrs, smoothed, rise=RISE) -> tuple[float, str, float]:
+    """(suggested lr, how it was found, min-loss lr / 10) for a recorded curve.
+
+    Only the curve up to where the smoothed loss first rises above ``rise`` x its lowest so
+    far counts (a net may recover from a blow-up at a high lr and fall lower still, but
+    that lr is past the edge of stability). There: the steepest descent of the smoothed
+    loss against log lr before its minimum, skipping the first tenth of the batches;
+    min-loss lr / 10 when that stretch is under 3 batches."""
     lrs, smoothed = np.asarray(lrs, float), np.asarray(smoothed, float)
-    lowest = int(np.nanargmin(smoothed))
+    finite = np.where(np.isfinite(smoothed), smoothed, np.inf)
+    risen = np.flatnonzero(finite > rise * np.minimum.accumulate(finite))
+    end = int(risen[0]) if risen.size else len(finite)
+    lowest = int(np.argmin(finite[:max(end, 1)]))
     min_over_ten = float(lrs[lowest] / 10)
     skip = len(lrs) // 10
     if lowest - skip + 1 < 3:

@@ -53,6 +53,9 @@ def test_suggest_steepest_descent_inside_the_range():
     lr, method, min_over_ten = suggest(lrs, loss)
     assert method == "steepest descent" and lr == pytest.approx(1e-3, rel=0.3)
     assert min_over_ten == pytest.approx(lrs[49] / 10)
+    recovered = loss.copy()                                   # a blow-up, then lower still
+    recovered[50:] = np.r_[np.full(5, 0.5), np.full(6, 1e-6)]
+    assert suggest(lrs, recovered)[0] == lr and suggest(lrs, recovered)[2] == min_over_ten
     lr, method, _ = suggest(lrs[:2], [2.0, 1.0])             # too short to have a slope
     assert method == "min-loss lr / 10" and lrs[0] <= lr <= lrs[1]
 
