@@ -96,6 +96,20 @@ def cmd_grid(args):
              refit=args.refit, **_selection_kwargs(args))
 
 
+def predict_in_chunks(model, X, chunk=512):
+    """``model.predict(X)`` a chunk of rows at a time, with a progress bar (on a terminal,
+    data.progress_bar). Every estimator here predicts each row on its own, and a chunk is a
+    whole number of the nets' batches (128), so the result is the same."""
+    import numpy as np
+    from .data import progress_bar
+    parts = []
+    with progress_bar(total=len(X), desc="predicting", unit="image") as bar:
+        for start in range(0, len(X), chunk):
+            parts.append(np.asarray(model.predict(X[start:start + chunk])))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts) if parts else model.predict(X)
+
+
 def cmd_submit(args):
     from . import data
     from .modelfile import load_model
@@ -110,7 +124,7 @@ def cmd_submit(args):
     test = data.load_test(folder)
     lookup = data.load_lookup(args.lookup or folder)
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
-    table = build_submission(model.predict(test.X), test.image_ids, lookup)
+    table = build_submission(predict_in_chunks(model, test.X), test.image_ids, lookup)
     name = model_path.stem + ("-tta" if args.tta else "")
     if args.output:
         path = write_submission(table, lookup, args.output)
