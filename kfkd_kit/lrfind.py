@@ -13,13 +13,12 @@ one-cycle), its weight average and early stopping are switched off and replaced 
   as its EarlyStopping) after ``num_batches`` batches or when the smoothed loss passes
   ``diverge`` times the best so far (or a loss is not finite).
 
-The suggested learning rate is the lr of the **steepest descent of the smoothed loss**
-(the most negative slope of smoothed loss against log lr), looked for between the first
-tenth of the batches and the minimum of the smoothed loss, on the curve up to where the
-smoothed loss first rises above twice its lowest so far (a net can recover from a
-blow-up and fall lower still at an lr past the edge of stability); ``min_loss_lr / 10``
-(the lr of that minimum, divided by ten) is reported beside it, and used when the curve
-is too short to have a slope. For an SGD net (net1-net7) it is the ``LR=`` to train
+The suggested learning rate is **the lr of the smoothed loss's minimum, divided by ten**
+(``min_loss_lr / 10``), on the curve up to where the smoothed loss first rises above twice
+its lowest so far (a net can recover from a blow-up and fall lower still at an lr past
+the edge of stability). The lr of the steepest descent of the smoothed loss (against
+log lr) is reported beside it, not suggested: the first batches' fast fall from the
+random start can fool it (net8 on faces15: 3e-6). For an SGD net (net1-net7) it is the ``LR=`` to train
 with; for net8 (AdamW, one-cycle) it is the one-cycle's peak, which is what net8's ``LR=``
 sets. The smoothing is an exponential moving average with bias correction (``beta``).
 
@@ -112,31 +111,37 @@ def range_test_estimator(estimator, start_lr=START_LR, end_lr=END_LR, num_batche
         ("range_lr", LRScheduler(policy=ExponentialLR, step_every="batch", gamma=gamma)),
         ("range_recorder", RangeRecorder(num_batches, diverge, beta, bar)),
     ]
-    # every epoch has at least one batch, so num_batches epochs always reach the end
+    # every epoch has at least one batch, so num_batches epochs always reach the end;
+    # skorch's plain step (the CUDA-graph fast path keeps each batch's loss on the device
+    # until the epoch ends, and the recorder needs it at once)
     return model.set_params(net__callbacks=callbacks, net__lr=start_lr, net__max_epochs=num_batches,
                             net__valid_fraction=0.0, net__verbose=0, net__fast_path=False)
 
 
-def suggest(lrs, smoothed, rise=RISE) -> tuple[float, str, float]:
-    """(suggested lr, how it was found, min-loss lr / 10) for a recorded curve.
+def suggest(lrs, smoothed, rise=RISE) -> dict:
+    """What a recorded curve suggests: ``suggested_lr`` (= ``min_loss_lr / 10``),
+    ``min_loss_lr`` and ``steepest_descent_lr``.
 
     Only the curve up to where the smoothed loss first rises above ``rise`` x its lowest so
     far counts (a net may recover from a blow-up at a high lr and fall lower still, but
-    that lr is past the edge of stability). There: the steepest descent of the smoothed
-    loss against log lr before its minimum, skipping the first tenth of the batches;
-    min-loss lr / 10 when that stretch is under 3 batches."""
+    that lr is past the edge of stability). ``min_loss_lr``: the lr of the smoothed loss's
+    minimum there. ``steepest_descent_lr``: the most negative slope of the smoothed loss
+    against log lr before that minimum, skipping the first tenth of the batches (None when
+    that stretch is under 3 batches); shown, not suggested, as it is easily fooled by the
+    first few batches (net8 on faces15: 3e-6). The suggestion is never below the start lr."""
     lrs, smoothed = np.asarray(lrs, float), np.asarray(smoothed, float)
     finite = np.where(np.isfinite(smoothed), smoothed, np.inf)
     risen = np.flatnonzero(finite > rise * np.minimum.accumulate(finite))
     end = int(risen[0]) if risen.size else len(finite)
     lowest = int(np.argmin(finite[:max(end, 1)]))
-    min_over_ten = float(lrs[lowest] / 10)
+    steepest = None
     skip = len(lrs) // 10
-    if lowest - skip + 1 < 3:
-        return max(min_over_ten, float(lrs[0])), "min-loss lr / 10", min_over_ten
-    part = slice(skip, lowest + 1)
-    slopes = np.gradient(smoothed[part], np.log(lrs[part]))
-    return float(lrs[part][int(np.argmin(slopes))]), "steepest descent", min_over_ten
+    if lowest - skip + 1 >= 3:
+        part = slice(skip, lowest + 1)
+        slopes = np.gradient(smoothed[part], np.log(lrs[part]))
+        steepest = float(lrs[part][int(np.argmin(slopes))])
+    return {"suggested_lr": max(float(lrs[lowest]) / 10, float(lrs[0])),
+            "min_loss_lr": float(lrs[lowest]), "steepest_descent_lr": steepest}
 
 
 def lr_range_test(estimator, X, y, start_lr=START_LR, end_lr=END_LR, num_batches=NUM_BATCHES,
@@ -153,15 +158,12 @@ def lr_range_test(estimator, X, y, start_lr=START_LR, end_lr=END_LR, num_batches
     recorder.bar = None
     if len(recorder.lrs_) < 2:
         raise ValueError("the loss diverged at once: lower the start lr")
-    suggested, method, min_over_ten = suggest(recorder.lrs_, recorder.smoothed_)
     return {
         "configured_lr": net.lr,
         "optimizer": net.optimizer.__name__,
         "one_cycle": type(dict(net.callbacks).get("lr_schedule")).__name__ == "OneCycle",
-        "suggested_lr": suggested,
-        "method": method,
-        "min_loss_lr_over_10": min_over_ten,
-        "min_loss_lr": min_over_ten * 10,
+        **suggest(recorder.lrs_, recorder.smoothed_),
+        "suggestion": "min_loss_lr / 10",
         "start_lr": start_lr, "end_lr": end_lr, "num_batches": num_batches,
         "batches_run": len(recorder.lrs_), "diverged": recorder.diverged_,
         "diverge_factor": diverge, "beta": beta, "seconds": round(seconds, 3),
@@ -193,8 +195,9 @@ def run_lrfind(estimator, name="custom", data_dir="data", out_dir="cv", start_lr
     stop = (f"stopped at lr {record['lrs'][-1]:.3g} (loss diverged)" if record["diverged"]
             else f"ran {record['batches_run']} batches up to lr {record['lrs'][-1]:.3g}")
     peak = " (the one-cycle peak, LR=)" if record["one_cycle"] else " (LR=)"
-    say(f"{stop}; suggested lr {record['suggested_lr']:.3g}{peak} by {record['method']}; "
-        f"min-loss lr / 10: {record['min_loss_lr_over_10']:.3g}; configured: "
-        f"{record['configured_lr']:g}")
+    steepest = record["steepest_descent_lr"]
+    say(f"{stop}; suggested lr {record['suggested_lr']:.3g}{peak} (the smoothed loss's minimum "
+        f"at lr {record['min_loss_lr']:.3g}, / 10); steepest descent at "
+        f"{'n/a' if steepest is None else f'{steepest:.3g}'}; configured: {record['configured_lr']:g}")
     say(f"plot: {png}; record: {json_path}")
     return dict(record, png=str(png), json=str(json_path))

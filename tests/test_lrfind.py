@@ -46,18 +46,18 @@ def test_the_nets_own_schedules_are_switched_off():
         range_test_estimator(configs.build("specialists"))
 
 
-def test_suggest_steepest_descent_inside_the_range():
+def test_suggest_min_loss_over_ten_and_steepest_descent():
     lrs = np.logspace(-6, 0, 61)
     loss = 1 / (1 + np.exp(4 * (np.log10(lrs) + 3)))        # falls fastest at 1e-3
-    loss[50:] = np.linspace(0.01, 5, 11)                      # then climbs
-    lr, method, min_over_ten = suggest(lrs, loss)
-    assert method == "steepest descent" and lr == pytest.approx(1e-3, rel=0.3)
-    assert min_over_ten == pytest.approx(lrs[49] / 10)
+    loss[50:] = np.linspace(0.01, 5, 11)                      # lowest at lrs[49], then climbs
+    found = suggest(lrs, loss)
+    assert found["min_loss_lr"] == lrs[49] and found["suggested_lr"] == pytest.approx(lrs[49] / 10)
+    assert found["steepest_descent_lr"] == pytest.approx(1e-3, rel=0.3)
     recovered = loss.copy()                                   # a blow-up, then lower still
     recovered[50:] = np.r_[np.full(5, 0.5), np.full(6, 1e-6)]
-    assert suggest(lrs, recovered)[0] == lr and suggest(lrs, recovered)[2] == min_over_ten
-    lr, method, _ = suggest(lrs[:2], [2.0, 1.0])             # too short to have a slope
-    assert method == "min-loss lr / 10" and lrs[0] <= lr <= lrs[1]
+    assert suggest(lrs, recovered) == found
+    short = suggest(lrs[:2], [2.0, 1.0])                     # too short to have a slope
+    assert short["steepest_descent_lr"] is None and short["suggested_lr"] == lrs[0]
 
 
 def test_recorder_stops_on_a_non_finite_loss():
