@@ -32,6 +32,10 @@ REPORTS ?= reports
 KAGGLE ?=
 MESSAGE ?=
 export MESSAGE
+BATCHES ?=
+START_LR ?=
+END_LR ?=
+MODELS_DIR ?= models
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -41,7 +45,7 @@ SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
   $(call opt,--base,$(BASE))
 
-.PHONY: setup download train submit report cv grid zoo bench test data clean help
+.PHONY: setup download train submit report cv grid zoo lrfind compare bench test data clean help
 
 help:
 	@echo "make download [DATA=data]  Kaggle's files, unpacked (the kaggle package; ~/.kaggle/kaggle.json)"
@@ -59,6 +63,9 @@ help:
 	@echo "make grid    [DATA=] [NET=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1] + settings"
 	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
 	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [EPOCH_CAP=25,net1=400] + settings -> docs/RESULTS.md"
+	@echo "make lrfind  [DATA=] [NET=] [BATCHES=250] [START_LR=1e-6] [END_LR=1] + settings"
+	@echo "             lr range test -> cv/NET-lrfind.png, .json and a suggested LR="
+	@echo "make compare [MODELS_DIR=models]  the saved models side by side, best first"
 	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
 
@@ -95,6 +102,13 @@ grid: setup
 
 zoo: setup
 	$(KFKD) zoo --data $(DATA) $(SETTINGS) $(call opt,--nets,$(NETS)) $(call opt,--epoch-cap,$(EPOCH_CAP))
+
+lrfind: setup
+	$(KFKD) lrfind --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--batches,$(BATCHES)) \
+	  $(call opt,--start-lr,$(START_LR)) $(call opt,--end-lr,$(END_LR))
+
+compare: setup
+	$(KFKD) compare --models-dir $(MODELS_DIR)
 
 bench: setup
 	$(PY) -m benchmarks.bench $(if $(QUICK),--quick)

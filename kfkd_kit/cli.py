@@ -96,6 +96,20 @@ def cmd_grid(args):
              refit=args.refit, **_selection_kwargs(args))
 
 
+def predict_in_chunks(model, X, chunk=512):
+    """``model.predict(X)`` a chunk of rows at a time, with a progress bar (on a terminal,
+    data.progress_bar). Every estimator here predicts each row on its own, and a chunk is a
+    whole number of the nets' batches (128), so the result is the same."""
+    import numpy as np
+    from .data import progress_bar
+    parts = []
+    with progress_bar(total=len(X), desc="predicting", unit="image") as bar:
+        for start in range(0, len(X), chunk):
+            parts.append(np.asarray(model.predict(X[start:start + chunk])))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts) if parts else model.predict(X)
+
+
 def cmd_submit(args):
     from . import data
     from .modelfile import load_model
@@ -110,7 +124,7 @@ def cmd_submit(args):
     test = data.load_test(folder)
     lookup = data.load_lookup(args.lookup or folder)
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
-    table = build_submission(model.predict(test.X), test.image_ids, lookup)
+    table = build_submission(predict_in_chunks(model, test.X), test.image_ids, lookup)
     name = model_path.stem + ("-tta" if args.tta else "")
     if args.output:
         path = write_submission(table, lookup, args.output)
@@ -145,6 +159,18 @@ def cmd_report(args):
     from .report import run_report
     print(run_report(args.model, data_dir=args.data, out_dir=args.out_dir, holdout=args.holdout,
                      seed=args.seed, trust=args.trust_model))
+
+
+def cmd_lrfind(args):
+    from .lrfind import run_lrfind
+    run_lrfind(_estimator(args), name=args.net, data_dir=args.data, out_dir=args.out_dir,
+               start_lr=args.start_lr, end_lr=args.end_lr, num_batches=args.batches,
+               diverge=args.diverge)
+
+
+def cmd_compare(args):
+    from .compare import run_compare
+    run_compare(args.models_dir)
 
 
 def parse_epoch_caps(text):
@@ -276,6 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tta", action="store_true", help="skip the flip-TTA column")
     p.add_argument("--out", default="docs/RESULTS.md")
     p.set_defaults(func=cmd_zoo)
+
+    from .lrfind import DIVERGE, END_LR, NUM_BATCHES, START_LR
+    p = sub.add_parser("lrfind", help="learning-rate range test: loss against an exponentially "
+                                      "growing lr; plot, JSON and a suggested lr")
+    _add_common(p)
+    p.add_argument("--start-lr", type=float, default=START_LR, help=f"default {START_LR:g}")
+    p.add_argument("--end-lr", type=float, default=END_LR, help=f"default {END_LR:g}")
+    p.add_argument("--batches", type=_positive_int, default=NUM_BATCHES,
+                   help=f"training batches at most (default {NUM_BATCHES})")
+    p.add_argument("--diverge", type=float, default=DIVERGE,
+                   help=f"stop when the smoothed loss exceeds this x its best (default {DIVERGE:g})")
+    p.add_argument("--out-dir", default="cv", help="where the PNG and JSON go (default: cv/)")
+    p.set_defaults(func=cmd_lrfind)
+
+    p = sub.add_parser("compare", help="the saved models side by side, best validation RMSE first")
+    p.add_argument("--models-dir", default="models", help="default: models/")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("make-data", help="write the built-in synthetic data set in Kaggle's layout")
     p.add_argument("--out", default="data/synthetic")

@@ -76,6 +76,7 @@ CACHE_FORMAT = 2                  # 2: keypoints outside [0, 96] are rejected
 _RACY_NS = 2_000_000_000          # trust a stored fingerprint only for files older than this
 _CHUNK_BYTES = 1 << 18            # image text parsed per step: fits the L2 cache with its temporaries
 _THREADS = max(1, min(2, os.cpu_count() or 1))
+_PROGRESS_ROWS = 2000             # a parse of fewer rows (well under a second) shows no bar
 _LOOKUP_COLUMNS = ("RowId", "ImageId", "FeatureName")
 
 
@@ -238,6 +239,31 @@ def _show(value, limit=40) -> str:
     if len(value) > limit:
         value = value[:limit] + "..."
     return repr(value)
+
+
+# --------------------------------------------------------------------------- progress
+
+PROGRESS_ENV = "KFKD_PROGRESS"
+
+
+def progress_forced() -> bool | None:
+    """``$KFKD_PROGRESS``: "1" shows progress bars even when stderr is not a terminal, "0"
+    hides them; unset (or anything else): only on a terminal."""
+    value = os.environ.get(PROGRESS_ENV, "").strip()
+    return {"1": True, "0": False}.get(value)
+
+
+def progress_bar(total=None, desc=None, unit="it", **kwargs):
+    """A tqdm bar on stderr for a long step that is not an epoch table (parsing, predicting,
+    fits of a search, the lr range test). Shown only on a terminal (tqdm's ``disable=None``
+    checks stderr), after half a second (a quick step prints nothing), unless
+    ``$KFKD_PROGRESS`` forces it on (at once) or off. Safe to update from several threads."""
+    from tqdm import tqdm
+    forced = progress_forced()
+    options = dict(disable=None if forced is None else not forced, delay=0 if forced else 0.5,
+                   dynamic_ncols=True, leave=False)
+    options.update(kwargs)
+    return tqdm(total=total, desc=desc, unit=unit, **options)
 
 
 # --------------------------------------------------------------------------- CSV with an Image column
@@ -545,6 +571,8 @@ def _parse_pixels(text: bytes, starts: np.ndarray, ends: np.ndarray):
     capacity = 8 + max(int(lengths[a:b].sum()) for a, b in chunks)
     first_bad = [len(chunks)]
     lock = threading.Lock()
+    show = n >= _PROGRESS_ROWS or progress_forced()
+    bar = progress_bar(total=n, desc="parsing images", unit="row", **({} if show else {"disable": True}))
 
     def work(worker: int, n_workers: int):
         kernel = _PixelKernel(capacity)
@@ -555,14 +583,17 @@ def _parse_pixels(text: bytes, starts: np.ndarray, ends: np.ndarray):
             if not kernel.run(mv, starts[a:b].tolist(), ends[a:b].tolist(), X[a:b]):
                 with lock:
                     first_bad[0] = min(first_bad[0], i)
+                continue
+            bar.update(b - a)
 
     n_workers = min(_THREADS, len(chunks))
-    if n_workers == 1:
-        work(0, 1)
-    else:
-        with ThreadPoolExecutor(n_workers) as pool:
-            for f in [pool.submit(work, w, n_workers) for w in range(n_workers)]:
-                f.result()
+    with bar:
+        if n_workers == 1:
+            work(0, 1)
+        else:
+            with ThreadPoolExecutor(n_workers) as pool:
+                for f in [pool.submit(work, w, n_workers) for w in range(n_workers)]:
+                    f.result()
     if first_bad[0] == len(chunks):
         return X, None
     a, b = chunks[first_bad[0]]

@@ -1,5 +1,5 @@
-"""PNG figures: learning curves, a grid of predicted keypoints, a grid-search heatmap, and
-the error report's RMSE per keypoint and worst-predicted faces."""
+"""PNG figures: learning curves, a grid of predicted keypoints, a grid-search heatmap, the
+error report's RMSE per keypoint and worst-predicted faces, the learning-rate range test."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -142,4 +142,32 @@ def worst_faces_grid(images, true, predicted, path, labels=(), title="") -> Path
         ax.set_ylim(IMAGE_SIDE - 0.5, -0.5)
         if i < len(labels):
             ax.set_title(labels[i], fontsize="small", pad=2)
+    return _save(fig, path)
+
+
+def lr_range_plot(lrs, losses, smoothed, path, suggested=None, configured=None, title="") -> Path:
+    """The learning-rate range test: training loss per batch against its lr (log x axis),
+    raw and smoothed, with the suggested and the configured lr marked."""
+    lrs = np.asarray(lrs, dtype=float)
+    losses = np.asarray(losses, dtype=float)
+    smoothed = np.asarray(smoothed, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(lrs, losses, lw=1, color="C0", alpha=0.35, label="batch loss")
+    ax.plot(lrs, smoothed, lw=2, color="C0", label="smoothed")
+    if suggested is not None:
+        ax.axvline(suggested, color="C2", ls="--", label=f"suggested {suggested:.2g}")
+    if configured is not None:
+        ax.axvline(configured, color="C3", ls=":", label=f"configured {configured:.2g}")
+    ax.set_xscale("log")
+    finite = smoothed[np.isfinite(smoothed)]
+    if finite.size:  # the divergence at the end would squash the interesting part
+        low, high = finite.min(), min(finite.max(), 4 * finite[0])
+        margin = 0.05 * (high - low) or 0.05 * abs(low) or 1.0
+        ax.set_ylim(low - margin, high + margin)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (MSE, unit scale)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
     return _save(fig, path)

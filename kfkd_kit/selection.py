@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,21 +107,37 @@ class ProgressScorer:
     ``say`` in this process; on a Dask worker (where ``say`` is not sent along) through
     ``distributed.print``, which the client prints. scikit-learn's own ``verbose`` lines
     give neither the candidate nor the epochs, and stay on the workers.
+    ``progress``: also a tqdm bar over the fits (in-process searches; on a terminal only,
+    see data.progress_bar), the lines printed above it; ``close()`` ends it.
     """
 
-    def __init__(self, X, splits, candidates=None, say=print):
+    def __init__(self, X, splits, candidates=None, say=print, progress=False):
         self.fold_of = {_rows_key(np.asarray(X)[test]): k for k, (_, test) in enumerate(splits)}
         self.n_folds = len(splits)
         self.candidates = None if candidates is None else [dict(c) for c in candidates]
         self.say = say
+        self.bar = None
+        if progress:   # in-process fits: a bar over them (data.progress_bar: terminals only)
+            from .data import progress_bar
+            self.bar = progress_bar(total=self.n_folds * len(self.candidates or [None]),
+                                    desc="fits", unit="fit")
 
     def __call__(self, estimator, X, y):
         rmse = masked_rmse_px(y, estimator.predict(X))
         try:
-            self._report(estimator, X, rmse)
+            if self.bar is None:
+                self._report(estimator, X, rmse)
+            else:
+                with self.bar.external_write_mode():   # the line above the bar
+                    self._report(estimator, X, rmse)
+                self.bar.update(1)
         except Exception:  # progress must never break a search
             pass
         return -rmse
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
     def _report(self, estimator, X, rmse):
         fold = self.fold_of.get(_rows_key(X))
@@ -141,6 +157,7 @@ class ProgressScorer:
         # Sent to other processes (Dask workers): report through events there.
         state = dict(self.__dict__)
         state["say"] = None
+        state["bar"] = None
         return state
 
 
@@ -312,12 +329,12 @@ def cross_validate_net(estimator, X, y, folds=5, random_state=0, keep_models=Fal
     X, y = _check_xy(X, y, folds)
     template = clone(estimator)
     splits = grouped_kfold(X, folds, random_state)
-    scorer = ProgressScorer(X, splits, say=say)
+    scorer = ProgressScorer(X, splits, say=say, progress=not (scheduler or dask_workers))
     say(f"{folds}-fold cross-validation of {name} on {len(X)} rows "
         f"({_max_epochs(template)} epochs per fit, folds seeded with {random_state})")
     context, n_jobs = _parallel(scheduler, dask_workers, say)
     start = time.perf_counter()
-    with context:
+    with context, closing(scorer):
         out = cross_validate(template, X, y, cv=splits, scoring=scorer, n_jobs=n_jobs,
                              return_estimator=True, error_score="raise")
     seconds = time.perf_counter() - start
@@ -409,7 +426,8 @@ def grid_search(estimator, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds
     grid = param_grid(lrs, momenta, prefix=configs.net_prefix(template))
     splits = grouped_kfold(X, folds, random_state)
     candidates = list(ParameterGrid(grid))
-    scorer = ProgressScorer(X, splits, candidates=candidates, say=say)
+    scorer = ProgressScorer(X, splits, candidates=candidates, say=say,
+                            progress=not (scheduler or dask_workers))
     lrs, momenta = _lr(grid), _momentum(grid)
     say(f"grid search of {name}: {len(lrs)} lr x {len(momenta)} "
         f"momentum = {len(candidates)} candidates x {folds} folds = "
@@ -419,7 +437,7 @@ def grid_search(estimator, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds
     search = GridSearchCV(template, grid, scoring=scorer, cv=splits, refit=bool(refit),
                           n_jobs=n_jobs, error_score="raise", verbose=0)
     start = time.perf_counter()
-    with context:
+    with context, closing(scorer):
         search.fit(X, y)
     search.run_info_ = {
         "net": name, "folds": folds, "seed": random_state, "epochs": _max_epochs(template),
