@@ -121,6 +121,11 @@ def cmd_submit(args):
         from .tta import flip_tta
         model = flip_tta(model)
     folder = data.data_folder(args.data)     # the user's own files, never a synthetic stand-in
+    synthetic = folder / data.SYNTHETIC_FOLDER
+    if data.find_file(folder, "test") is None and data.find_file(synthetic, "test") is not None:
+        raise FileNotFoundError(
+            f"{folder}: no test file; the built-in synthetic faces that train used when it found "
+            f"none are in {synthetic}: submit for their test set with DATA={synthetic}")
     test = data.load_test(folder)
     lookup = data.load_lookup(args.lookup or folder)
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")

@@ -204,3 +204,15 @@ def test_cv_seed_settings_and_complete_rows_are_one_truth_in_its_json(trained, t
     assert summary["params"]["complete_only"] is True and summary["data"]["complete_only"] is True
     assert summary["params"]["max_epochs"] == summary["epochs"] == 2
     assert summary["rows"] == 80   # all rows are split into folds; net1 trains on the complete ones
+
+
+def test_submit_after_training_on_the_built_in_faces_names_their_folder(tmp_path, monkeypatch, capsys):
+    """A fresh clone: make train used data/synthetic; make submit on data/ says where it is."""
+    monkeypatch.chdir(tmp_path)
+    write_kaggle_dataset(tmp_path / "data" / "synthetic", n_train=40, n_test=4, seed=2)
+    assert main(["train", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
+    assert main(["submit"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "DATA=data/synthetic" in err[0]
+    assert not list((tmp_path / "submissions").glob("*.csv")) if (tmp_path / "submissions").exists() else True
+    assert main(["submit", "--data", "data/synthetic"]) == 0
