@@ -4,7 +4,7 @@
         --variant base --seeds 0,1,2 [--epochs 120]
 
 Each variant is net8 with some parameters changed through ``set_params`` (``VARIANTS``
-below). The split is ``zoo.holdout_split`` (20%, seed 0): the same rows for every run, and
+below). The split is ``splits.grouped_holdout`` (20%, seed 0): the same rows for every run, and
 never the competition's test images. A line records the held-out RMSE in pixels over the
 labelled values, with and without flip TTA, the training seconds, epochs and precision.
 ``--summary`` prints a Markdown table (mean and spread over seeds) of a results file.
@@ -25,7 +25,7 @@ from kfkd_kit.ensemble import FoldEnsemble
 from kfkd_kit.keypoints import MIRROR_SUM
 from kfkd_kit.metrics import masked_rmse_px
 from kfkd_kit.tta import flip_tta
-from kfkd_kit.zoo import holdout_split
+from kfkd_kit.splits import grouped_holdout
 
 NO_AUGMENT = {f"net__iterator_train__{k}": 0.0
               for k in ("rotate", "scale", "shift", "brightness", "contrast")}
@@ -80,7 +80,7 @@ def _setup(data_dir, variant, seed, epochs, split_seed):
     """(training data, train rows, held-out rows, unfitted net8 with the variant, what):
     the split and the estimator every run starts from (no validation split of its own)."""
     training = data.load_training(data_dir)
-    train_rows, held_rows = holdout_split(len(training.X), 0.2, split_seed)
+    train_rows, held_rows = grouped_holdout(training.X, 0.2, split_seed)
     model = configs.build("net8", epochs=epochs, seed=seed, verbose=0, valid_fraction=0)
     what, changes = overrides(variant)
     model.set_params(**changes)
@@ -144,7 +144,7 @@ def _runs(path):
 
 def held_out_targets(data_dir, split_seed=0):
     training = data.load_training(data_dir)
-    return training.y[holdout_split(len(training.X), 0.2, split_seed)[1]]
+    return training.y[grouped_holdout(training.X, 0.2, split_seed)[1]]
 
 
 def ensembles(path, data_dir) -> str:
