@@ -99,6 +99,13 @@ def write_json(path, payload) -> Path:
     return Path(path)
 
 
+def write_csv(path, frame) -> Path:
+    """Write a DataFrame as CSV (no index), atomically."""
+    with atomic_write(path, "w", newline="") as f:
+        frame.to_csv(f, index=False)
+    return Path(path)
+
+
 def utc_stamp(when=None) -> str:
     """A UTC time for file names: 20261129T041500Z."""
     when = when or datetime.now(timezone.utc)

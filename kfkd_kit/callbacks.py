@@ -8,6 +8,7 @@ import re
 import sys
 
 import torch
+from sklearn.frozen import FrozenEstimator
 from skorch.callbacks import Callback, LRScheduler, PrintLog
 from skorch.callbacks import EarlyStopping as SkorchEarlyStopping
 from torch.optim.lr_scheduler import OneCycleLR
@@ -105,7 +106,8 @@ def source_module(model):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model to pre-train from")
         model = load_model(path)
-    model = getattr(model, "estimator", model) if type(model).__name__ == "FrozenEstimator" else model
+    if isinstance(model, FrozenEstimator):
+        model = model.estimator
     net = model.named_steps["net"] if hasattr(model, "named_steps") else model
     module = getattr(net, "module_", None)
     if module is None:

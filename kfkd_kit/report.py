@@ -22,9 +22,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from . import configs, data, plots, splits
-from ._atomic import atomic_write, utc_stamp
+from ._atomic import atomic_write, utc_stamp, write_csv
 from .keypoints import KEYPOINTS, N_TARGETS
 from .metrics import masked_rmse_px
 
@@ -129,14 +130,6 @@ def completeness_table(y_true, y_pred) -> list[dict]:
 def _histories(model) -> dict:
     """{name: skorch history} of the nets inside any kfkd model ({} if none is found)."""
     from .train import histories
-    if hasattr(model, "estimator_"):             # FlipTTA
-        return _histories(model.estimator_)
-    if hasattr(model, "estimators_"):            # FoldEnsemble
-        out = {}
-        for i, member in enumerate(model.estimators_):
-            for name, history in _histories(member).items():
-                out[f"fold {i + 1}" + ("" if name == "net" else f" {name}")] = history
-        return out
     try:
         return histories(model)
     except (AttributeError, KeyError, TypeError):
@@ -160,16 +153,6 @@ def _report_folder(out_dir, stem) -> Path:
 
 def _fmt(value, digits=3) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _write_csv(path, rows: list[dict]) -> Path:
-    columns = list(rows[0])
-    with atomic_write(path, "w", newline="") as f:
-        f.write(",".join(columns) + "\n")
-        for row in rows:
-            f.write(",".join(str(row[c]) if not isinstance(row[c], float) else repr(row[c])
-                             for c in columns) + "\n")
-    return Path(path)
 
 
 def _html_table(rows: list[dict], headers: dict) -> str:
@@ -249,9 +232,9 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
     if nets:
         figures["curves"] = plots.learning_curves(nets if len(nets) > 1 else next(iter(nets.values())),
                                                   folder / "learning-curves.png", title)
-    _write_csv(folder / "keypoints.csv", table)
+    write_csv(folder / "keypoints.csv", pd.DataFrame(table))
     if worst_rows:
-        _write_csv(folder / "worst-faces.csv", worst_rows)
+        write_csv(folder / "worst-faces.csv", pd.DataFrame(worst_rows))
 
     overall = table[-1]["rmse_px"]
     page = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\">"

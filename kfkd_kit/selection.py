@@ -44,7 +44,7 @@ from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_validate
 
 from . import configs
-from ._atomic import atomic_write, utc_stamp, write_json
+from ._atomic import utc_stamp, write_csv, write_json
 from .ensemble import FoldEnsemble
 from .metrics import masked_rmse_px
 from .splits import grouped_kfold
@@ -501,12 +501,6 @@ def _free_stem(out_dir: Path, stem: str, suffixes) -> str:
     return candidate
 
 
-def _write_csv(path, frame):
-    with atomic_write(path, "w") as f:
-        frame.to_csv(f, index=False)
-    return Path(path)
-
-
 def _versions():
     from .provenance import library_versions
     return library_versions()
@@ -519,7 +513,7 @@ def write_cv(result: CVResult, out_dir="cv", meta=None, when=None) -> tuple[Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = _free_stem(out_dir, f"{result.net}-{utc_stamp(when)}", (".csv", ".json"))
-    csv_path = _write_csv(out_dir / f"{stem}.csv", pd.DataFrame(result.rows))
+    csv_path = write_csv(out_dir / f"{stem}.csv", pd.DataFrame(result.rows))
     payload = dict(result.summary(), created_utc=utc_stamp(when), csv=str(csv_path),
                    data=dict(meta or {}), versions=_versions())
     json_path = write_json(out_dir / f"{stem}.json", payload)
@@ -547,7 +541,7 @@ def write_grid(search, out_dir="cv", meta=None, when=None, net=None) -> tuple[Pa
     frame["std_rmse_px"] = np.asarray(results["std_test_score"])
     for k in range(search.n_splits_):
         frame[f"split{k}_rmse_px"] = -np.asarray(results[f"split{k}_test_score"])
-    csv_path = _write_csv(out_dir / f"{stem}.csv", frame)
+    csv_path = write_csv(out_dir / f"{stem}.csv", frame)
 
     lrs, momenta, rmse = heatmap_matrix(search)
     png_path = plots.grid_heatmap(lrs, momenta, rmse, out_dir / f"{stem}.png",

@@ -8,11 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 
 from . import configs, data, plots, provenance, runs
 from .metrics import masked_rmse_px
 from .modelfile import save_model
+from .ensemble import FoldEnsemble
 from .specialists import Specialists
+from .tta import FlipTTA
 
 
 def validation_rmse(model, X, y):
@@ -48,9 +51,18 @@ def precisions_used(model):
 
 
 def _nets(model) -> dict:
-    """{name: fitted skorch net} inside a fitted model."""
+    """{name: fitted skorch net} inside a fitted model: a Pipeline ("net"), Specialists (by
+    group), a FoldEnsemble ("fold k", "fold k <group>"), or FlipTTA / FrozenEstimator of one."""
     if isinstance(model, Specialists):
         return {name: p.named_steps["net"] for name, p in model.models_.items()}
+    if isinstance(model, FoldEnsemble):
+        return {f"fold {k}" + ("" if name == "net" else f" {name}"): net
+                for k, member in enumerate(model.estimators_, 1)
+                for name, net in _nets(member).items()}
+    if isinstance(model, FlipTTA):
+        return _nets(model.estimator_)
+    if isinstance(model, FrozenEstimator):
+        return _nets(model.estimator)
     return {"net": model.named_steps["net"]}
 
 
