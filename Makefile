@@ -36,6 +36,8 @@ BATCHES ?=
 START_LR ?=
 END_LR ?=
 MODELS_DIR ?= models
+FLIP_AXIS ?=
+BUDGET ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -43,7 +45,7 @@ DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK
 # the overrides every training command takes, under one name each (configs.configure)
 SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
-  $(call opt,--base,$(BASE))
+  $(call opt,--base,$(BASE)) $(call opt,--flip-axis,$(FLIP_AXIS)) $(call opt,--budget,$(BUDGET))
 
 .PHONY: setup download train submit report cv grid zoo lrfind compare bench test data clean help
 
@@ -53,6 +55,8 @@ help:
 	@echo "             NET: net1..net8 or specialists (BASE=models/net6.joblib pre-trains them)"
 	@echo "   settings: [EPOCHS=] [SEED=0] [LR=] [MOMENTUM=] [PATIENCE=] [BASE=] for train, cv, grid, zoo"
 	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
+	@echo "             BUDGET=10m|90s|1.5h: time per fit; the net runs as many epochs as fit"
+	@echo "             FLIP_AXIS=auto|PX (the labels' mirror axis; auto: measured from the data)"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
 	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"

@@ -22,7 +22,7 @@ import numpy as np
 from kfkd_kit import configs, data
 from kfkd_kit._atomic import write_section
 from kfkd_kit.ensemble import FoldEnsemble
-from kfkd_kit.keypoints import MIRROR_SUM
+from kfkd_kit.estimator import flip_axis_of
 from kfkd_kit.metrics import masked_rmse_px
 from kfkd_kit.tta import flip_tta
 from kfkd_kit.splits import grouped_holdout
@@ -61,6 +61,8 @@ VARIANTS = {
     "hidden256": ("a 256-unit hidden layer in the head", {"net__module__hidden": 256}),
     "hidden512": ("a 512-unit hidden layer in the head", {"net__module__hidden": 512}),
     "dropout0.3": ("dropout 0.3", {"net__module__dropout": 0.3}),
+    "no48": ("no stride-1 layer at 48x48 (layers (1,2),(2,2),(4,1),(4,2),(8,1),(8,2))",
+             {"net__module__layers": ((1, 2), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))}),
     "wd0": ("no weight decay", {"net__optimizer__weight_decay": 0.0}),
     "wd0.2": ("weight decay 0.2", {"net__optimizer__weight_decay": 0.2}),
 }
@@ -103,7 +105,9 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0):
         "seconds": round(seconds, 1), "precision": net.precision_,
         "rmse_px": masked_rmse_px(y[held_rows], predictions["plain"]),
         "rmse_tta_px": masked_rmse_px(y[held_rows], predictions["tta"]),
-        "data": training.fingerprint, "mirror_sum": MIRROR_SUM,
+        "data": training.fingerprint, "flip_axis": flip_axis_of(model),
+        "bias_x_px": float(np.nanmean(predictions["plain"][:, 0::2] - y[held_rows][:, 0::2])),
+        "bias_x_tta_px": float(np.nanmean(predictions["tta"][:, 0::2] - y[held_rows][:, 0::2])),
     }
 
 
@@ -124,7 +128,8 @@ def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
         "train_rows": len(train_rows), "held_rows": len(held_rows), "seconds": round(seconds, 1),
         "rmse_px": masked_rmse_px(truth, ensemble.predict(held)),
         "rmse_tta_px": masked_rmse_px(truth, flip_tta(ensemble).predict(held)),
-        "fold_models_tta_px": each, "data": training.fingerprint, "mirror_sum": MIRROR_SUM,
+        "fold_models_tta_px": each, "data": training.fingerprint,
+        "flip_axis": flip_axis_of(ensemble),
     }
 
 

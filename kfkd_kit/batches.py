@@ -61,14 +61,15 @@ class ResidentBatches:
       1 + contrast] and b in [-brightness, brightness].
 
     A range of 0 draws nothing, so all-zero ranges give exactly the batches of no
-    augmentation. ``target_columns`` names which of the 30 Kaggle columns y holds (for
+    augmentation. ``flip_axis`` is the labels' mirror axis in pixels (x -> 2 axis - x;
+    None: ``keypoints.IMAGE_AXIS``); a KeypointNet sets it to its measured ``flip_axis_``. ``target_columns`` names which of the 30 Kaggle columns y holds (for
     specialists). Shuffling and augmentation draw from torch's global generator, which
     ``KeypointNet`` seeds per fit.
     """
 
     def __init__(self, dataset, batch_size=128, shuffle=False, flip=False,
                  target_columns=None, drop_last=False, rotate=0.0, scale=0.0, shift=0.0,
-                 brightness=0.0, contrast=0.0):
+                 brightness=0.0, contrast=0.0, flip_axis=None):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -80,6 +81,7 @@ class ResidentBatches:
         self.shift = shift
         self.brightness = brightness
         self.contrast = contrast
+        self.flip_axis = flip_axis
 
     @property
     def moves(self) -> bool:
@@ -121,7 +123,7 @@ class ResidentBatches:
                 Xb = X.index_select(0, rows)
                 yb = None if y is None else y.index_select(0, rows)
             if self.flip:
-                Xb, yb = flip_half(Xb, yb, self.target_columns)
+                Xb, yb = flip_half(Xb, yb, self.target_columns, self.flip_axis)
             if self.moves:
                 Xb, yb = random_affine(Xb, yb, self.rotate, self.scale, self.shift,
                                        self.target_columns)
@@ -130,12 +132,13 @@ class ResidentBatches:
             yield Xb, yb
 
 
-def flip_half(Xb, yb, target_columns=None):
-    """Mirror a random half of the batch (each row with probability 1/2)."""
+def flip_half(Xb, yb, target_columns=None, axis=None):
+    """Mirror a random half of the batch (each row with probability 1/2); the labels about
+    ``axis`` (pixels; None: the image's centre)."""
     chosen = torch.rand(len(Xb), device=Xb.device) < 0.5
     Xb = torch.where(chosen[:, None], mirror_images(Xb), Xb)
     if yb is not None:
-        yb = torch.where(chosen[:, None], mirror_targets(yb, target_columns, unit=True), yb)
+        yb = torch.where(chosen[:, None], mirror_targets(yb, target_columns, unit=True, axis=axis), yb)
     return Xb, yb
 
 

@@ -135,7 +135,7 @@ class LinearSchedule(Callback):
 
     def on_epoch_begin(self, net, **kwargs):
         epoch = len(net.history) - 1
-        value = self.value_at(epoch, net.max_epochs)
+        value = self.value_at(epoch, planned_epochs(net))
         for group in net.optimizer_.param_groups:
             group[self.name] = value
         net.history.record(self.name, value)
@@ -166,12 +166,18 @@ class EpochTable(PrintLog):
         return text if sys.stdout.isatty() else _ANSI.sub("", text)
 
 
+def planned_epochs(net) -> int:
+    """The epochs a fit runs: ``max_epochs``, or what its time budget chose."""
+    return getattr(net, "planned_epochs_", None) or net.max_epochs
+
+
 class OneCycle(LRScheduler):
     """skorch's LRScheduler stepping torch's OneCycleLR after every training batch.
 
     OneCycleLR needs the run's total number of steps; this works it out when training
-    begins (max_epochs x batches per epoch of the training split), so the same callback
-    fits any data size, fold or grid point. Its other parameters are OneCycleLR's
+    begins (the planned epochs x batches per epoch of the training split), so the same
+    callback fits any data size, fold or grid point, and again (``replan``) when a time
+    budget has fixed the epochs. Its other parameters are OneCycleLR's
     (``policy``, ``step_every`` and ``monitor`` are LRScheduler's, kept for ``clone``).
     """
 
@@ -186,11 +192,21 @@ class OneCycle(LRScheduler):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         train, _ = net.get_split_datasets(X, y)
         batch_size = net.get_params().get("iterator_train__batch_size", net.batch_size)
-        steps = net.max_epochs * math.ceil(len(train) / batch_size)
+        self.steps_per_epoch_ = math.ceil(len(train) / batch_size)
+        self._set_total_steps(net)
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+
+    def _set_total_steps(self, net):
+        steps = planned_epochs(net) * self.steps_per_epoch_
         # OneCycleLR divides by zero when its warm-up phase is under two steps; a run that
         # short (a smoke test) then stops part-way along a slightly longer cycle instead.
         self.total_steps_ = max(steps, math.ceil(2 / self.pct_start) + 1)
-        super().on_train_begin(net, X=X, y=y, **kwargs)
+
+    def replan(self, net):
+        """The same cycle over the net's newly planned epochs, carrying on from the batches
+        already run (called by a budgeted fit once it has timed its first epochs)."""
+        self._set_total_steps(net)
+        self.lr_scheduler_ = self._get_scheduler(net, self.policy_, **self.kwargs)
 
     def _get_scheduler(self, net, policy, **scheduler_kwargs):
         scheduler_kwargs["total_steps"] = self.total_steps_

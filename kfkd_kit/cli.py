@@ -30,10 +30,41 @@ def _add_settings(p, verbose):
     p.add_argument("--early-stopping", dest="patience", type=int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better valid loss and keep the "
                         "best weights (0: off; needs a validation split)")
+    p.add_argument("--budget", type=parse_duration, default=None, metavar="TIME",
+                   help="time per fit, e.g. 10m, 90s, 1.5h: the net times its first epochs and "
+                        "runs as many as fit, its schedules spread over them (replaces --epochs)")
+    p.add_argument("--flip-axis", type=_flip_axis, default=None, metavar="PX|auto",
+                   help="the labels' mirror axis for flip augmentation and flip TTA, in pixels "
+                        "(x -> 2 PX - x); default auto: measured from the training rows")
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="a saved model whose layers (all but the output) start the net; "
                         "for specialists, every one of them")
     p.set_defaults(verbose=verbose)
+
+
+def parse_duration(text):
+    """'10m', '90s', '1.5h' or plain seconds -> seconds (float)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1].lower() in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit.lower()]
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a time such as 10m, 90s or 1.5h, got {text!r}")
+    return seconds
+
+
+def _flip_axis(text):
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 96:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or pixels in (0, 96), got {text!r}")
+    return value
 
 
 def _positive_int(text):
@@ -214,7 +245,8 @@ def cmd_zoo(args):
 
 def cmd_make_data(args):
     from .synthetic import write_kaggle_dataset
-    paths = write_kaggle_dataset(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    paths = write_kaggle_dataset(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                                 flip_axis=args.flip_axis)
     for path in paths.values():
         print(path)
 
@@ -330,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=7049, help="Kaggle's size by default")
     p.add_argument("--n-test", type=int, default=1783)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--flip-axis", type=float, default=None, metavar="PX",
+                   help="write the x labels this axis's offset from 48.5 px to the right of the "
+                        "pixels they mark (a planted mirror axis; default 48.5)")
     p.set_defaults(func=cmd_make_data)
     return parser
 

@@ -161,6 +161,8 @@ OVERRIDES = {
     "complete_only": "complete_only",
     "base": "callbacks__pretrained__source",
     "verbose": "verbose",
+    "flip_axis": "flip_axis",
+    "budget": "budget",
 }
 
 
@@ -192,7 +194,9 @@ def configure(estimator, **overrides):
     ``epochs``, ``seed``, ``lr`` (for net8 the one-cycle peak), ``momentum`` (SGD nets),
     ``patience`` (early stopping on the valid loss, restoring the best weights; 0 turns
     it off), ``device`` (cpu/cuda), ``precision``, ``valid_fraction``, ``complete_only``,
-    ``base`` (a model whose layers, all but the output, start the net), ``verbose``.
+    ``base`` (a model whose layers, all but the output, start the net), ``verbose``,
+    ``flip_axis`` (the labels' mirror axis in pixels, or "auto": measured when fitting),
+    ``budget`` (seconds per fit: the net times its first epochs and runs as many as fit).
     """
     unknown = set(overrides) - set(OVERRIDES)
     if unknown:
@@ -227,6 +231,7 @@ def settings(estimator) -> dict:
     base = callbacks.get("pretrained")
     return {
         "seed": net.seed, "device": net.device, "precision": net.precision,
+        "flip_axis": net.flip_axis, "budget_s": net.budget,
         "optimizer": net.optimizer.__name__, "lr": net.lr,
         "momentum": params.get("optimizer__momentum"),
         "weight_decay": params.get("optimizer__weight_decay", 0.0),

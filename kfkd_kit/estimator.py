@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from skorch import NeuralNetRegressor
@@ -21,10 +23,14 @@ from skorch.utils import is_dataset
 from . import fastpath, precision as precisions
 from .batches import ResidentBatches
 from .callbacks import EpochTable
-from .keypoints import from_unit, to_unit
+from .keypoints import IMAGE_AXIS, IMAGE_SIDE, from_unit, to_unit
 from .losses import MaskedMSELoss
 from .metrics import PixelRMSEScore
 from .splits import GroupedValidSplit
+
+
+class _PlanDone(Exception):
+    """Ends a budgeted fit's epoch loop: its planned epochs are done (or no time is left)."""
 
 
 def default_device() -> str:
@@ -48,13 +54,21 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     capture, any device) or False; see fastpath.py. ``precision``: "fp32", "tf32",
     "bf16" (training and prediction under autocast) or "auto" (bf16 where the device
     computes it natively, see precision.py); ``precision_`` is what a fit resolved it to.
+    ``budget``: seconds that a fit may take, or None. With a budget the net times its first
+    epochs and then fixes how many epochs it runs (``planned_epochs_``, recorded in the
+    history) so that the fit ends within the budget, its schedules (one-cycle, linear)
+    spread over exactly those epochs; ``max_epochs`` is then only the first guess. See
+    ``budget_plan_`` for what was measured and chosen.
+    ``flip_axis``: the labels' mirror axis in pixels (x -> 2 axis - x) for flip
+    augmentation and flip TTA, or "auto" (the default) to measure it from the rows the net
+    trains on (mirror.estimate_flip_axis); ``flip_axis_`` is what a fit used.
     ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
     """
 
     def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0, valid_fraction=0.2,
                  complete_only=False, iterator_train=ResidentBatches,
                  iterator_valid=ResidentBatches, train_split="seeded", fast_path="auto",
-                 precision="fp32", **kwargs):
+                 precision="fp32", flip_axis="auto", budget=None, **kwargs):
         super().__init__(module, *args, criterion=criterion, iterator_train=iterator_train,
                          iterator_valid=iterator_valid, train_split=train_split, **kwargs)
         self.seed = seed
@@ -62,6 +76,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         self.complete_only = complete_only
         self.fast_path = fast_path
         self.precision = precision
+        self.flip_axis = flip_axis
+        self.budget = budget
 
     # -- which rows: trained on, and held out for validation ---------------------------
     def resolved_train_split(self):
@@ -105,7 +121,38 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     def initialize(self):
         torch.manual_seed(self.seed)
         self.precision_ = precisions.resolve(self.precision, self.device)
+        for fitted in ("flip_axis_", "planned_epochs_", "budget_plan_"):
+            self.__dict__.pop(fitted, None)     # a new fit measures and plans again
         return super().initialize()
+
+    def get_iterator(self, dataset, training=False):
+        iterator = super().get_iterator(dataset, training=training)
+        if training and isinstance(iterator, ResidentBatches):
+            if getattr(self, "flip_axis_", None) is None:
+                self.flip_axis_ = self._measure_flip_axis(dataset, iterator.target_columns)
+            iterator.flip_axis = self.flip_axis_
+        return iterator
+
+    def _measure_flip_axis(self, dataset, columns):
+        """``flip_axis`` as a number: as given, or measured from the training rows."""
+        if self.flip_axis != "auto":
+            try:
+                axis = float(self.flip_axis)
+            except (TypeError, ValueError):
+                axis = float("nan")
+            if not 0 < axis < IMAGE_SIDE:
+                raise ValueError(f"flip_axis must be 'auto' or a number of pixels in (0, 96), "
+                                 f"got {self.flip_axis!r}")
+            return axis
+        from .batches import _tensors_of
+        from .mirror import estimate_flip_axis
+        X, y, rows = _tensors_of(dataset)
+        if y is None:
+            return estimate_flip_axis(np.zeros((0, X.shape[1])), np.zeros((0, 0)))
+        if rows is not None:
+            X, y = X.index_select(0, rows), y.index_select(0, rows)
+        return estimate_flip_axis(X.detach().cpu().numpy(), from_unit(y.detach().cpu().numpy()),
+                                  columns)
 
     def infer(self, x, **fit_params):
         # Training, validation and prediction all pass through here: one autocast for all.
@@ -165,24 +212,104 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         self._fast_trainer = None
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        if epochs is None and getattr(self, "resumed_epochs_", 0):
+        resumed = getattr(self, "resumed_epochs_", 0)
+        self.planned_epochs_ = self._resumed_plan() if resumed else self.max_epochs
+        if epochs is None and resumed:
             # resumed from a checkpoint (runs.Resume): only the epochs that are left
-            epochs = max(self.max_epochs - len(self.history), 0)
+            epochs = max(self.planned_epochs_ - len(self.history), 0)
+        if self.budget is not None and epochs is None:
+            epochs = 10 ** 9   # the budget decides (notify raises _PlanDone at the end)
         # On CPU the fast path is glibc keeping freed memory for reuse (see fastpath.py).
         on_cpu = torch.device(self.device or "cpu").type == "cpu"
         try:
             with fastpath.reuse_freed_memory(on_cpu and self.fast_path is not False):
                 return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except _PlanDone:
+            return self
         finally:
             self._drop_fast_trainer()  # graphs live for one fit and are never pickled
+
+    def _resumed_plan(self):
+        """The epochs a resumed run was planned for: its budget's choice, or max_epochs."""
+        planned = [row.get("planned_epochs") for row in self.history]
+        return planned[-1] if planned and planned[-1] else self.max_epochs
+
+    # -- a time budget ----------------------------------------------------------------
+    def notify(self, method_name, **cb_kwargs):
+        super().notify(method_name, **cb_kwargs)
+        if method_name == "on_train_begin":
+            self._epoch_ends = []
+            if self.budget is not None:
+                self._check_budget()
+        elif method_name == "on_epoch_end" and self.budget is not None:
+            self._budget_epoch_end()
+
+    def _check_budget(self):
+        try:
+            budget = float(self.budget)
+        except (TypeError, ValueError):
+            budget = float("nan")
+        if not budget > 0:
+            raise ValueError(f"budget must be a positive number of seconds, got {self.budget!r}")
+
+    def _budget_epoch_end(self):
+        """After each epoch of a budgeted fit: plan (after the first two epochs, from their
+        measured time), record the plan, and end the fit when it is done or when the
+        time left would not hold another epoch."""
+        done = len(self.history)
+        resumed = getattr(self, "resumed_epochs_", 0)
+        now = time.perf_counter()
+        elapsed = now - self._fit_started
+        budget = float(self.budget)
+        # an epoch's wall time, from the end of the one before (callbacks and all; the first
+        # from the fit's start, so what came before it is counted in too)
+        epoch_s = now - (self._epoch_ends[-1] if self._epoch_ends else self._fit_started)
+        self._epoch_ends.append(now)
+        # what follows the last epoch (the weight average, the caller's saving) gets a margin
+        margin = max(2.0, 0.03 * budget)
+        if not resumed and done - resumed <= 2:
+            epochs = done + max(int((budget - margin - elapsed) // epoch_s), 0)
+            self._replan(max(epochs, done), epoch_s, elapsed)
+        self.history.record("planned_epochs", self.planned_epochs_)
+        if done >= self.planned_epochs_:
+            raise _PlanDone
+        if elapsed + epoch_s > budget - margin / 2:
+            self.budget_plan_["stopped_early"] = done
+            self._say(f"budget: stopping after epoch {done} of {self.planned_epochs_}: "
+                      f"{elapsed:.0f} s of {budget:.0f} s spent and an epoch now takes "
+                      f"{epoch_s:.1f} s (slower than when it was planned)")
+            raise _PlanDone
+
+    def _replan(self, epochs, epoch_s, elapsed):
+        first = len(self.history) == 1
+        changed = epochs != self.planned_epochs_
+        self.planned_epochs_ = epochs
+        self.budget_plan_ = {"budget_s": float(self.budget), "epochs": int(epochs),
+                             "seconds_per_epoch": round(epoch_s, 3),
+                             "timed_epochs": len(self.history)}
+        if changed:
+            for _, callback in self.callbacks_:
+                if hasattr(callback, "replan"):
+                    callback.replan(self)
+        if first or changed:
+            self._say(f"budget {float(self.budget):.0f} s: epoch {len(self.history)} took "
+                      f"{epoch_s:.1f} s ({elapsed:.0f} s so far), so {epochs} epochs in all; the "
+                      "schedules run over exactly those")
+
+    def _say(self, line):
+        if self.verbose:
+            print(line, flush=True)
 
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_fast_trainer", None)
+        state.pop("_fit_started", None)
+        state.pop("_epoch_ends", None)
         return state
 
     # skorch's fit() calls partial_fit(), so targets are scaled here, once.
     def partial_fit(self, X, y=None, classes=None, **fit_params):
+        self._fit_started = time.perf_counter()   # a time budget counts from here
         if y is not None:
             y = np.asarray(y, dtype=np.float32)
             if self.complete_only and not is_dataset(X):
@@ -196,3 +323,39 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     def predict(self, X):
         """Keypoints in pixels, shape (n, n_outputs)."""
         return from_unit(self.predict_proba(X))
+
+
+def flip_axis_of(model) -> float:
+    """The labels' mirror axis a fitted model was trained with: the mean ``flip_axis_`` of
+    its nets (they measure it on nearly the same rows; a mean is exact for an average of
+    mirrored predictions). ``keypoints.IMAGE_AXIS`` for a model saved before nets kept one,
+    or for one without KeypointNets."""
+    axes = [getattr(net, "flip_axis_", None) for net in fitted_nets(model).values()]
+    axes = [float(a) for a in axes if a is not None]
+    return float(np.mean(axes)) if axes else float(IMAGE_AXIS)
+
+
+def fitted_nets(model) -> dict:
+    """{name: fitted KeypointNet} inside a fitted model: a net, a Pipeline ("net"),
+    Specialists (by group), a FoldEnsemble ("fold k", "fold k <group>"), or FlipTTA /
+    FrozenEstimator of one. Empty for a model with no KeypointNet inside."""
+    if isinstance(model, KeypointNet):
+        return {"net": model}
+    if hasattr(model, "models_"):                        # Specialists
+        return {name: net for group, member in model.models_.items()
+                for name, net in _renamed(fitted_nets(member), group).items()}
+    if hasattr(model, "estimators_"):                    # FoldEnsemble
+        return {name: net for k, member in enumerate(model.estimators_, 1)
+                for name, net in _renamed(fitted_nets(member), f"fold {k}").items()}
+    if hasattr(model, "estimator_"):                     # FlipTTA
+        return fitted_nets(model.estimator_)
+    if hasattr(model, "named_steps"):
+        steps = [step for step in model.named_steps.values() if isinstance(step, KeypointNet)]
+        return {"net": steps[0]} if steps else {}
+    if hasattr(model, "estimator"):                      # FrozenEstimator
+        return fitted_nets(model.estimator)
+    return {}
+
+
+def _renamed(nets, prefix):
+    return {prefix if name == "net" else f"{prefix} {name}": net for name, net in nets.items()}

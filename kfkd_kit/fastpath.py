@@ -142,12 +142,14 @@ class TargetMirror:
     add with index and scale tensors made once, on the device: no Python lists turned into
     tensors per batch, so it can run inside a CUDA graph. Bit-identical results."""
 
-    def __init__(self, target_columns, n_columns, device):
+    def __init__(self, target_columns, n_columns, device, axis=None):
         columns = list(range(N_TARGETS)) if target_columns is None else list(target_columns)
         if len(columns) != n_columns:
             raise ValueError(f"targets have {n_columns} columns, target_columns names {len(columns)}")
-        offset = mirror_targets(torch.zeros(1, n_columns, dtype=torch.float64), columns, unit=True)[0]
-        images = mirror_targets(torch.eye(n_columns, dtype=torch.float64), columns, unit=True) - offset
+        offset = mirror_targets(torch.zeros(1, n_columns, dtype=torch.float64), columns, unit=True,
+                                axis=axis)[0]
+        images = mirror_targets(torch.eye(n_columns, dtype=torch.float64), columns, unit=True,
+                                axis=axis) - offset
         source = images.abs().argmax(0)  # output column i comes from input column source[i]
         sign = images[source, torch.arange(n_columns)]
         self.source = source.to(device)
@@ -248,7 +250,9 @@ class FastTrainer:
         if graphs and self.device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
         self.precision = precision
-        self.mirror = TargetMirror(iterator.target_columns, y.shape[1], self.device) if iterator.flip else None
+        self.mirror = (TargetMirror(iterator.target_columns, y.shape[1], self.device,
+                                    getattr(iterator, "flip_axis", None))
+                       if iterator.flip else None)
         self.batch_size = iterator.batch_size
         self.key = self._key(net, iterator)
         optimizer = net.optimizer_
@@ -276,7 +280,7 @@ class FastTrainer:
         return (id(net.module_), id(net.optimizer_), id(X), id(y), tuple(X.shape[1:]),
                 tuple(y.shape[1:]), n, iterator.batch_size, iterator.flip,
                 None if iterator.target_columns is None else tuple(iterator.target_columns),
-                iterator.drop_last)
+                iterator.drop_last, getattr(iterator, "flip_axis", None))
 
     def matches(self, net, iterator):
         """Whether this trainer (and its graphs) still fits the net and its data."""

@@ -1,13 +1,16 @@
 """The competition's geometry, defined once: feature names, flip pairs, the 48-pixel scaling.
 
-Coordinates are in pixels of a 96x96 image. Kaggle's coordinates behave as 1-based pixel
-indices: the centre of (0-based) column ``i`` is at ``x = i + PIXEL_ORIGIN`` with
-``PIXEL_ORIGIN = 1``, and likewise for rows. Mirroring the image left-right (column ``i`` ->
-``95 - i``) therefore maps ``x -> 97 - x``. The evidence, on real faces
-(``../shared/data/faces15``, docs/RESULTS.md): with the 0-based mirror ``x -> 95 - x``, every
-net trained with flips predicted x about 1.0 px too small on held-out faces (the mirrored half
-of its training labels was 2 px off), and a net trained without flips, asked about mirrored
-faces, was 2.3 px off once its answers were mirrored back; y was unbiased in both.
+Coordinates are in pixels of a 96x96 image. The labels are read as 1-based pixel indices:
+the centre of (0-based) column ``i`` is at ``x = i + PIXEL_ORIGIN`` with ``PIXEL_ORIGIN = 1``,
+and likewise for rows, so reversing the columns of an image (column ``i`` -> ``95 - i``) moves
+the content at ``x`` to ``97 - x``: the image's own mirror axis is ``IMAGE_AXIS`` = 48.5.
+
+Where a labelled keypoint sits relative to the pixels it marks is a habit of whoever (or
+whatever tool) made the labels, so the *labels'* mirror axis - the ``a`` in x -> 2a - x that
+maps a face's labels to the labels of its mirror image - is a property of the data set, not
+of this layout. ``mirror.estimate_flip_axis`` measures it from the training images and
+labels; every fitted net keeps it as ``flip_axis_`` and uses it for flip augmentation and
+flip TTA (``mirror_targets(..., axis=)``). Measured values are in docs/RESULTS.md.
 "Left" and "right" are from the subject's point of view, as in Kaggle's files, so the
 subject's left eye appears on the image's right (large x).
 
@@ -24,10 +27,12 @@ CENTER = 48.0
 SCALE = 48.0
 # Where the centre of the first pixel (column or row 0) lies in Kaggle's coordinates.
 PIXEL_ORIGIN = 1.0
-# Mirror axis: x -> MIRROR_SUM - x (97).
-MIRROR_SUM = IMAGE_SIDE - 1.0 + 2 * PIXEL_ORIGIN
-# The image's centre (48.5): rotations and scalings turn about it.
-PIXEL_CENTRE = MIRROR_SUM / 2
+# The image's centre (48.5) in these coordinates: reversing the columns mirrors about it,
+# and rotations and scalings turn about it.
+PIXEL_CENTRE = (IMAGE_SIDE - 1.0) / 2 + PIXEL_ORIGIN
+# The mirror axis of labels that mark pixel centres exactly; a data set's own axis is
+# measured (mirror.estimate_flip_axis) and may differ by a fraction of a pixel.
+IMAGE_AXIS = PIXEL_CENTRE
 # A keypoint is in the frame while both its coordinates lie within the image's outer
 # edges, half a pixel beyond the centres of the first and last pixels (0.5 ... 96.5).
 FRAME = (PIXEL_ORIGIN - 0.5, IMAGE_SIDE - 0.5 + PIXEL_ORIGIN)
@@ -106,21 +111,20 @@ def from_unit(y_unit):
     return y_unit * SCALE + CENTER
 
 
-# Under a mirror, x_pixels -> MIRROR_SUM - x_pixels; in unit scale that is
-# x_unit -> UNIT_MIRROR_SUM - x_unit.
-UNIT_MIRROR_SUM = (MIRROR_SUM - 2 * CENTER) / SCALE
-
-
-def mirror_targets(y, columns=None, unit=False):
-    """Mirror keypoint targets left-right: reflect x and swap left/right columns.
+def mirror_targets(y, columns=None, unit=False, axis=None):
+    """Mirror keypoint targets left-right: reflect x about ``axis`` (x -> 2 axis - x; default
+    ``IMAGE_AXIS``) and swap left/right columns.
 
     ``y`` is an (n, k) array or tensor whose k columns are ``columns`` of FEATURE_NAMES
-    (default all 30). Works on numpy arrays and torch tensors; returns a new array.
+    (default all 30), in pixels or (``unit=True``) the net's scale; ``axis`` is in pixels
+    either way. Works on numpy arrays and torch tensors; returns a new array.
     """
     columns = list(range(N_TARGETS)) if columns is None else list(columns)
     out = y.clone() if hasattr(y, "clone") else np.array(y, copy=True)
     x_positions = [i for i, c in enumerate(columns) if c % 2 == 0]
-    total = UNIT_MIRROR_SUM if unit else MIRROR_SUM
+    total = 2.0 * float(IMAGE_AXIS if axis is None else axis)
+    if unit:
+        total = (total - 2 * CENTER) / SCALE
     out[:, x_positions] = total - out[:, x_positions]
     pairs = flip_pairs(columns)
     if pairs:

@@ -26,8 +26,10 @@ import pandas as pd
 
 from . import configs, data, plots, splits
 from ._atomic import atomic_write, utc_stamp, write_csv
+from .estimator import flip_axis_of
 from .keypoints import KEYPOINTS, N_TARGETS
 from .metrics import masked_rmse_px
+from .tta import flip_tta
 
 HOLDOUT_FRACTION = 0.2
 
@@ -109,6 +111,19 @@ def keypoint_table(y_true, y_pred) -> list[dict]:
                 "rmse_px": masked_rmse_px(y_true, y_pred),
                 "labelled_values": int(np.isfinite(y_true).sum())})
     return out
+
+
+def bias_table(y_true, predictions: dict) -> list[dict]:
+    """Mean signed error (predicted - true, px) over the labelled x and y values, one row
+    per way of predicting ({"plain": ..., "flip TTA": ...}): the residual bias, in x
+    chiefly that of a mirror axis that does not fit the labels."""
+    rows = []
+    for how, y_pred in predictions.items():
+        error = np.asarray(y_pred, np.float64) - y_true
+        rows.append({"prediction": how,
+                     "bias_x_px": float(np.nanmean(error[:, 0::2])),
+                     "bias_y_px": float(np.nanmean(error[:, 1::2]))})
+    return rows
 
 
 def completeness_table(y_true, y_pred) -> list[dict]:
@@ -209,6 +224,11 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
     y_true = y[rows].astype(np.float64)
     y_pred = np.asarray(model.predict(X[rows]), np.float64).reshape(len(rows), N_TARGETS)
     table = keypoint_table(y_true, y_pred)
+    axis = flip_axis_of(model)
+    mirrored = np.asarray(flip_tta(model).predict(X[rows]), np.float64).reshape(y_pred.shape)
+    bias = bias_table(y_true, {"plain": y_pred, "flip TTA": mirrored})
+    say(f"mean x error {bias[0]['bias_x_px']:+.3f} px plain, {bias[1]['bias_x_px']:+.3f} px "
+        f"with flip TTA (the model's flip axis: {axis:.3f} px)")
     completeness = completeness_table(y_true, y_pred)
     faces = per_face_rmse(y_true, y_pred)
     worst = worst_faces(faces)
@@ -233,6 +253,7 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
         figures["curves"] = plots.learning_curves(nets if len(nets) > 1 else next(iter(nets.values())),
                                                   folder / "learning-curves.png", title)
     write_csv(folder / "keypoints.csv", pd.DataFrame(table))
+    write_csv(folder / "bias.csv", pd.DataFrame(bias))
     if worst_rows:
         write_csv(folder / "worst-faces.csv", pd.DataFrame(worst_rows))
 
@@ -251,6 +272,13 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
                                 "rmse_y_px": "y (px)", "rmse_px": "x and y (px)",
                                 "labelled_values": "labelled values"}),
             _img(figures["keypoints"], "RMSE per keypoint"), "</div>",
+            "<h2>Residual bias</h2>",
+            f"<p>Mean signed error (predicted &minus; true) over the labelled values. The "
+            f"model mirrors keypoints about x = {axis:.3f} px for flip augmentation and flip "
+            "TTA (measured from its training rows unless set with FLIP_AXIS=); an axis that "
+            "does not fit the labels shows as a bias in x.</p>",
+            _html_table(bias, {"prediction": "prediction", "bias_x_px": "x (px)",
+                               "bias_y_px": "y (px)"}),
             "<h2>Complete faces against the others</h2>",
             _html_table(completeness, {"faces": "faces", "count": "count",
                                        "labelled_values": "labelled values",

@@ -54,8 +54,8 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write
-from .keypoints import (COMMON_KEYPOINTS, FEATURE_NAMES, IMAGE_SIDE, KEYPOINTS, N_PIXELS,
-                        N_TARGETS, PIXEL_ORIGIN, columns_of)
+from .keypoints import (COMMON_KEYPOINTS, FEATURE_NAMES, IMAGE_AXIS, IMAGE_SIDE, KEYPOINTS,
+                        N_PIXELS, N_TARGETS, PIXEL_ORIGIN, columns_of)
 
 __all__ = ["make_faces", "write_kaggle_dataset"]
 
@@ -445,7 +445,7 @@ KAGGLE_TEST_ROWS = 1783
 
 def write_kaggle_dataset(folder, n_train: int = KAGGLE_TRAIN_ROWS, n_test: int = KAGGLE_TEST_ROWS,
                          seed: int = 0,
-                         missing_fraction: float = 0.7) -> dict:
+                         missing_fraction: float = 0.7, flip_axis: float | None = None) -> dict:
     """Write synthetic faces into ``folder`` (created) in Kaggle's exact file layout.
 
     Files (each written atomically: temporary file in ``folder``, then ``os.replace``):
@@ -465,7 +465,10 @@ def write_kaggle_dataset(folder, n_train: int = KAGGLE_TRAIN_ROWS, n_test: int =
       synthetic data.
 
     Training faces are ``make_faces(n_train + n_test, seed)[:n_train]`` and test faces the
-    rest.  Deterministic in ``seed``.  Returns ``{"training", "test", "lookup",
+    rest.  Deterministic in ``seed``. ``flip_axis`` plants another labels' mirror axis: every
+    x label (test keypoints too) is written ``flip_axis - keypoints.IMAGE_AXIS`` pixels to
+    the right of the pixels it marks, as a labelling tool with another pixel convention
+    would (None: labels mark pixel centres, axis 48.5).  Returns ``{"training", "test", "lookup",
     "sample_submission", "test_keypoints"}`` -> ``Path``.
     """
     n_train, n_test = int(n_train), int(n_test)
@@ -476,6 +479,9 @@ def write_kaggle_dataset(folder, n_train: int = KAGGLE_TRAIN_ROWS, n_test: int =
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     images, points = make_faces(n_train + n_test, seed)
+    if flip_axis is not None:
+        points = points.copy()
+        points[:, 0::2] += np.float32(float(flip_axis) - IMAGE_AXIS)
     choice_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     common = columns_of(COMMON_KEYPOINTS)
 

@@ -8,14 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from sklearn.frozen import FrozenEstimator
 
 from . import configs, data, plots, provenance, runs
 from .metrics import masked_rmse_px
+from .estimator import fitted_nets, flip_axis_of
 from .modelfile import save_model
-from .ensemble import FoldEnsemble
 from .specialists import Specialists
-from .tta import FlipTTA
 
 
 def validation_rmse(model, X, y):
@@ -50,20 +48,23 @@ def precisions_used(model):
     return values.pop() if len(values) == 1 else used
 
 
+def budget_plans(model):
+    """What a time budget measured and chose (budget, epochs, seconds per epoch timed and
+    seconds per epoch run): one record, a dict of them, or None without a budget."""
+    plans = {}
+    for name, net in _nets(model).items():
+        plan = getattr(net, "budget_plan_", None)
+        if plan is not None:
+            durations = [row["dur"] for row in net.history]
+            plans[name] = dict(plan, epochs_run=len(net.history),
+                               seconds_per_epoch_run=round(float(np.mean(durations)), 3))
+    if not plans:
+        return None
+    return next(iter(plans.values())) if len(plans) == 1 else plans
+
+
 def _nets(model) -> dict:
-    """{name: fitted skorch net} inside a fitted model: a Pipeline ("net"), Specialists (by
-    group), a FoldEnsemble ("fold k", "fold k <group>"), or FlipTTA / FrozenEstimator of one."""
-    if isinstance(model, Specialists):
-        return {name: p.named_steps["net"] for name, p in model.models_.items()}
-    if isinstance(model, FoldEnsemble):
-        return {f"fold {k}" + ("" if name == "net" else f" {name}"): net
-                for k, member in enumerate(model.estimators_, 1)
-                for name, net in _nets(member).items()}
-    if isinstance(model, FlipTTA):
-        return _nets(model.estimator_)
-    if isinstance(model, FrozenEstimator):
-        return _nets(model.estimator)
-    return {"net": model.named_steps["net"]}
+    return fitted_nets(model)
 
 
 def data_record(training, estimator) -> dict:
@@ -117,8 +118,10 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             "final_train_loss": first[-1, "train_loss"],
             "train_seconds": round(seconds, 3),
             "interrupted": bool(interrupted),
+            "budget": budget_plans(estimator),
         },
-        "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator)),
+        "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator),
+                       flip_axis_used=flip_axis_of(estimator)),
         "data": record,
         "versions": provenance.library_versions(),
     }

@@ -14,7 +14,8 @@ class FlipTTA(PixelRMSEScore, RegressorMixin, BaseEstimator):
     """Wraps any keypoint model (uint8 images in, (n, 30) pixels out).
 
     ``predict`` = mean of the prediction for each image and the un-mirrored prediction for
-    its mirror image (x reflected back, left/right columns swapped back). ``fit`` fits a
+    its mirror image (x reflected back about the axis the model was trained with,
+    ``estimator.flip_axis_of``; left/right columns swapped back). ``fit`` fits a
     clone of ``estimator``. For a model that is already fitted, wrap it in sklearn's
     ``FrozenEstimator`` (``flip_tta(model)`` does): then ``fit`` trains nothing and
     ``clone`` keeps the fitted model.
@@ -34,7 +35,9 @@ class FlipTTA(PixelRMSEScore, RegressorMixin, BaseEstimator):
         check_is_fitted(self, "estimator_")
         X = check_images(self, X)
         direct = self.estimator_.predict(X)
-        mirrored = mirror_targets(self.estimator_.predict(mirror_images(X)))
+        from .estimator import flip_axis_of   # torch only when a model is asked to predict
+        mirrored = mirror_targets(self.estimator_.predict(mirror_images(X)),
+                                  axis=flip_axis_of(self.estimator_))
         return (direct + mirrored) / 2
 
 

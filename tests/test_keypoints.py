@@ -48,7 +48,7 @@ def test_mirror_matches_the_mirrored_image():
     row, col = np.argwhere(mirrored_image == 255)[0]
     # now the mark is the subject's right eye
     assert (mirrored[0, 2], mirrored[0, 3]) == (col + kp.PIXEL_ORIGIN, row + kp.PIXEL_ORIGIN)
-    assert kp.MIRROR_SUM == 97.0
+    assert kp.IMAGE_AXIS == 48.5
     assert np.isnan(mirrored[0, 0])
 
 
@@ -60,3 +60,7 @@ def test_mirror_in_unit_scale_agrees_with_pixels():
     tensor = kp.mirror_targets(torch.tensor(y), unit=False).numpy()
     assert np.allclose(tensor, kp.mirror_targets(y))
     assert np.allclose(kp.mirror_targets(kp.mirror_targets(y)), y)
+    for axis in (47.75, 48.5, 49.2):
+        via_unit = kp.from_unit(kp.mirror_targets(kp.to_unit(y), unit=True, axis=axis))
+        assert np.allclose(via_unit, kp.mirror_targets(y, axis=axis))
+        assert np.allclose(kp.mirror_targets(y, axis=axis)[:, 20], 2 * axis - y[:, 20])  # nose x

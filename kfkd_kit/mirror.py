@@ -1,0 +1,133 @@
+"""The labels' mirror axis, measured from the training images and their keypoints.
+
+Flip augmentation and flip TTA pair an image with its mirror (columns reversed) and the
+keypoints with mirrored keypoints, x -> 2a - x. Reversing the columns mirrors the *pixels*
+about the image's centre (``keypoints.IMAGE_AXIS``, 48.5); where the *labels* mirror depends
+on where the annotators (or their tool) put a keypoint relative to the pixels it marks, a
+constant offset that differs between data sets. A wrong axis teaches a flip-trained net half
+its labels shifted by twice the error, and it predicts x about that error off.
+
+How it is measured: a face is close to left-right symmetric. For each training image,
+``estimate_flip_axis``
+
+1. takes the labels' midline: the mean x of the labelled keypoints that lie on it (nose tip,
+   lip centres) and of both keypoints of every labelled left/right pair (eye centres, mouth
+   corners, ...), so each labelled x value that flip augmentation mirrors counts once;
+2. finds the image's own axis of symmetry near it: the vertical line about which the face
+   region (the rows its keypoints span, +-8 px, and the columns within 24 px of the
+   midline) best matches its reflection, by least squares over candidate axes 1/2 px apart
+   (pixels read between columns by linear interpolation) and a parabola through the best
+   three;
+3. keeps the difference, labels' midline minus image axis.
+
+The axis is ``IMAGE_AXIS`` plus the median difference over the images (robust to faces
+turned aside and to images whose best match lies at the edge of the search, which are
+left out). It uses the pixels and the labels only, no trained model, so it costs a couple
+of seconds (at most 2500 images are compared) and can be checked on its own: synthetic
+faces written with a planted axis come back within 0.1 px (tests/test_mirror.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .keypoints import (FEATURE_INDEX, IMAGE_AXIS, IMAGE_SIDE, KEYPOINT_FLIP_PAIRS, N_TARGETS,
+                        PIXEL_ORIGIN)
+
+MIDLINE_KEYPOINTS = ("nose_tip", "mouth_center_top_lip", "mouth_center_bottom_lip")
+SEARCH_PX = 3.0        # candidate axes within +-3 px of the labels' midline ...
+STEP_PX = 0.5          # ... every 1/2 px (a parabola through the best three refines it)
+HALF_WIDTH_PX = 24     # columns compared: within 24 px of the midline
+MARGIN_PX = 8          # rows compared: the keypoints' rows +- 8 px
+MAX_ROWS = 2500        # more images than this: an evenly spaced subset (the median is settled)
+
+
+def label_midlines(y, columns=None) -> np.ndarray:
+    """Per row, the labels' midline x (NaN where no pair and no midline keypoint is labelled)."""
+    y = np.asarray(y, dtype=np.float64)
+    columns = list(range(N_TARGETS)) if columns is None else list(columns)
+    where = {c: i for i, c in enumerate(columns)}
+    pairs = [(where[FEATURE_INDEX[f"{l}_x"]], where[FEATURE_INDEX[f"{r}_x"]])
+             for l, r in KEYPOINT_FLIP_PAIRS
+             if FEATURE_INDEX[f"{l}_x"] in where and FEATURE_INDEX[f"{r}_x"] in where]
+    singles = [where[FEATURE_INDEX[f"{k}_x"]] for k in MIDLINE_KEYPOINTS
+               if FEATURE_INDEX[f"{k}_x"] in where]
+    # every labelled x whose mirror image is labelled too counts once: a pair's two values
+    # give its midpoint, a midline keypoint its own x
+    values = [y[:, a] for a, b in pairs] + [y[:, b] for a, b in pairs] + [y[:, i] for i in singles]
+    paired = [np.isfinite(y[:, a]) & np.isfinite(y[:, b]) for a, b in pairs]
+    usable = paired + paired + [np.isfinite(y[:, i]) for i in singles]
+    if not values:
+        return np.full(len(y), np.nan)
+    values, usable = np.stack(values, 1), np.stack(usable, 1)
+    count = usable.sum(1)
+    total = np.where(usable, values, 0.0).sum(1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _row_span(y, columns):
+    """Per row, the smallest and largest labelled y (NaN where none)."""
+    y = np.asarray(y, dtype=np.float64)
+    columns = list(range(N_TARGETS)) if columns is None else list(columns)
+    ys = [i for i, c in enumerate(columns) if c % 2 == 1]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmin(y[:, ys], 1), np.nanmax(y[:, ys], 1)
+
+
+def image_axis_offsets(X, y, columns=None) -> np.ndarray:
+    """Per usable row, the labels' midline minus the image's own axis of symmetry (pixels)."""
+    import torch
+
+    X = np.asarray(X)
+    midline = label_midlines(y, columns)
+    top, bottom = _row_span(y, columns)
+    rows = np.flatnonzero(np.isfinite(midline) & np.isfinite(top))
+    if len(rows) > MAX_ROWS:
+        rows = rows[np.linspace(0, len(rows) - 1, MAX_ROWS).round().astype(int)]
+    if not len(rows):
+        return np.zeros(0)
+    offsets = torch.arange(-SEARCH_PX, SEARCH_PX + STEP_PX / 2, STEP_PX, dtype=torch.float32)
+    side = IMAGE_SIDE
+    coords = torch.arange(side, dtype=torch.float32) + PIXEL_ORIGIN   # x (or y) of each pixel
+    found = []
+    for start in range(0, len(rows), 256):
+        chunk = rows[start:start + 256]
+        images = torch.as_tensor(X[chunk].reshape(len(chunk), side, side), dtype=torch.float32)
+        centre = torch.as_tensor(midline[chunk], dtype=torch.float32)
+        row_mask = ((coords[None] >= torch.as_tensor(top[chunk], dtype=torch.float32)[:, None] - MARGIN_PX)
+                    & (coords[None] <= torch.as_tensor(bottom[chunk], dtype=torch.float32)[:, None] + MARGIN_PX))
+        col_mask = (coords[None] - centre[:, None]).abs() <= HALF_WIDTH_PX
+        errors = []
+        for offset in offsets:
+            axis = centre + offset
+            source = 2 * axis[:, None] - coords[None] - PIXEL_ORIGIN        # column read, fractional
+            inside = (source >= 0) & (source <= side - 1)
+            left = source.floor().clamp(0, side - 2)
+            weight = (source - left).clamp(0, 1)[:, None, :]
+            left = left.long()[:, None, :].expand(-1, side, -1)
+            reflected = (images.gather(2, left) * (1 - weight)
+                         + images.gather(2, left + 1) * weight)
+            mask = (row_mask[:, :, None] & (col_mask & inside)[:, None, :]).float()
+            errors.append(((images - reflected) ** 2 * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1))
+        errors = torch.stack(errors, 1).double().numpy()
+        best = errors.argmin(1)
+        interior = (best > 0) & (best < len(offsets) - 1)
+        k = np.clip(best, 1, len(offsets) - 2)
+        at = np.arange(len(k))
+        e0, e1, e2 = errors[at, k - 1], errors[at, k], errors[at, k + 1]
+        curvature = e0 - 2 * e1 + e2
+        shift = np.where(curvature > 0, 0.5 * (e0 - e2) / np.where(curvature > 0, curvature, 1), 0.0)
+        image_axis = offsets.numpy()[k] + np.clip(shift, -0.5, 0.5) * STEP_PX
+        found.append(-image_axis[interior])   # midline - image axis = -(image axis - midline)
+    return np.concatenate(found)
+
+
+def estimate_flip_axis(X, y, columns=None) -> float:
+    """The labels' mirror axis ``a`` (x -> 2a - x) measured from images ``X`` (n, 9216; any
+    scale) and keypoints ``y`` (n, k) in pixels, NaN where missing, whose k columns are
+    ``columns`` of Kaggle's 30 (default all). ``IMAGE_AXIS`` when no row can be measured."""
+    differences = image_axis_offsets(X, y, columns)
+    if not len(differences):
+        return float(IMAGE_AXIS)
+    return float(IMAGE_AXIS + np.median(differences))

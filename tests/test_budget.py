@@ -1,0 +1,123 @@
+"""A time budget per fit (BUDGET= / --budget): the net times its first epochs, plans how
+many it runs, spreads its schedules over exactly those and records what it chose."""
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from kfkd_kit import cli, configs
+from kfkd_kit import estimator as estimator_module
+from kfkd_kit.synthetic import make_faces
+
+
+class FakeClock:
+    """perf_counter for the estimator: each reading is ``step`` seconds after the one
+    before; ``jump`` adds seconds once the clock has been read ``jump_after`` times."""
+
+    def __init__(self, step=1.0, jump_after=None, jump=0.0):
+        self.now, self.reads, self.step = 0.0, 0, step
+        self.jump_after, self.jump = jump_after, jump
+
+    def perf_counter(self):
+        self.reads += 1
+        self.now += self.step + (self.jump if self.reads == self.jump_after else 0.0)
+        return self.now
+
+
+@pytest.fixture
+def faces():
+    X, y = make_faces(160, 0)
+    return X, y
+
+
+def _net8(budget, epochs=50):
+    return configs.build("net8", epochs=epochs, budget=budget, verbose=0, device="cpu",
+                         precision="fp32", flip_axis=48.5)
+
+
+@pytest.mark.parametrize("text, seconds", [("10m", 600), ("90s", 90), ("1.5h", 5400),
+                                            ("600", 600), ("2M", 120)])
+def test_durations_parse(text, seconds):
+    assert cli.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["x", "0", "-1m", "10d", "", "infs"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="10m"):
+        cli.parse_duration(text)
+
+
+def test_the_plan_follows_the_measured_epochs_and_the_one_cycle_ends(monkeypatch, faces):
+    # one fake second per clock reading: the fit starts at 1 and epoch k ends at k + 1, so
+    # every epoch takes 1 s and a budget of 20 s less its 2 s margin holds 18 epochs
+    monkeypatch.setattr(estimator_module, "time", FakeClock())
+    model = _net8(budget=20).fit(*faces)
+    net = model.named_steps["net"]
+    assert net.planned_epochs_ == 18 == len(net.history)
+    assert net.budget_plan_ == {"budget_s": 20.0, "epochs": 18, "seconds_per_epoch": 1.0,
+                                "timed_epochs": 2}
+    assert list(net.history[:, "planned_epochs"]) == [18] * 18
+    cycle = dict(net.callbacks_)["lr_schedule"]
+    assert cycle.total_steps_ == 18 * cycle.steps_per_epoch_
+    lrs = [batch["event_lr"] for row in net.history for batch in row["batches"]
+           if "event_lr" in batch]
+    assert len(lrs) == cycle.total_steps_
+    peak = cycle.kwargs["max_lr"]
+    final = peak / cycle.kwargs["div_factor"] / cycle.kwargs["final_div_factor"]
+    assert max(lrs) == pytest.approx(peak, rel=1e-3)
+    assert lrs[-1] == pytest.approx(final, rel=0.05)   # the cycle ran to its end
+
+
+def test_a_machine_that_slows_down_stops_the_fit_in_time(monkeypatch, faces):
+    # the clock jumps 5 s at its 6th reading (epoch 5): the plan of 18 no longer fits
+    monkeypatch.setattr(estimator_module, "time", FakeClock(jump_after=6, jump=5.0))
+    net = _net8(budget=20).fit(*faces).named_steps["net"]
+    assert net.planned_epochs_ == 18
+    assert len(net.history) < 18 and net.budget_plan_["stopped_early"] == len(net.history)
+
+
+def test_a_budget_below_one_epoch_runs_one(monkeypatch, faces):
+    monkeypatch.setattr(estimator_module, "time", FakeClock(step=10.0))
+    net = _net8(budget=5).fit(*faces).named_steps["net"]
+    assert len(net.history) == 1 and net.planned_epochs_ == 1
+
+
+def test_without_a_budget_nothing_is_planned(faces):
+    net = _net8(budget=None, epochs=2).fit(*faces).named_steps["net"]
+    assert len(net.history) == 2 and not hasattr(net, "budget_plan_")
+    assert "planned_epochs" not in net.history[-1]
+
+
+def test_a_bad_budget_is_refused(faces):
+    with pytest.raises(ValueError, match="budget"):
+        _net8(budget=-3).fit(*faces)
+
+
+def test_a_resumed_run_keeps_its_plan(faces):
+    net = _net8(budget=None).named_steps["net"]
+    net.initialize()
+    for planned in (7, 7):
+        net.history.new_epoch()
+        net.history.record("planned_epochs", planned)
+    assert net._resumed_plan() == 7
+
+
+def test_budget_through_the_cli_is_recorded_in_the_json(tmp_path):
+    data, model = tmp_path / "data", tmp_path / "m.joblib"
+    assert cli.main(["make-data", "--out", str(data), "--n-train", "300", "--n-test", "10"]) == 0
+    assert cli.main(["train", "--data", str(data), "--net", "net8", "--budget", "12s",
+                     "--model", str(model), "--device", "cpu", "--precision", "fp32"]) == 0
+    record = json.loads((tmp_path / "m.json").read_text())
+    plan = record["metrics"]["budget"]
+    assert record["params"]["budget_s"] == 12.0 and plan["budget_s"] == 12.0
+    assert plan["epochs_run"] == record["metrics"]["epochs_run"] >= 1
+    assert plan["epochs"] >= plan["epochs_run"] and plan["seconds_per_epoch"] > 0
+    assert record["metrics"]["train_seconds"] <= 12.0 + 1.0
+
+
+def test_budget_is_one_setting_for_every_command():
+    model = configs.build("net3", budget=30)
+    assert configs.inner_net(model).budget == 30 and configs.settings(model)["budget_s"] == 30
+    args = cli.build_parser().parse_args(["cv", "--net", "net3", "--budget", "2m"])
+    assert configs.inner_net(cli._estimator(args)).budget == 120
