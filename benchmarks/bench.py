@@ -15,7 +15,12 @@ c. a CNN (net2) epoch on CPU, fp32: kfkd against PyTorch defaults (the tutorial'
    conv-ReLU-pool blocks in NCHW, a DataLoader over a TensorDataset);
 d. CUDA only: net1 400 epochs and net5 1000 epochs wall time, ms per step and achieved
    TFLOP/s, kfkd's captured step against an eager loop on the device, and the RMSE of each;
-e. a training step of net2 and net8 on CPU in bf16 autocast against fp32.
+e. a training step of net2 and net8 on CPU in bf16 autocast against fp32;
+h. net8's fp32 training step as a CPU without bf16 or AVX-512 runs it (most laptops and
+   cloud notebooks): a child process with oneDNN and ATen capped at AVX2
+   (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2) on two cores (taskset -c 0,1)
+   times today's net8 against the first net8's layers (BNCNN.LAYERS_V1), and the same
+   first-net8 step uncapped in this process shows what the cap changes.
 
 The table goes to stdout and (atomically, with the machine it ran on) to --out.
 Timings per epoch are the median over epochs after the first, best of the rounds: the
@@ -634,15 +639,70 @@ def part_bf16_cpu(table, quick):
                "average; the 0.55x target is for CPUs with AMX.")
 
 
+# -- h. net8 in fp32 on an AVX2-only CPU (imitated) -------------------------------------------
+AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def net8_fp32_steps(quick, rounds=None):
+    """{"v1": [ms per step, ...], "now": [...], "capability": ...}: net8's fp32 training step
+    (epoch seconds over training batches; augmentation, weight average and its share of
+    the validation pass included) with BNCNN.LAYERS_V1 and with today's layers, alternately."""
+    from kfkd_kit.nets import BNCNN
+    n = 384 if quick else 1152
+    epochs, rounds = (2, 1) if quick else (3, rounds or 3)
+    images, points = faces(n, missing=0.7)
+    batches = math.ceil(len(split(n, fraction=0.1)[0]) / 128)
+    steps = {"v1": [], "now": [], "capability": torch.backends.cpu.get_cpu_capability(),
+             "threads": torch.get_num_threads(), "rows": n, "batches": batches}
+    for _ in range(rounds):
+        for key, layers in (("v1", BNCNN.LAYERS_V1), ("now", BNCNN.LAYERS)):
+            _, times, _ = kfkd_fit("net8", images, points, epochs, "cpu", precision="fp32",
+                                   module__layers=layers, flip_axis=48.5)
+            steps[key].append(1000 * epoch_seconds(times) / batches)
+    return steps
+
+
+def part_net8_avx2(table, quick):
+    import os
+    import shutil
+    print("h. net8 fp32 step, AVX2-capped child process vs today's layers", flush=True)
+    command = [sys.executable, "-m", "benchmarks.bench", "--net8-fp32-child"]
+    if quick:
+        command.append("--quick")
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        command = ["taskset", "-c", "0,1"] + command
+    env = dict(os.environ, **AVX2_CAP)
+    child = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    if child.returncode != 0:
+        table.note(f"h. the capped child failed: {child.stderr.strip().splitlines()[-1:]}")
+        return
+    capped = json.loads(child.stdout.strip().splitlines()[-1])
+    uncapped = net8_fp32_steps(quick, rounds=1)
+    old, new = min(capped["v1"]), min(capped["now"])
+    table.add("h", "net8 fp32 training step, 128 images, AVX2 cap on 2 cores: today's layers "
+              "vs the first net8's (BNCNN.LAYERS_V1), ms", new, old, new / old, "≤ 0.5×",
+              new / old <= 0.5)
+    free = min(uncapped["v1"])
+    table.add("h", "the first net8's fp32 step with the AVX2 cap vs without it (what the cap "
+              "changes), ms", old, free, old / free)
+    table.note(f"h. Capped child: ATen capability {capped['capability']}, {capped['threads']} "
+               f"torch threads, {capped['rows']} rows (10% validation), {capped['batches']} "
+               "training batches an epoch; a step is the median epoch after the first over "
+               "those batches, best of the rounds (ms per round: first net8 "
+               f"{', '.join(f'{v:.0f}' for v in capped['v1'])}; today "
+               f"{', '.join(f'{v:.0f}' for v in capped['now'])}). Uncapped: ATen capability "
+               f"{uncapped['capability']}.")
+
+
 PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda, "f": part_net8_cuda, "g": part_checkpoints,
-         "e": part_bf16_cpu}
+         "e": part_bf16_cpu, "h": part_net8_avx2}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rows, epochs and rounds")
-    parser.add_argument("--parts", default="abcdefg", help="which parts, e.g. 'bc' (default: abcdefg)")
+    parser.add_argument("--parts", default="abcdefgh", help="which parts, e.g. 'bc' (default: all)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
                         help="Markdown file for the table ('-' for none)")
     parser.add_argument("--eager-epochs", type=int, default=None,
@@ -656,7 +716,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="torch's intra-op threads (default: torch's choice, all cores)")
     parser.add_argument("--cuda-part-device", default="cuda", help=argparse.SUPPRESS)
+    parser.add_argument("--net8-fp32-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.net8_fp32_child:   # part h's capped child: one JSON line
+        print(json.dumps(net8_fp32_steps(args.quick)))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     unknown = set(args.parts) - set(PARTS)
@@ -688,7 +752,7 @@ def main(argv=None):
 
     table = Table(save)
     for part in sorted(set(args.parts)):
-        if part in "bceg" or args.wait_quiet:
+        if part in "bcegh" or args.wait_quiet:
             busy = wait_until_quiet(args.wait_quiet) if args.wait_quiet else cpu_busy()
             table.note(f"{part}. CPUs {100 * busy:.0f}% busy (other processes) just before this part.")
         if part == "d":

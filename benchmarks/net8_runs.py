@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kfkd_kit import configs, data
+import torch
+
+from kfkd_kit import configs, data, provenance
 from kfkd_kit._atomic import write_section
 from kfkd_kit.ensemble import FoldEnsemble
 from kfkd_kit.estimator import flip_axis_of
@@ -78,20 +80,21 @@ def overrides(variant) -> tuple[str, dict]:
     return " + ".join(whats), params
 
 
-def _setup(data_dir, variant, seed, epochs, split_seed):
+def _setup(data_dir, variant, seed, epochs, split_seed, budget=None, precision=None):
     """(training data, train rows, held-out rows, unfitted net8 with the variant, what):
     the split and the estimator every run starts from (no validation split of its own)."""
     training = data.load_training(data_dir)
     train_rows, held_rows = grouped_holdout(training.X, 0.2, split_seed)
-    model = configs.build("net8", epochs=epochs, seed=seed, verbose=0, valid_fraction=0)
+    model = configs.build("net8", epochs=epochs, seed=seed, verbose=0, valid_fraction=0,
+                          budget=budget, precision=precision)
     what, changes = overrides(variant)
     model.set_params(**changes)
     return training, train_rows, held_rows, model, what
 
 
-def run(data_dir, variant, seed, epochs=None, split_seed=0):
+def run(data_dir, variant, seed, epochs=None, split_seed=0, budget=None, precision=None):
     training, train_rows, held_rows, model, what = _setup(data_dir, variant, seed, epochs,
-                                                          split_seed)
+                                                          split_seed, budget, precision)
     X, y = training.X, training.y
     start = time.perf_counter()
     model.fit(X[train_rows], y[train_rows])
@@ -100,7 +103,10 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0):
     held = X[held_rows]
     predictions = {"plain": model.predict(held), "tta": flip_tta(model).predict(held)}
     return predictions, {
-        "variant": variant, "what": what, "seed": seed,
+        "variant": variant if budget is None else f"{variant}/budget{budget:g}s",
+        "what": what, "seed": seed, "budget_s": budget,
+        "cpu": provenance.machine()["cpu"], "native_bf16": provenance.machine()["native bf16"],
+        "aten_capability": torch.backends.cpu.get_cpu_capability(),
         "epochs": len(net.history), "train_rows": len(train_rows), "held_rows": len(held_rows),
         "seconds": round(seconds, 1), "precision": net.precision_,
         "rmse_px": masked_rmse_px(y[held_rows], predictions["plain"]),
@@ -142,8 +148,9 @@ def _runs(path):
     """(rows of a results file, its rows grouped by (variant, epochs))."""
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     groups = {}
-    for r in rows:
-        groups.setdefault((r["variant"], r["epochs"]), []).append(r)
+    for r in rows:   # budgeted runs: one group whatever epochs each ran
+        key = r["epochs"] if r.get("budget_s") is None else "budget"
+        groups.setdefault((r["variant"], key), []).append(r)
     return rows, groups
 
 
@@ -169,7 +176,7 @@ def ensembles(path, data_dir) -> str:
     for (variant, epochs), rs in groups.items():
         if len(rs) < 2 or "fold_models_tta_px" in rs[0]:
             continue
-        runs = [np.load(npz_path(stem, variant, epochs, r["seed"])) for r in rs]
+        runs = [np.load(npz_path(stem, variant, r["epochs"], r["seed"])) for r in rs]
         plain = masked_rmse_px(y, np.mean([p["plain"] for p in runs], axis=0))
         tta = masked_rmse_px(y, np.mean([p["tta"] for p in runs], axis=0))
         single = statistics.mean(r["rmse_tta_px"] for r in rs)
@@ -180,17 +187,21 @@ def ensembles(path, data_dir) -> str:
 
 def summary(path) -> str:
     _, groups = _runs(path)
-    lines = ["| variant | what | epochs | seeds | held-out RMSE px (mean ± sd) | + flip TTA | min-max (TTA) | train s (mean) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| variant | what | epochs | seeds | held-out RMSE px (mean ± sd) | + flip TTA | min-max (TTA) | train s (mean) | x bias, TTA (px) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (variant, epochs), rs in groups.items():
         plain = [r["rmse_px"] for r in rs]
         tta = [r["rmse_tta_px"] for r in rs]
         sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+        if epochs == "budget":
+            epochs = "-".join(str(n) for n in sorted({r["epochs"] for r in rs}))
         lines.append(f"| {variant} | {rs[0]['what']} | {epochs} | {len(rs)} | "
                      f"{statistics.mean(plain):.3f} ± {sd(plain):.3f} | "
                      f"{statistics.mean(tta):.3f} ± {sd(tta):.3f} | "
                      f"{min(tta):.3f}-{max(tta):.3f} | "
-                     f"{statistics.mean(r['seconds'] for r in rs):.0f} |")
+                     f"{statistics.mean(r['seconds'] for r in rs):.0f} | "
+                     + (f"{statistics.mean(r['bias_x_tta_px'] for r in rs):+.3f} |"
+                        if all("bias_x_tta_px" in r for r in rs) else " |"))
     return "\n".join(lines)
 
 
@@ -201,6 +212,9 @@ def main(argv=None):
     parser.add_argument("--variant", default="base", help="comma-separated names of VARIANTS")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="a time budget per run (the net plans its epochs)")
+    parser.add_argument("--precision", default=None, help="auto (default), fp32 or bf16")
     parser.add_argument("--folds", type=int, default=0,
                         help="fit a k-fold ensemble of the variant instead of single models")
     parser.add_argument("--summary", action="store_true")
@@ -223,7 +237,8 @@ def main(argv=None):
         return
     for variant in args.variant.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            predictions, row = run(args.data, variant, seed, args.epochs)
+            predictions, row = run(args.data, variant, seed, args.epochs,
+                                   budget=args.budget, precision=args.precision)
             # held-out predictions, so that ensembles of runs can be scored afterwards
             stem = Path(args.out).with_suffix("")
             np.savez(npz_path(stem, variant, row["epochs"], seed), **predictions)

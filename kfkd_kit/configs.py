@@ -75,7 +75,7 @@ CONFIGS = {c.name: c for c in [
     NetConfig("net7", "net6 with 1000-unit dense layers, 10000 epochs",
               CNN, dict(_CNN, dense=(1000, 1000), dropout=_DROPOUT), max_epochs=10000,
               flip=True, **_SCHEDULES),
-    NetConfig("net8", "batch-norm CNN (7 conv 3x3, 16-128 wide, 512-unit head), AdamW + "
+    NetConfig("net8", "batch-norm CNN (6 conv 3x3, 16-128 wide, 512-unit head), AdamW + "
               "one-cycle lr, flip + affine + intensity augmentation, weight average",
               BNCNN, dict(width=16, dropout=0.1, hidden=512), max_epochs=NET8_EPOCHS, lr=6e-3,
               optimizer="adamw", weight_decay=0.05, one_cycle=True, flip=True,

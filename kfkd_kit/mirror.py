@@ -126,7 +126,11 @@ def image_axis_offsets(X, y, columns=None) -> np.ndarray:
 def estimate_flip_axis(X, y, columns=None) -> float:
     """The labels' mirror axis ``a`` (x -> 2a - x) measured from images ``X`` (n, 9216; any
     scale) and keypoints ``y`` (n, k) in pixels, NaN where missing, whose k columns are
-    ``columns`` of Kaggle's 30 (default all). ``IMAGE_AXIS`` when no row can be measured."""
+    ``columns`` of Kaggle's 30 (default all). ``IMAGE_AXIS`` when no row can be measured,
+    or when it is not known which keypoints y's columns are (k != 30, no ``columns``)."""
+    n_columns = N_TARGETS if columns is None else len(columns)
+    if np.ndim(y) != 2 or np.shape(y)[1] != n_columns:
+        return float(IMAGE_AXIS)
     differences = image_axis_offsets(X, y, columns)
     if not len(differences):
         return float(IMAGE_AXIS)

@@ -7,6 +7,8 @@ has native support, and otherwise says once that it stays in fp32.
 """
 from __future__ import annotations
 
+import os
+
 import contextlib
 import warnings
 
@@ -27,7 +29,12 @@ def _cpu_flags() -> set:
 
 
 def cpu_bf16_support() -> str | None:
-    """"AMX", "AVX512-BF16" (the CPU computes bf16 natively), or None."""
+    """"AMX", "AVX512-BF16" (the CPU computes bf16 natively), or None. None too when
+    oneDNN is capped below its bf16 instructions (``ONEDNN_MAX_CPU_ISA=AVX2``, say, to see
+    what a CPU without them does): its kernels would then only emulate bf16."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap not in ("ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap:
+        return None
     probes = (("AMX", "_is_amx_tile_supported", "amx_bf16"),
               ("AVX512-BF16", "_is_avx512_bf16_supported", "avx512_bf16"))
     flags = None
