@@ -63,8 +63,10 @@ VARIANTS = {
     "hidden256": ("a 256-unit hidden layer in the head", {"net__module__hidden": 256}),
     "hidden512": ("a 512-unit hidden layer in the head", {"net__module__hidden": 512}),
     "dropout0.3": ("dropout 0.3", {"net__module__dropout": 0.3}),
-    "no48": ("no stride-1 layer at 48x48 (layers (1,2),(2,2),(4,1),(4,2),(8,1),(8,2))",
-             {"net__module__layers": ((1, 2), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))}),
+    "v1": ("the first net8's layers (BNCNN.LAYERS_V1: a stride-1 layer at 48x48)",
+           {"net__module__layers": ((1, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (8, 2))}),
+    "slim": ("slimmer middle layers (1,2),(2,2),(3,1),(4,2),(6,1),(8,2)",
+             {"net__module__layers": ((1, 2), (2, 2), (3, 1), (4, 2), (6, 1), (8, 2))}),
     "wd0": ("no weight decay", {"net__optimizer__weight_decay": 0.0}),
     "wd0.2": ("weight decay 0.2", {"net__optimizer__weight_decay": 0.2}),
 }

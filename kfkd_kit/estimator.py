@@ -61,7 +61,10 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     ``budget_plan_`` for what was measured and chosen.
     ``flip_axis``: the labels' mirror axis in pixels (x -> 2 axis - x) for flip
     augmentation and flip TTA, or "auto" (the default) to measure it from the rows the net
-    trains on (mirror.estimate_flip_axis); ``flip_axis_`` is what a fit used.
+    trains on: from the images and labels before training (mirror.estimate_flip_axis,
+    ``flip_axis_images_``, what augmentation uses), then, when training ends, from the
+    net's own predictions on those rows where it fits them to 2.5 px
+    (mirror.flip_consistent_axis). ``flip_axis_`` is the axis flip TTA uses.
     ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
     """
 
@@ -121,7 +124,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     def initialize(self):
         torch.manual_seed(self.seed)
         self.precision_ = precisions.resolve(self.precision, self.device)
-        for fitted in ("flip_axis_", "planned_epochs_", "budget_plan_"):
+        for fitted in ("flip_axis_", "flip_axis_images_", "flip_axis_fit_rmse_px_",
+                       "planned_epochs_", "budget_plan_"):
             self.__dict__.pop(fitted, None)     # a new fit measures and plans again
         return super().initialize()
 
@@ -130,8 +134,35 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         if training and isinstance(iterator, ResidentBatches):
             if getattr(self, "flip_axis_", None) is None:
                 self.flip_axis_ = self._measure_flip_axis(dataset, iterator.target_columns)
+                self.flip_axis_images_ = self.flip_axis_
             iterator.flip_axis = self.flip_axis_
+            self._train_rows = (dataset, iterator.target_columns)   # for _refine_flip_axis
         return iterator
+
+    def _refine_flip_axis(self):
+        """When training ends: the axis that makes flip TTA unbiased on (up to 2000 of) the
+        training rows, from the net's own predictions (mirror.flip_consistent_axis), where
+        the net fits those rows well enough; augmentation used the images' estimate."""
+        dataset, columns = self.__dict__.pop("_train_rows", (None, None))
+        if self.flip_axis != "auto" or dataset is None:
+            return
+        from .batches import _tensors_of
+        from .keypoints import mirror_images
+        from .mirror import MAX_RMSE_TO_REFINE_PX, flip_consistent_axis
+        X, y, rows = _tensors_of(dataset)
+        if y is None:
+            return
+        n = len(rows) if rows is not None else len(X)
+        pick = torch.linspace(0, n - 1, min(n, 2000)).round().long().to(X.device)
+        pick = rows.index_select(0, pick) if rows is not None else pick
+        images = X.index_select(0, pick).detach().cpu().numpy()
+        labels = from_unit(y.index_select(0, pick).detach().cpu().numpy())
+        direct = from_unit(self.predict_proba(images))
+        mirrored = from_unit(self.predict_proba(mirror_images(images)))
+        axis, rmse = flip_consistent_axis(direct, mirrored, labels, columns)
+        self.flip_axis_fit_rmse_px_ = rmse
+        if np.isfinite(axis) and rmse <= MAX_RMSE_TO_REFINE_PX and 0 < axis < IMAGE_SIDE:
+            self.flip_axis_ = axis
 
     def _measure_flip_axis(self, dataset, columns):
         """``flip_axis`` as a number: as given, or measured from the training rows."""
@@ -243,6 +274,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
                 self._check_budget()
         elif method_name == "on_epoch_end" and self.budget is not None:
             self._budget_epoch_end()
+        elif method_name == "on_train_end":   # after the weight average is in place
+            self._refine_flip_axis()
 
     def _check_budget(self):
         try:
@@ -305,6 +338,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         state.pop("_fast_trainer", None)
         state.pop("_fit_started", None)
         state.pop("_epoch_ends", None)
+        state.pop("_train_rows", None)
         return state
 
     # skorch's fit() calls partial_fit(), so targets are scaled here, once.

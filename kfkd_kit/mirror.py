@@ -135,3 +135,34 @@ def estimate_flip_axis(X, y, columns=None) -> float:
     if not len(differences):
         return float(IMAGE_AXIS)
     return float(IMAGE_AXIS + np.median(differences))
+
+
+# a net whose own training rows it misses by more than this has biases of its own as large
+# as an axis correction: its predictions are not used to refine the axis
+MAX_RMSE_TO_REFINE_PX = 2.5
+
+
+def flip_consistent_axis(direct, mirrored, y, columns=None) -> tuple[float, float]:
+    """(a, rmse): the axis ``a`` that makes flip TTA unbiased on these rows, and the RMSE
+    (px) of ``direct`` against ``y`` over the labelled values.
+
+    ``direct`` are a fitted net's predictions for images, ``mirrored`` its raw predictions
+    for the mirrored images, ``y`` the labels, all (n, k) in pixels whose k columns are
+    ``columns`` of Kaggle's 30. Flip TTA predicts x as (direct + 2a - mirrored')/2, where
+    mirrored' is the x the net gave the keypoint's mirror partner on the mirrored image; its
+    mean error over the labelled x values is zero for a = mean(mirrored' + 2 y - direct)/2.
+    For a net trained with flips about an axis a0 this is a0 minus the net's bias in x on
+    these rows; for one trained without flips, the axis its own mirrored answers imply.
+    NaN when no x value is labelled.
+    """
+    from .keypoints import mirror_targets
+    direct, mirrored, y = (np.asarray(a, dtype=np.float64) for a in (direct, mirrored, y))
+    columns = list(range(N_TARGETS)) if columns is None else list(columns)
+    xs = [i for i, c in enumerate(columns) if c % 2 == 0]
+    partner = -mirror_targets(mirrored, columns, axis=0.0)   # x columns: the partner's raw x
+    labelled = np.isfinite(y)
+    error = np.where(labelled, direct - y, 0.0)
+    rmse = float(np.sqrt((error ** 2).sum() / max(labelled.sum(), 1)) * 1.0)
+    values = (partner[:, xs] + 2 * y[:, xs] - direct[:, xs]) / 2
+    values = values[np.isfinite(values)]
+    return (float(values.mean()) if len(values) else float("nan")), rmse

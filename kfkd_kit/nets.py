@@ -97,19 +97,19 @@ class BNCNN(_ConvNet):
 
     ``layers`` lists each conv-BN-ReLU layer as (output channels / ``width``, stride). The
     default halves the side at once and again in the next layer, 96 -> 48 -> 24, then to
-    12 and 6, while the channels grow from width to 8 x width (16 -> 128): six layers,
-    35 M multiply-adds per image at width 16. Starting at stride 2 skips the full-size
-    96x96 activations, whose batch-norm and ReLU cost about a third of a step on a CPU;
-    going on to 24x24 at once skips the 48x48 stride-1 layer of the first net8
-    (``LAYERS_V1``, 80 M multiply-adds), which took over half of a step: without bf16
-    (an AVX2-only CPU) a step takes under half the time, and on real faces 80 epochs
-    score about what ``LAYERS_V1`` scored in 80 (docs/RESULTS.md). The 6x6 map is
+    12 and 6, while the channels grow from width to 8 x width (16, 32, 48, 64, 96, 128):
+    six layers, 27 M multiply-adds per image at width 16. Starting at stride 2 skips the
+    full-size 96x96 activations, whose batch-norm and ReLU cost about a third of a step on
+    a CPU; going on to 24x24 at once skips the 48x48 stride-1 layer of the first net8
+    (``LAYERS_V1``, 80 M multiply-adds), which took over half of a step. Without bf16 (an
+    AVX2-only CPU) a step takes about 0.4 of the first net8's, and on real faces the same
+    minutes buy a better model (docs/RESULTS.md). The 6x6 map is
     flattened (keypoints are positions, so global pooling would throw away what the head
     needs), dropped out with ``dropout``, and mapped linearly to the outputs (through a
     ``hidden``-unit ReLU layer where ``hidden`` > 0).
     """
 
-    LAYERS = ((1, 2), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))
+    LAYERS = ((1, 2), (2, 2), (3, 1), (4, 2), (6, 1), (8, 2))
     LAYERS_V1 = ((1, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (8, 2))
 
     def __init__(self, width: int = 16, dropout: float = 0.0, layers=LAYERS, hidden: int = 0,

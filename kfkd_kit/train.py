@@ -48,6 +48,12 @@ def precisions_used(model):
     return values.pop() if len(values) == 1 else used
 
 
+def _mean_of(model, attribute):
+    """The mean of a fitted attribute over the nets that have it (None if none does)."""
+    values = [getattr(net, attribute) for net in _nets(model).values() if hasattr(net, attribute)]
+    return float(np.mean(values)) if values else None
+
+
 def budget_plans(model):
     """What a time budget measured and chose (budget, epochs, seconds per epoch timed and
     seconds per epoch run): one record, a dict of them, or None without a budget."""
@@ -121,7 +127,8 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             "budget": budget_plans(estimator),
         },
         "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator),
-                       flip_axis_used=flip_axis_of(estimator)),
+                       flip_axis_used=flip_axis_of(estimator),
+                       flip_axis_from_images=_mean_of(estimator, "flip_axis_images_")),
         "data": record,
         "versions": provenance.library_versions(),
     }

@@ -9,7 +9,8 @@ import torch
 from kfkd_kit import cli, configs, keypoints as kp
 from kfkd_kit.batches import flip_half
 from kfkd_kit.estimator import flip_axis_of
-from kfkd_kit.mirror import estimate_flip_axis, label_midlines
+from kfkd_kit.mirror import (MAX_RMSE_TO_REFINE_PX, estimate_flip_axis, flip_consistent_axis,
+                             label_midlines)
 from kfkd_kit.synthetic import make_faces
 from kfkd_kit.tta import flip_tta
 
@@ -113,3 +114,30 @@ def test_flip_axis_by_hand_through_the_cli_and_a_bad_value(tmp_path, capsys):
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "--flip-axis" in err and not (tmp_path / "b.joblib").exists()
+
+
+def test_the_flip_consistent_axis_is_the_trained_axis_less_the_nets_x_bias():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(20, 76, (200, 30))
+    y[::2, 4:20] = np.nan
+    # a net trained with flips about 48.5 that predicts x 0.2 px too large: its answers on
+    # mirrored images are its answers mirrored about 48.5
+    direct = y + rng.normal(0, 1.0, y.shape)
+    direct[:, 0::2] += 0.2
+    mirrored = kp.mirror_targets(direct, axis=48.5)
+    axis, rmse = flip_consistent_axis(direct, mirrored, y)
+    assert abs(axis - (48.5 - 0.2)) < 0.05 and 0.9 < rmse < 1.2
+    # a net trained without flips, right on the faces: its mirrored answers imply the labels' axis
+    truth = kp.mirror_targets(y, axis=48.9)
+    axis, _ = flip_consistent_axis(y, truth, y)
+    assert axis == pytest.approx(48.9)
+    # flip TTA about that axis is unbiased on these rows
+    tta = (direct + kp.mirror_targets(mirrored, axis=48.3)) / 2
+    assert abs(np.nanmean(tta[:, 0::2] - y[:, 0::2])) < 0.05
+
+
+def test_a_net_that_fits_its_rows_badly_keeps_the_images_axis():
+    model, _ = _fitted()          # one epoch: far above 2.5 px on its own rows
+    net = model.named_steps["net"]
+    assert net.flip_axis_fit_rmse_px_ > MAX_RMSE_TO_REFINE_PX
+    assert net.flip_axis_ == net.flip_axis_images_

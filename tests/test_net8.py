@@ -26,8 +26,8 @@ def test_bncnn_shapes_and_width():
     assert BNCNN(width=4, n_outputs=6, dropout=0.2, channels_last=True)(x).shape == (3, 6)
     small = sum(p.numel() for p in BNCNN(width=8).parameters())
     large = sum(p.numel() for p in BNCNN(width=16).parameters())
-    assert 3 < large / small < 4.5  # convs grow with width squared, the head linearly
-    assert 0.4e6 < large < 0.45e6   # six layers (the first net8, LAYERS_V1: seven, 0.57 M)
+    assert 2.5 < large / small < 4.5  # convs grow with width squared, the head linearly
+    assert 0.33e6 < large < 0.37e6   # six layers (the first net8, LAYERS_V1: seven, 0.57 M)
     assert 0.5e6 < sum(p.numel() for p in BNCNN(width=16, layers=BNCNN.LAYERS_V1).parameters()) < 0.6e6
     headed = BNCNN(width=4, hidden=32)
     assert headed(x).shape == (3, 30)
