@@ -105,7 +105,8 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, budget=None, precisi
     held = X[held_rows]
     predictions = {"plain": model.predict(held), "tta": flip_tta(model).predict(held)}
     return predictions, {
-        "variant": variant if budget is None else f"{variant}/budget{budget:g}s",
+        "variant": (variant if budget is None else f"{variant}/budget{budget:g}s")
+                   + ("" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "/avx2"),
         "what": what, "seed": seed, "budget_s": budget,
         "cpu": provenance.machine()["cpu"], "native_bf16": provenance.machine()["native bf16"],
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
@@ -243,7 +244,7 @@ def main(argv=None):
                                    budget=args.budget, precision=args.precision)
             # held-out predictions, so that ensembles of runs can be scored afterwards
             stem = Path(args.out).with_suffix("")
-            np.savez(npz_path(stem, variant, row["epochs"], seed), **predictions)
+            np.savez(npz_path(stem, row["variant"], row["epochs"], seed), **predictions)
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
