@@ -1,10 +1,7 @@
 """Training: data -> fitted estimator -> models/<net>.joblib + JSON + PNGs."""
 from __future__ import annotations
 
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +95,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
     if resumable:
         callbacks = _keep_run(estimator, name, training, run_dir, say)
     start = time.perf_counter()
-    with _stop_on_ctrl_c() as interrupted:
+    with runs.stop_on_ctrl_c() as interrupted:
         estimator.fit(training.X, training.y)
     seconds = time.perf_counter() - start
     if interrupted and resumable:
@@ -161,28 +158,6 @@ def _best_so_far(estimator, run_dir, say):
         net.load_params(checkpoint=best)
     say(f"interrupted after {len(net.history)} epochs" if best is None
         else f"interrupted; keeping the best epoch so far, epoch {len(net.history)}")
-
-
-@contextmanager
-def _stop_on_ctrl_c():
-    """Yields a list that holds True once Ctrl-C stopped the block. skorch ends a fit
-    quietly on KeyboardInterrupt; this tells such an end from a finished one."""
-    interrupted = []
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-
-    def handler(signum, frame):
-        interrupted.append(True)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield interrupted
-    except KeyboardInterrupt:
-        interrupted.append(True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def write_figures(model, data_folder, model_path, title="") -> list[Path]:
