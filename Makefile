@@ -36,6 +36,7 @@ BATCHES ?=
 START_LR ?=
 END_LR ?=
 MODELS_DIR ?= models
+PARAMS ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -43,7 +44,7 @@ DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK
 # the overrides every training command takes, under one name each (configs.configure)
 SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
-  $(call opt,--base,$(BASE))
+  $(call opt,--base,$(BASE)) $(call opt,--params,$(PARAMS))
 
 .PHONY: setup download train submit report cv grid zoo lrfind compare bench test data clean help
 
@@ -52,6 +53,7 @@ help:
 	@echo "make train   [DATA=data] [NET=net1] [MODEL=models/NET.joblib] + settings:"
 	@echo "             NET: net1..net8 or specialists (BASE=models/net6.joblib pre-trains them)"
 	@echo "   settings: [EPOCHS=] [SEED=0] [LR=] [MOMENTUM=] [PATIENCE=] [BASE=] for train, cv, grid, zoo"
+	@echo "             PARAMS=cv/tune-net8-best.json: the net's parameters from a JSON (make tune's best)"
 	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"

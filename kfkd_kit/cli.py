@@ -33,6 +33,9 @@ def _add_settings(p, verbose):
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="a saved model whose layers (all but the output) start the net; "
                         "for specialists, every one of them")
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help="a JSON of the net's parameters (module__width, lr, ...), e.g. the "
+                        "best of kfkd tune; the other settings given here apply on top")
     p.set_defaults(verbose=verbose)
 
 
@@ -47,15 +50,21 @@ def _positive_int(text):
 
 
 def _estimator(args, name=None):
-    """The named estimator, built once, with this command's overrides applied."""
+    """The named estimator, built once, with the --params file's parameters and then this
+    command's overrides applied."""
     overrides = {key: getattr(args, key) for key in configs.OVERRIDES if hasattr(args, key)}
-    return configs.build(name or args.net, **overrides)
+    name = name or args.net
+    estimator = configs.build(name)
+    if getattr(args, "params", None):   # the file first: what the command line says wins
+        configs.apply_params(estimator, configs.load_params(args.params, net=name), args.params)
+    return configs.configure(estimator, **overrides)
 
 
 def cmd_train(args):
     from .train import train
     metadata = train(_estimator(args), data_dir=args.data, model_path=args.model, name=args.net,
-                     description=configs.get_config(args.net).description)
+                     description=configs.get_config(args.net).description,
+                     params_file=args.params)
     return 130 if metadata["metrics"]["interrupted"] else 0  # Ctrl-C: saved, but not finished
 
 

@@ -74,14 +74,16 @@ def data_record(training, estimator) -> dict:
 
 
 def train(estimator, data_dir="data", model_path=None, name="custom", description="",
-          say=print) -> dict:
+          say=print, params_file=None) -> dict:
     """Fit ``estimator`` (``configs.build(name, ...)``) on the training data in
     ``data_dir``; save model, JSON and PNGs. Returns the metadata dict.
+    ``params_file``: the --params JSON the estimator's parameters came from, recorded.
 
     A single net keeps checkpoints in ``<model>.run/`` while it trains (runs.py): the same
     call after the process died resumes there, and Ctrl-C stops it and saves the best
     model so far.
     """
+    given = configs.load_params(params_file) if params_file else None  # read now, not after hours
     folder = data.resolve_data_dir(data_dir, say)
     training = data.load_training(folder)
     record = data_record(training, estimator)
@@ -119,6 +121,8 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
         "data": record,
         "versions": provenance.library_versions(),
     }
+    if params_file:
+        metadata["params_file"] = {"path": str(params_file), "params": given}
     if resumable:  # the saved model carries the net's own callbacks, not this run's
         estimator.set_params(net__callbacks=callbacks)
     save_model(estimator, model_path, metadata)
