@@ -37,6 +37,9 @@ START_LR ?=
 END_LR ?=
 MODELS_DIR ?= models
 PARAMS ?=
+TRIALS ?= 20
+STORAGE ?=
+STUDY ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -46,7 +49,7 @@ SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
   $(call opt,--base,$(BASE)) $(call opt,--params,$(PARAMS))
 
-.PHONY: setup download train submit report cv grid zoo lrfind compare bench test data clean help
+.PHONY: setup download train submit report cv grid zoo lrfind tune compare bench test data clean help
 
 help:
 	@echo "make download [DATA=data]  Kaggle's files, unpacked (the kaggle package; ~/.kaggle/kaggle.json)"
@@ -67,6 +70,8 @@ help:
 	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [EPOCH_CAP=25,net1=400] + settings -> docs/RESULTS.md"
 	@echo "make lrfind  [DATA=] [NET=] [BATCHES=250] [START_LR=1e-6] [END_LR=1] + settings"
 	@echo "             lr range test -> cv/NET-lrfind.png, .json and a suggested LR="
+	@echo "make tune    [DATA=] [NET=net8] [TRIALS=20: the study's total] [STORAGE=URL|journal:PATH] [STUDY=]"
+	@echo "             + settings: Optuna search of net8 -> cv/tune-NET.md, -best.json (PARAMS=), PNGs"
 	@echo "make compare [MODELS_DIR=models]  the saved models side by side, best first"
 	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
@@ -108,6 +113,11 @@ zoo: setup
 lrfind: setup
 	$(KFKD) lrfind --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--batches,$(BATCHES)) \
 	  $(call opt,--start-lr,$(START_LR)) $(call opt,--end-lr,$(END_LR))
+
+# NET defaults to net1 elsewhere; tune searches net8's space, so it takes net8 unless NET= is given
+tune: setup
+	$(KFKD) tune --data $(DATA) --net $(if $(filter file,$(origin NET)),net8,$(NET)) --trials $(TRIALS) \
+	  $(SETTINGS) $(call opt,--storage,$(STORAGE)) $(call opt,--study,$(STUDY))
 
 compare: setup
 	$(KFKD) compare --models-dir $(MODELS_DIR)
