@@ -38,6 +38,10 @@ END_LR ?=
 MODELS_DIR ?= models
 FLIP_AXIS ?=
 BUDGET ?=
+PARAMS ?=
+TRIALS ?= 20
+STORAGE ?=
+STUDY ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -45,15 +49,17 @@ DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK
 # the overrides every training command takes, under one name each (configs.configure)
 SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
-  $(call opt,--base,$(BASE)) $(call opt,--flip-axis,$(FLIP_AXIS)) $(call opt,--budget,$(BUDGET))
+  $(call opt,--base,$(BASE)) $(call opt,--flip-axis,$(FLIP_AXIS)) $(call opt,--budget,$(BUDGET)) \
+  $(call opt,--params,$(PARAMS))
 
-.PHONY: setup download train submit report cv grid zoo lrfind compare bench test data clean help
+.PHONY: setup download train submit report cv grid zoo lrfind tune compare bench test data clean help
 
 help:
 	@echo "make download [DATA=data]  Kaggle's files, unpacked (the kaggle package; ~/.kaggle/kaggle.json)"
 	@echo "make train   [DATA=data] [NET=net1] [MODEL=models/NET.joblib] + settings:"
 	@echo "             NET: net1..net8 or specialists (BASE=models/net6.joblib pre-trains them)"
 	@echo "   settings: [EPOCHS=] [SEED=0] [LR=] [MOMENTUM=] [PATIENCE=] [BASE=] for train, cv, grid, zoo"
+	@echo "             PARAMS=cv/tune-net8-best.json: the net's parameters from a JSON (make tune's best)"
 	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
 	@echo "             BUDGET=10m|90s|1.5h: time per fit; the net runs as many epochs as fit"
 	@echo "             FLIP_AXIS=auto|PX (the labels' mirror axis; auto: measured from the data)"
@@ -69,6 +75,8 @@ help:
 	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [EPOCH_CAP=25,net1=400] + settings -> docs/RESULTS.md"
 	@echo "make lrfind  [DATA=] [NET=] [BATCHES=250] [START_LR=1e-6] [END_LR=1] + settings"
 	@echo "             lr range test -> cv/NET-lrfind.png, .json and a suggested LR="
+	@echo "make tune    [DATA=] [NET=net8] [TRIALS=20: the study's total] [STORAGE=URL|journal:PATH] [STUDY=]"
+	@echo "             + settings: Optuna search of net8 -> cv/tune-NET.md, -best.json (PARAMS=), PNGs"
 	@echo "make compare [MODELS_DIR=models]  the saved models side by side, best first"
 	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
@@ -110,6 +118,11 @@ zoo: setup
 lrfind: setup
 	$(KFKD) lrfind --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--batches,$(BATCHES)) \
 	  $(call opt,--start-lr,$(START_LR)) $(call opt,--end-lr,$(END_LR))
+
+# NET defaults to net1 elsewhere; tune searches net8's space, so it takes net8 unless NET= is given
+tune: setup
+	$(KFKD) tune --data $(DATA) --net $(if $(filter file,$(origin NET)),net8,$(NET)) --trials $(TRIALS) \
+	  $(SETTINGS) $(call opt,--storage,$(STORAGE)) $(call opt,--study,$(STUDY))
 
 compare: setup
 	$(KFKD) compare --models-dir $(MODELS_DIR)

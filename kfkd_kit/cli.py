@@ -39,6 +39,9 @@ def _add_settings(p, verbose):
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="a saved model whose layers (all but the output) start the net; "
                         "for specialists, every one of them")
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help="a JSON of the net's parameters (module__width, lr, ...), e.g. the "
+                        "best of kfkd tune; the other settings given here apply on top")
     p.set_defaults(verbose=verbose)
 
 
@@ -78,15 +81,21 @@ def _positive_int(text):
 
 
 def _estimator(args, name=None):
-    """The named estimator, built once, with this command's overrides applied."""
+    """The named estimator, built once, with the --params file's parameters and then this
+    command's overrides applied."""
     overrides = {key: getattr(args, key) for key in configs.OVERRIDES if hasattr(args, key)}
-    return configs.build(name or args.net, **overrides)
+    name = name or args.net
+    estimator = configs.build(name)
+    if getattr(args, "params", None):   # the file first: what the command line says wins
+        configs.apply_params(estimator, configs.load_params(args.params, net=name), args.params)
+    return configs.configure(estimator, **overrides)
 
 
 def cmd_train(args):
     from .train import train
     metadata = train(_estimator(args), data_dir=args.data, model_path=args.model, name=args.net,
-                     description=configs.get_config(args.net).description)
+                     description=configs.get_config(args.net).description,
+                     params_file=args.params)
     return 130 if metadata["metrics"]["interrupted"] else 0  # Ctrl-C: saved, but not finished
 
 
@@ -202,6 +211,17 @@ def cmd_lrfind(args):
     run_lrfind(_estimator(args), name=args.net, data_dir=args.data, out_dir=args.out_dir,
                start_lr=args.start_lr, end_lr=args.end_lr, num_batches=args.batches,
                diverge=args.diverge)
+
+
+def cmd_tune(args):
+    from .tune import run_tune
+    fixed = [key for key in ("epochs", "lr") if getattr(args, key) is not None]
+    if getattr(args, "budget", None):   # a time budget (--budget): the epochs are not searched
+        fixed.append("budget")
+    run_tune(_estimator(args), name=args.net, data_dir=args.data, trials=args.trials,
+             storage=args.storage, study_name=args.study, holdout=args.holdout,
+             random_state=args.seed, out_dir=args.out_dir, fixed=fixed,
+             pruner=None if args.no_prune else "median")
 
 
 def cmd_compare(args):
@@ -352,6 +372,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"stop when the smoothed loss exceeds this x its best (default {DIVERGE:g})")
     p.add_argument("--out-dir", default="cv", help="where the PNG and JSON go (default: cv/)")
     p.set_defaults(func=cmd_lrfind)
+
+    from .tune import DEFAULT_HOLDOUT, DEFAULT_TRIALS
+    p = sub.add_parser("tune", help="Optuna search over net8's width, dropout, augmentation, "
+                                    "weight decay, lr and epochs (resumable, shareable)")
+    p.add_argument("--data", default="data", help="folder with Kaggle's files (default: data/)")
+    p.add_argument("--net", default="net8", choices=("net8",), help="the net searched (net8)")
+    _add_settings(p, verbose=0)
+    p.add_argument("--trials", type=_positive_int, default=DEFAULT_TRIALS,
+                   help=f"run until the study has this many finished trials, in all "
+                        f"(default {DEFAULT_TRIALS}); the same command resumes a study")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage: an RDB URL (sqlite:///..., postgresql://...) or "
+                        "journal:PATH; workers given the same one share the study "
+                        "(default: sqlite:///OUT_DIR/tune-NET.db)")
+    p.add_argument("--study", default=None, metavar="NAME", help="study name (default: the net's)")
+    p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
+                   help=f"fraction of rows held out to score every trial (default {DEFAULT_HOLDOUT})")
+    p.add_argument("--no-prune", action="store_true",
+                   help="run every trial to the end (default: median pruning on the valid loss)")
+    p.add_argument("--out-dir", default="cv", help="where the table, JSON and PNGs go (default: cv/)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("compare", help="the saved models side by side, best validation RMSE first")
     p.add_argument("--models-dir", default="models", help="default: models/")

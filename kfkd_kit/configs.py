@@ -245,4 +245,82 @@ def settings(estimator) -> dict:
         "weight_average": getattr(callbacks.get("weight_average"), "decay", None),
         "schedules": schedules,
         "base": None if base is None or base.source is None else str(base.source),
+        # the module's own parameters (net8's width, dropout, ...) and a one-cycle's peak lr,
+        # so a run or JSON with other ones (PARAMS=, kfkd tune) is told apart
+        "module": {k.split("__", 1)[1]: v for k, v in params.items()
+                   if k.startswith("module__") and k != "module__channels_last"},
+        "max_lr": getattr(callbacks.get("lr_schedule"), "max_lr", None),
     }
+
+
+# -- parameters from a file: PARAMS= / --params, and what `kfkd tune` writes ------------------
+
+
+def load_params(path, net=None) -> dict:
+    """The KeypointNet parameters in the JSON file ``path``: an object of parameters named
+    relative to the net ("module__width", "iterator_train__rotate", "lr",
+    "callbacks__lr_schedule__max_lr", ...), or an object whose "params" is one (what
+    ``kfkd tune`` writes as its best parameters, beside its "net", score and study).
+    ``net``: refuse a file made for another net. Errors are one line naming the file."""
+    import json
+    from pathlib import Path
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such parameters file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the parameters file ({exc})") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
+    if isinstance(payload, dict) and isinstance(payload.get("params"), dict):
+        params, made_for = payload["params"], payload.get("net")
+    else:
+        params, made_for = payload, None
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ValueError(f"{path}: expected a JSON object of parameters such as "
+                         '{"module__width": 24, "lr": 0.004}')
+    if net is not None and made_for is not None and made_for != net:
+        raise ValueError(f"{path}: parameters for {made_for}, not {net}")
+    return dict(params)
+
+
+def apply_params(estimator, params: dict, source="params"):
+    """Set KeypointNet parameters, named relative to the net ("module__width", "lr",
+    "callbacks__lr_schedule__max_lr", ...), on any estimator around one (a Pipeline,
+    Specialists, FlipTTA, ...) with set_params through ``net_prefix``. An unknown
+    parameter is a one-line ValueError naming ``source``. Returns ``estimator``."""
+    net = inner_net(estimator)
+    unknown = [key for key in params if not _known_param(net, key)]
+    if unknown:
+        raise ValueError(f"{source}: unknown parameter(s) {', '.join(map(repr, unknown))} for "
+                         f"{net.module.__name__ if isinstance(net.module, type) else 'this'} net")
+    prefix = net_prefix(estimator)
+    return estimator.set_params(**{prefix + key: value for key, value in params.items()})
+
+
+def _known_param(net, key) -> bool:
+    """Whether ``net.set_params(**{key: ...})`` sets something that exists (skorch itself
+    takes any "module__..." and fails only when the net is built)."""
+    import inspect
+    if key in net.get_params(deep=False):
+        return True
+    head, _, rest = key.partition("__")
+    if not rest:
+        return False
+    if head == "callbacks":
+        name, _, param = rest.partition("__")
+        callbacks = dict(cb if isinstance(cb, tuple) else (type(cb).__name__, cb)
+                         for cb in net.callbacks or ())
+        return name in callbacks and param in callbacks[name].get_params()
+    target = getattr(net, head, None) if head in (
+        "module", "optimizer", "criterion", "iterator_train", "iterator_valid") else None
+    if not isinstance(target, type):
+        return False
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return True
+    return rest in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

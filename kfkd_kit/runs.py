@@ -7,16 +7,19 @@ spoils the previous checkpoint (``SlotCheckpoint``).
 Running the same command again after the process died resumes from the last epoch
 (skorch's ``LoadInitState``) and ends with the epochs it was asked for. A run folder made
 with other settings or data is set aside, never resumed. The folder is removed once the
-model file is written.
+model file is written. ``stop_on_ctrl_c`` tells a fit that Ctrl-C ended (skorch ends it
+quietly) from a finished one, for train and tune.
 """
 from __future__ import annotations
 
 import copy
 import json
 import shutil
+import signal
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -203,3 +206,25 @@ def best_state(run_dir) -> SlotCheckpoint | None:
 def finish(run_dir) -> None:
     """The model file is written: the run's checkpoints are no longer needed."""
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextmanager
+def stop_on_ctrl_c():
+    """Yields a list that holds True once Ctrl-C stopped the block. skorch ends a fit
+    quietly on KeyboardInterrupt; this tells such an end from a finished one."""
+    interrupted = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum, frame):
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    except KeyboardInterrupt:
+        interrupted.append(True)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,10 +1,7 @@
 """Training: data -> fitted estimator -> models/<net>.joblib + JSON + PNGs."""
 from __future__ import annotations
 
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +81,16 @@ def data_record(training, estimator) -> dict:
 
 
 def train(estimator, data_dir="data", model_path=None, name="custom", description="",
-          say=print) -> dict:
+          say=print, params_file=None) -> dict:
     """Fit ``estimator`` (``configs.build(name, ...)``) on the training data in
     ``data_dir``; save model, JSON and PNGs. Returns the metadata dict.
+    ``params_file``: the --params JSON the estimator's parameters came from, recorded.
 
     A single net keeps checkpoints in ``<model>.run/`` while it trains (runs.py): the same
     call after the process died resumes there, and Ctrl-C stops it and saves the best
     model so far.
     """
+    given = configs.load_params(params_file) if params_file else None  # read now, not after hours
     folder = data.resolve_data_dir(data_dir, say)
     training = data.load_training(folder)
     record = data_record(training, estimator)
@@ -105,7 +104,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
     if resumable:
         callbacks = _keep_run(estimator, name, training, run_dir, say)
     start = time.perf_counter()
-    with _stop_on_ctrl_c() as interrupted:
+    with runs.stop_on_ctrl_c() as interrupted:
         estimator.fit(training.X, training.y)
     seconds = time.perf_counter() - start
     if interrupted and resumable:
@@ -132,6 +131,8 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
         "data": record,
         "versions": provenance.library_versions(),
     }
+    if params_file:
+        metadata["params_file"] = {"path": str(params_file), "params": given}
     if resumable:  # the saved model carries the net's own callbacks, not this run's
         estimator.set_params(net__callbacks=callbacks)
     save_model(estimator, model_path, metadata)
@@ -171,28 +172,6 @@ def _best_so_far(estimator, run_dir, say):
         net.load_params(checkpoint=best)
     say(f"interrupted after {len(net.history)} epochs" if best is None
         else f"interrupted; keeping the best epoch so far, epoch {len(net.history)}")
-
-
-@contextmanager
-def _stop_on_ctrl_c():
-    """Yields a list that holds True once Ctrl-C stopped the block. skorch ends a fit
-    quietly on KeyboardInterrupt; this tells such an end from a finished one."""
-    interrupted = []
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-
-    def handler(signum, frame):
-        interrupted.append(True)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield interrupted
-    except KeyboardInterrupt:
-        interrupted.append(True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def write_figures(model, data_folder, model_path, title="") -> list[Path]:
