@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 
-from . import configs, data, plots, provenance, runs
+from . import configs, data, framing, plots, provenance, runs
 from .metrics import masked_rmse_px
 from .modelfile import save_model
 from .ensemble import FoldEnsemble
@@ -106,6 +106,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
     elif interrupted:
         raise KeyboardInterrupt
     rmse = validation_rmse(estimator, training.X, training.y)
+    framing.attach_layout(estimator, training.y)   # for framing faces in photos (predict)
     nets = histories(estimator)
     first = next(iter(nets.values()))
     metadata = {
@@ -120,6 +121,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
         },
         "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator)),
         "data": record,
+        "mean_keypoints": [round(float(v), 4) for v in framing.layout_of(estimator)],
         "versions": provenance.library_versions(),
     }
     if resumable:  # the saved model carries the net's own callbacks, not this run's
