@@ -36,6 +36,10 @@ BATCHES ?=
 START_LR ?=
 END_LR ?=
 MODELS_DIR ?= models
+IMAGES ?=
+OUT ?=
+ANNOTATED ?=
+DETECTOR ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -45,7 +49,7 @@ SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
   $(call opt,--base,$(BASE))
 
-.PHONY: setup download train submit report cv grid zoo lrfind compare bench test data clean help
+.PHONY: setup download train submit report cv grid zoo lrfind compare predict export bench test data clean help
 
 help:
 	@echo "make download [DATA=data]  Kaggle's files, unpacked (the kaggle package; ~/.kaggle/kaggle.json)"
@@ -66,12 +70,16 @@ help:
 	@echo "make lrfind  [DATA=] [NET=] [BATCHES=250] [START_LR=1e-6] [END_LR=1] + settings"
 	@echo "             lr range test -> cv/NET-lrfind.png, .json and a suggested LR="
 	@echo "make compare [MODELS_DIR=models]  the saved models side by side, best first"
+	@echo "make predict MODEL=models/net8.joblib IMAGES=\"photo.jpg folder/\" [OUT=keypoints.csv]"
+	@echo "             [ANNOTATED=dir] [TTA=1] [DETECTOR=mtcnn|haar] [TRUST=1]: faces in your photos"
+	@echo "make export  [MODEL=models/net1.joblib] [OUT=MODEL.onnx]  the net as ONNX, checked"
 	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -109,6 +117,15 @@ lrfind: setup
 
 compare: setup
 	$(KFKD) compare --models-dir $(MODELS_DIR)
+
+predict: setup
+	@test -n "$(IMAGES)" || { echo "make predict: give IMAGES=\"photo.jpg folder/ ...\"" >&2; exit 2; }
+	$(KFKD) predict --model $(MODEL) $(IMAGES) $(call opt,--out,$(OUT)) \
+	  $(call opt,--annotated,$(ANNOTATED)) $(call opt,--detector,$(DETECTOR)) $(if $(TTA),--tta) \
+	  $(if $(TRUST),--trust-model)
+
+export: setup
+	$(KFKD) export --model $(MODEL) $(call opt,--out,$(OUT)) $(if $(TRUST),--trust-model)
 
 bench: setup
 	$(PY) -m benchmarks.bench $(if $(QUICK),--quick)

@@ -259,6 +259,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_predict(sub):
+    """`kfkd predict`: its own function, so that main can parse it without the other
+    commands, whose defaults import torch (an .onnx model predicts without it)."""
+    from .predict import MIN_SIZE
+    p = sub.add_parser("predict", help="keypoints of the faces in your own photos: a CSV, and "
+                                       "copies with the faces drawn")
+    p.add_argument("images", nargs="+", metavar="PHOTO_OR_FOLDER",
+                   help="image files, or folders (the images directly in them)")
+    p.add_argument("--model", default="models/net1.joblib",
+                   help="a saved model (.joblib, .skops) or an exported .onnx")
+    p.add_argument("--out", default="keypoints.csv", help="the CSV (default: keypoints.csv)")
+    p.add_argument("--annotated", default=None, metavar="DIR",
+                   help="also write each photo with its boxes and keypoints drawn into DIR")
+    p.add_argument("--tta", action="store_true",
+                   help="flip test-time augmentation, as for submit")
+    p.add_argument("--detector", default="auto", choices=("auto", "mtcnn", "haar"),
+                   help="auto (default): mtcnn (facenet-pytorch, needs torch) for a torch "
+                        "model, haar (OpenCV) for an .onnx one, which then runs without torch")
+    p.add_argument("--passes", type=_positive_int, default=None,
+                   help="crops per face, each re-aligned on the last one's keypoints "
+                        "(default: 1 for mtcnn, 2 for haar)")
+    p.add_argument("--min-size", type=float, default=MIN_SIZE, metavar="PX",
+                   help=f"skip (and count) faces narrower than PX pixels (default {MIN_SIZE})")
+    p.add_argument("--data", default=None, metavar="FOLDER",
+                   help="training data to measure the mean keypoint layout from, for a model "
+                        "saved without one")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load the model without checking its sha256 against its JSON")
+    p.set_defaults(func=cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kfkd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -357,32 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", default="models", help="default: models/")
     p.set_defaults(func=cmd_compare)
 
-    from .predict import MIN_SIZE
-    p = sub.add_parser("predict", help="keypoints of the faces in your own photos: a CSV, and "
-                                       "copies with the faces drawn")
-    p.add_argument("images", nargs="+", metavar="PHOTO_OR_FOLDER",
-                   help="image files, or folders (the images directly in them)")
-    p.add_argument("--model", default="models/net1.joblib",
-                   help="a saved model (.joblib, .skops) or an exported .onnx")
-    p.add_argument("--out", default="keypoints.csv", help="the CSV (default: keypoints.csv)")
-    p.add_argument("--annotated", default=None, metavar="DIR",
-                   help="also write each photo with its boxes and keypoints drawn into DIR")
-    p.add_argument("--tta", action="store_true",
-                   help="flip test-time augmentation, as for submit")
-    p.add_argument("--detector", default="auto", choices=("auto", "mtcnn", "haar"),
-                   help="auto (default): mtcnn (facenet-pytorch, needs torch) for a torch "
-                        "model, haar (OpenCV) for an .onnx one, which then runs without torch")
-    p.add_argument("--passes", type=_positive_int, default=None,
-                   help="crops per face, each re-aligned on the last one's keypoints "
-                        "(default: 1 for mtcnn, 2 for haar)")
-    p.add_argument("--min-size", type=float, default=MIN_SIZE, metavar="PX",
-                   help=f"skip (and count) faces narrower than PX pixels (default {MIN_SIZE})")
-    p.add_argument("--data", default=None, metavar="FOLDER",
-                   help="training data to measure the mean keypoint layout from, for a model "
-                        "saved without one")
-    p.add_argument("--trust-model", action="store_true",
-                   help="load the model without checking its sha256 against its JSON")
-    p.set_defaults(func=cmd_predict)
+    _add_predict(sub)
 
     p = sub.add_parser("export", help="the fitted net as an ONNX graph (crop in, keypoints "
                                       "in pixels out), checked against torch")
@@ -402,7 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:          # the predict command alone: no torch for an .onnx model
+        parser = _Parser(prog="kfkd", description=__doc__)
+        _add_predict(parser.add_subparsers(dest="command", required=True))
+    else:
+        parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "message", None) is not None and not getattr(args, "kaggle", False):
         parser.error("--message is the Kaggle submission's description: it needs --kaggle")

@@ -20,7 +20,7 @@ import importlib.util
 import sys
 import types
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,7 +46,6 @@ class Face:
     score: float = 1.0
     landmarks: np.ndarray | None = None
     detector: str = "haar"
-    extra: dict = field(default_factory=dict)
 
     @property
     def width(self) -> float:
