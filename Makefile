@@ -42,6 +42,10 @@ PARAMS ?=
 TRIALS ?= 20
 STORAGE ?=
 STUDY ?=
+IMAGES ?=
+OUT ?=
+ANNOTATED ?=
+DETECTOR ?=
 
 KFKD := $(PY) -m kfkd_kit
 opt = $(if $(2),$(1) $(2))
@@ -52,7 +56,7 @@ SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)
   $(call opt,--base,$(BASE)) $(call opt,--flip-axis,$(FLIP_AXIS)) $(call opt,--budget,$(BUDGET)) \
   $(call opt,--params,$(PARAMS))
 
-.PHONY: setup download train submit report cv grid zoo lrfind tune compare bench test data clean help
+.PHONY: setup download train submit report cv grid zoo lrfind tune compare predict export bench test data clean help
 
 help:
 	@echo "make download [DATA=data]  Kaggle's files, unpacked (the kaggle package; ~/.kaggle/kaggle.json)"
@@ -78,12 +82,16 @@ help:
 	@echo "make tune    [DATA=] [NET=net8] [TRIALS=20: the study's total] [STORAGE=URL|journal:PATH] [STUDY=]"
 	@echo "             + settings: Optuna search of net8 -> cv/tune-NET.md, -best.json (PARAMS=), PNGs"
 	@echo "make compare [MODELS_DIR=models]  the saved models side by side, best first"
+	@echo "make predict MODEL=models/net8.joblib IMAGES=\"photo.jpg folder/\" [OUT=keypoints.csv]"
+	@echo "             [ANNOTATED=dir] [TTA=1] [DETECTOR=mtcnn|haar] [TRUST=1]: faces in your photos"
+	@echo "make export  [MODEL=models/net1.joblib] [OUT=MODEL.onnx]  the net as ONNX, checked"
 	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -126,6 +134,15 @@ tune: setup
 
 compare: setup
 	$(KFKD) compare --models-dir $(MODELS_DIR)
+
+predict: setup
+	@test -n "$(IMAGES)" || { echo "make predict: give IMAGES=\"photo.jpg folder/ ...\"" >&2; exit 2; }
+	$(KFKD) predict --model $(MODEL) $(IMAGES) $(call opt,--out,$(OUT)) \
+	  $(call opt,--annotated,$(ANNOTATED)) $(call opt,--detector,$(DETECTOR)) $(if $(TTA),--tta) \
+	  $(if $(TRUST),--trust-model)
+
+export: setup
+	$(KFKD) export --model $(MODEL) $(call opt,--out,$(OUT)) $(if $(TRUST),--trust-model)
 
 bench: setup
 	$(PY) -m benchmarks.bench $(if $(QUICK),--quick)

@@ -1,6 +1,6 @@
 """`make bench`: kfkd's speed against the obvious alternatives, side by side, as ratios.
 
-    python -m benchmarks.bench [--quick] [--parts abcdefg] [--out benchmarks/RESULTS.md]
+    python -m benchmarks.bench [--quick] [--parts abcdefgh] [--out benchmarks/RESULTS.md]
 
 Parts (each measured in this one process, alternately, except loading which runs each
 reader in a fresh subprocess so that its time is cold and its peak memory its own):
@@ -20,7 +20,10 @@ h. net8's fp32 training step as a CPU without bf16 or AVX-512 runs it (most lapt
    cloud notebooks): a child process with oneDNN and ATen capped at AVX2
    (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2) on two cores (taskset -c 0,1)
    times today's net8 against the first net8's layers (BNCNN.LAYERS_V1), and the same
-   first-net8 step uncapped in this process shows what the cap changes.
+   first-net8 step uncapped in this process shows what the cap changes;
+i. `kfkd predict`: net8's keypoints for a batch of face crops, faces per second through
+   onnxruntime (the exported graph) against torch (the fitted net, in its own precision);
+   face detection per photo (MTCNN, Haar) and alignment per face timed separately.
 
 The table goes to stdout and (atomically, with the machine it ran on) to --out.
 Timings per epoch are the median over epochs after the first, best of the rounds: the
@@ -694,15 +697,76 @@ def part_net8_avx2(table, quick):
                f"{uncapped['capability']}.")
 
 
-PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda, "f": part_net8_cuda, "g": part_checkpoints,
-         "e": part_bf16_cpu, "h": part_net8_avx2}
+def part_predict(table, quick):
+    """h: predict's three stages on this CPU: detection, alignment, the net (torch vs ORT)."""
+    import tempfile
+
+    from kfkd_kit import configs, framing
+    from kfkd_kit.export import OnnxKeypoints, check_batch, export_onnx
+    from kfkd_kit.faces import make_detector
+    from kfkd_kit.modelfile import load_model, save_model
+    from kfkd_kit.photos import read_photo
+    from kfkd_kit.predict import SavedModel
+    print("i. predict: detection, alignment, net8 through torch and onnxruntime", flush=True)
+    n, rounds = (128, 2) if quick else (512, 3)
+    images, points = faces(256)
+    model = configs.build("net8", epochs=1, device="cpu", verbose=0).fit(images, points)
+    framing.attach_layout(model, points)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "net8.joblib"
+        save_model(model, path, {"net": "net8"})
+        onnx_path = export_onnx(path, say=lambda *a: None)
+        backends = {"torch": SavedModel(load_model(path)), "onnxruntime": OnnxKeypoints(onnx_path)}
+        crops = check_batch(n)
+        best = {}
+        for _ in range(rounds):
+            for name, backend in backends.items():
+                start = time.perf_counter()
+                backend(crops)
+                took = time.perf_counter() - start
+                best[name] = min(best.get(name, took), took)
+    torch_fps, ort_fps = n / best["torch"], n / best["onnxruntime"]
+    precision = getattr(configs.inner_net(model), "precision_", "fp32")
+    table.add("i", f"net8 keypoints for {n} face crops, faces/s, onnxruntime (fp32) vs torch "
+              f"({precision})", ort_fps, torch_fps, ort_fps / torch_fps)
+    photo = read_photo(ROOT / "tests" / "data" / "astronaut.jpg")
+    for detector in ("mtcnn", "haar"):
+        find = make_detector(detector, 40)
+        find(photo)                                               # load, warm up
+        seconds = []
+        for _ in range(rounds + 2):
+            start = time.perf_counter()
+            found = find(photo)
+            seconds.append(time.perf_counter() - start)
+        table.add("i", f"face detection ({detector}), 512x512 photo, ms per photo",
+                  1000 * min(seconds))
+    face = make_detector("haar", 40)(photo)[0]
+    layout = framing.mean_layout(points)
+    first = make_detector("haar", 40).first_crop(face, layout)
+    seconds = []
+    for _ in range(rounds + 2):
+        start = time.perf_counter()
+        for _ in range(50):
+            patch = framing.FacePatch(photo.grey, first)
+            patch.crop(first)
+        seconds.append((time.perf_counter() - start) / 50)
+    table.add("i", "alignment: a face's patch and one 96x96 crop, ms per face", 1000 * min(seconds))
+    table.note(f"i. Faces per second of the net alone, on {n} crops (best of {rounds}); a face "
+               "costs one net pass per crop (--passes). Detection is per photo, on the 512x512 "
+               f"astronaut ({len(found)} face); the first detection loads the detector and is "
+               "not counted.")
+
+
+PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda,
+         "e": part_bf16_cpu, "f": part_net8_cuda, "g": part_checkpoints, "h": part_net8_avx2,
+         "i": part_predict}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rows, epochs and rounds")
-    parser.add_argument("--parts", default="abcdefgh", help="which parts, e.g. 'bc' (default: all)")
+    parser.add_argument("--parts", default="abcdefghi", help="which parts, e.g. 'bc' (default: all)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
                         help="Markdown file for the table ('-' for none)")
     parser.add_argument("--eager-epochs", type=int, default=None,
@@ -752,7 +816,7 @@ def main(argv=None):
 
     table = Table(save)
     for part in sorted(set(args.parts)):
-        if part in "bcegh" or args.wait_quiet:
+        if part in "bceghi" or args.wait_quiet:
             busy = wait_until_quiet(args.wait_quiet) if args.wait_quiet else cpu_busy()
             table.note(f"{part}. CPUs {100 * busy:.0f}% busy (other processes) just before this part.")
         if part == "d":

@@ -5,14 +5,34 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import configs
+
+class _LazyConfigs:
+    """kfkd_kit.configs, imported on first use: it imports torch, which `kfkd predict` with
+    an ONNX model runs without."""
+
+    def __getattr__(self, name):
+        from . import configs as module
+        return getattr(module, name)
+
+
+class _NetNames:
+    """The named nets as argparse choices, looked up only when a command needs them."""
+
+    def __contains__(self, name):
+        return name in configs.CONFIGS
+
+    def __iter__(self):
+        return iter(sorted(configs.CONFIGS))
+
+
+configs = _LazyConfigs()
 
 
 def _add_common(p, net=True, verbose=0):
     p.add_argument("--data", default="data", help="folder with Kaggle's files (default: data/)")
     if not net:
         return
-    p.add_argument("--net", default="net1", choices=sorted(configs.CONFIGS),
+    p.add_argument("--net", default="net1", choices=_NetNames(),
                    help="named configuration (default: net1)")
     _add_settings(p, verbose)
 
@@ -263,6 +283,18 @@ def cmd_zoo(args):
     print(args.out)
 
 
+def cmd_predict(args):
+    from .predict import run_predict
+    run_predict(args.images, args.model, out=args.out, annotated=args.annotated, tta=args.tta,
+                trust=args.trust_model, detector=args.detector, passes=args.passes,
+                min_size=args.min_size, data_dir=args.data)
+
+
+def cmd_export(args):
+    from .export import export_onnx
+    print(export_onnx(args.model, args.out, trust=args.trust_model))
+
+
 def cmd_make_data(args):
     from .synthetic import write_kaggle_dataset
     paths = write_kaggle_dataset(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
@@ -277,6 +309,37 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_predict(sub):
+    """`kfkd predict`: its own function, so that main can parse it without the other
+    commands, whose defaults import torch (an .onnx model predicts without it)."""
+    from .predict import MIN_SIZE
+    p = sub.add_parser("predict", help="keypoints of the faces in your own photos: a CSV, and "
+                                       "copies with the faces drawn")
+    p.add_argument("images", nargs="+", metavar="PHOTO_OR_FOLDER",
+                   help="image files, or folders (the images directly in them)")
+    p.add_argument("--model", default="models/net1.joblib",
+                   help="a saved model (.joblib, .skops) or an exported .onnx")
+    p.add_argument("--out", default="keypoints.csv", help="the CSV (default: keypoints.csv)")
+    p.add_argument("--annotated", default=None, metavar="DIR",
+                   help="also write each photo with its boxes and keypoints drawn into DIR")
+    p.add_argument("--tta", action="store_true",
+                   help="flip test-time augmentation, as for submit")
+    p.add_argument("--detector", default="auto", choices=("auto", "mtcnn", "haar"),
+                   help="auto (default): mtcnn (facenet-pytorch, needs torch) for a torch "
+                        "model, haar (OpenCV) for an .onnx one, which then runs without torch")
+    p.add_argument("--passes", type=_positive_int, default=None,
+                   help="crops per face, each re-aligned on the last one's keypoints "
+                        "(default: 1 for mtcnn, 2 for haar)")
+    p.add_argument("--min-size", type=float, default=MIN_SIZE, metavar="PX",
+                   help=f"skip (and count) faces narrower than PX pixels (default {MIN_SIZE})")
+    p.add_argument("--data", default=None, metavar="FOLDER",
+                   help="training data to measure the mean keypoint layout from, for a model "
+                        "saved without one")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load the model without checking its sha256 against its JSON")
+    p.set_defaults(func=cmd_predict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,6 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", default="models", help="default: models/")
     p.set_defaults(func=cmd_compare)
 
+    _add_predict(sub)
+
+    p = sub.add_parser("export", help="the fitted net as an ONNX graph (crop in, keypoints "
+                                      "in pixels out), checked against torch")
+    p.add_argument("--model", default="models/net1.joblib")
+    p.add_argument("--out", default=None, help="default: the model's path with .onnx")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load the model without checking its sha256 against its JSON")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("make-data", help="write the built-in synthetic data set in Kaggle's layout")
     p.add_argument("--out", default="data/synthetic")
     p.add_argument("--n-train", type=int, default=7049, help="Kaggle's size by default")
@@ -411,7 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:          # the predict command alone: no torch for an .onnx model
+        parser = _Parser(prog="kfkd", description=__doc__)
+        _add_predict(parser.add_subparsers(dest="command", required=True))
+    else:
+        parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "message", None) is not None and not getattr(args, "kaggle", False):
         parser.error("--message is the Kaggle submission's description: it needs --kaggle")

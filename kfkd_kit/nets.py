@@ -35,7 +35,7 @@ class MLP(nn.Module):
         _initialise(self, init)
 
     def forward(self, X):
-        return self.output(torch.relu(self.hidden(X.reshape(len(X), N_PIXELS))))
+        return self.output(torch.relu(self.hidden(X.reshape(X.shape[0], N_PIXELS))))
 
 
 class _ConvNet(nn.Module):
@@ -49,7 +49,7 @@ class _ConvNet(nn.Module):
         return self.head[-1]
 
     def forward(self, X):
-        X = X.reshape(len(X), 1, IMAGE_SIDE, IMAGE_SIDE)
+        X = X.reshape(X.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE)  # shape[0]: a dynamic batch in ONNX
         if self.channels_last:
             X = X.contiguous(memory_format=torch.channels_last)
         return self.head(self.features(X))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import configs, data, plots, provenance, runs
+from . import configs, data, framing, plots, provenance, runs
 from .metrics import masked_rmse_px
 from .estimator import fitted_nets, flip_axis_of
 from .modelfile import save_model
@@ -112,6 +112,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
     elif interrupted:
         raise KeyboardInterrupt
     rmse = validation_rmse(estimator, training.X, training.y)
+    framing.attach_layout(estimator, training.y)   # for framing faces in photos (predict)
     nets = histories(estimator)
     first = next(iter(nets.values()))
     metadata = {
@@ -129,6 +130,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
                        flip_axis_used=flip_axis_of(estimator),
                        flip_axis_from_images=_mean_of(estimator, "flip_axis_images_")),
         "data": record,
+        "mean_keypoints": [round(float(v), 4) for v in framing.layout_of(estimator)],
         "versions": provenance.library_versions(),
     }
     if params_file:
