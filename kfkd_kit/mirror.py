@@ -158,11 +158,13 @@ def flip_consistent_axis(direct, mirrored, y, columns=None) -> tuple[float, floa
     from .keypoints import mirror_targets
     direct, mirrored, y = (np.asarray(a, dtype=np.float64) for a in (direct, mirrored, y))
     columns = list(range(N_TARGETS)) if columns is None else list(columns)
-    xs = [i for i, c in enumerate(columns) if c % 2 == 0]
-    partner = -mirror_targets(mirrored, columns, axis=0.0)   # x columns: the partner's raw x
     labelled = np.isfinite(y)
     error = np.where(labelled, direct - y, 0.0)
-    rmse = float(np.sqrt((error ** 2).sum() / max(labelled.sum(), 1)) * 1.0)
+    rmse = float(np.sqrt((error ** 2).sum() / max(labelled.sum(), 1)))
+    if y.ndim != 2 or y.shape[1] != len(columns):   # which keypoints the columns are is unknown
+        return float("nan"), rmse
+    xs = [i for i, c in enumerate(columns) if c % 2 == 0]
+    partner = -mirror_targets(mirrored, columns, axis=0.0)   # x columns: the partner's raw x
     values = (partner[:, xs] + 2 * y[:, xs] - direct[:, xs]) / 2
     values = values[np.isfinite(values)]
     return (float(values.mean()) if len(values) else float("nan")), rmse

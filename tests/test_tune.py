@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from skorch.callbacks import Callback
 
 import kfkd_kit
+from kfkd_kit.estimator import flip_axis_of
 from kfkd_kit import configs, tune
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_training
@@ -234,7 +235,8 @@ def test_a_trials_value_is_the_held_out_rmse_with_flip_tta(faces, tmp_path):
                         for key, value in tune.net_params(trial.params).items()})
     model.fit(X[train_rows], y[train_rows])
     direct = model.predict(X[held])
-    both = (direct + mirror_targets(model.predict(mirror_images(X[held])))) / 2
+    both = (direct + mirror_targets(model.predict(mirror_images(X[held])),
+                                    axis=flip_axis_of(model))) / 2
     assert trial.value == pytest.approx(masked_rmse_px(y[held], both), rel=1e-6)
     assert trial.value != pytest.approx(masked_rmse_px(y[held], direct), rel=1e-6)
 
