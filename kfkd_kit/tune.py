@@ -500,7 +500,8 @@ def write_table(study, record, shown, path, space) -> Path:
         if t.state == TrialState.PRUNED and t.last_step is not None:
             state += f" (epoch {t.last_step + 1})"
         row = {"trial": str(t.number), "state": state,
-               "RMSE px": "" if t.value is None else f"{t.value:.4f}",
+               # a pruned trial's value is its last valid loss, not an RMSE: not shown
+               "RMSE px": f"{t.value:.4f}" if t.state == TrialState.COMPLETE else "",
                "seconds": "" if t.duration is None else f"{t.duration.total_seconds():.1f}"}
         row.update({dim.name: _cell(t.params.get(dim.name)) for dim in space})
         rows.append(row)

@@ -174,7 +174,8 @@ def test_bad_trials_are_pruned_on_the_valid_loss(faces, tmp_path):
     assert bad.state == TrialState.PRUNED and sorted(bad.intermediate_values) == [0]
     assert any(line.startswith("trial 1 [2/2]: pruned after epoch 1") for line in lines)
     assert result["finished"] == 2 and result["best"]["trial"] == 0
-    assert table_rows(tmp_path / "cv" / "tune-net8.md")[1][1] == "PRUNED (epoch 1)"
+    pruned = table_rows(tmp_path / "cv" / "tune-net8.md")[1]
+    assert pruned[1] == "PRUNED (epoch 1)" and pruned[2] == ""   # its value is a loss, not px
 
 
 class CtrlC(Callback):
