@@ -331,7 +331,7 @@ def _add_predict(sub):
                         "model, haar (OpenCV) for an .onnx one, which then runs without torch")
     p.add_argument("--passes", type=_positive_int, default=None,
                    help="crops per face, each re-aligned on the last one's keypoints "
-                        "(default: 1 for mtcnn, 2 for haar)")
+                        "(default: 1 for mtcnn, 3 for haar)")
     p.add_argument("--min-size", type=float, default=MIN_SIZE, metavar="PX",
                    help=f"skip (and count) faces narrower than PX pixels (default {MIN_SIZE})")
     p.add_argument("--data", default=None, metavar="FOLDER",

@@ -29,7 +29,7 @@ from . import framing
 from .keypoints import FEATURE_NAMES, IMAGE_SIDE
 
 # Crops per face by default, by detector: what paid on benchmarks/photo_set.py (see README).
-PASSES = {"mtcnn": 1, "haar": 2}
+PASSES = {"mtcnn": 1, "haar": 3}
 CHUNK = 512
 MIN_SIZE = 40
 # A pass may change the crop's scale by at most this factor, and move its centre by at most
