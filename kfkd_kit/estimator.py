@@ -33,6 +33,23 @@ class _PlanDone(Exception):
     """Ends a budgeted fit's epoch loop: its planned epochs are done (or no time is left)."""
 
 
+def _training_arrays(dataset, at_most=None):
+    """(images, keypoints in pixels) of a training dataset's rows as numpy arrays, at most
+    ``at_most`` of them (evenly spaced); keypoints None when the dataset has no targets."""
+    from .batches import _tensors_of
+    X, y, rows = _tensors_of(dataset)
+    if y is None:
+        return None, None
+    n = len(rows) if rows is not None else len(X)
+    pick = rows
+    if at_most is not None and n > at_most:
+        pick = torch.linspace(0, n - 1, at_most).round().long().to(X.device)
+        pick = rows.index_select(0, pick) if rows is not None else pick
+    if pick is not None:
+        X, y = X.index_select(0, pick), y.index_select(0, pick)
+    return X.detach().cpu().numpy(), from_unit(y.detach().cpu().numpy())
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -146,17 +163,11 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         dataset, columns = self.__dict__.pop("_train_rows", (None, None))
         if self.flip_axis != "auto" or dataset is None:
             return
-        from .batches import _tensors_of
         from .keypoints import mirror_images
         from .mirror import MAX_RMSE_TO_REFINE_PX, flip_consistent_axis
-        X, y, rows = _tensors_of(dataset)
-        if y is None:
+        images, labels = _training_arrays(dataset, at_most=2000)
+        if labels is None:
             return
-        n = len(rows) if rows is not None else len(X)
-        pick = torch.linspace(0, n - 1, min(n, 2000)).round().long().to(X.device)
-        pick = rows.index_select(0, pick) if rows is not None else pick
-        images = X.index_select(0, pick).detach().cpu().numpy()
-        labels = from_unit(y.index_select(0, pick).detach().cpu().numpy())
         direct = from_unit(self.predict_proba(images))
         mirrored = from_unit(self.predict_proba(mirror_images(images)))
         axis, rmse = flip_consistent_axis(direct, mirrored, labels, columns)
@@ -175,15 +186,11 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
                 raise ValueError(f"flip_axis must be 'auto' or a number of pixels in (0, 96), "
                                  f"got {self.flip_axis!r}")
             return axis
-        from .batches import _tensors_of
         from .mirror import estimate_flip_axis
-        X, y, rows = _tensors_of(dataset)
-        if y is None:
-            return estimate_flip_axis(np.zeros((0, X.shape[1])), np.zeros((0, 0)))
-        if rows is not None:
-            X, y = X.index_select(0, rows), y.index_select(0, rows)
-        return estimate_flip_axis(X.detach().cpu().numpy(), from_unit(y.detach().cpu().numpy()),
-                                  columns)
+        images, labels = _training_arrays(dataset)
+        if labels is None:
+            return float(IMAGE_AXIS)
+        return estimate_flip_axis(images, labels, columns)
 
     def infer(self, x, **fit_params):
         # Training, validation and prediction all pass through here: one autocast for all.
@@ -300,7 +307,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         self._epoch_ends.append(now)
         # what follows the last epoch (the weight average, the caller's saving) gets a margin
         margin = max(2.0, 0.03 * budget)
-        if not resumed and done - resumed <= 2:
+        if not resumed and done <= 2:
             epochs = done + max(int((budget - margin - elapsed) // epoch_s), 0)
             self._replan(max(epochs, done), epoch_s, elapsed)
         self.history.record("planned_epochs", self.planned_epochs_)
