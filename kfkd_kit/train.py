@@ -35,19 +35,20 @@ def validation_rmse(model, X, y):
 
 def histories(model) -> dict:
     """{name: skorch history} of the nets inside a fitted model."""
-    return {name: net.history for name, net in _nets(model).items()}
+    return {name: net.history for name, net in fitted_nets(model).items()}
 
 
 def precisions_used(model):
     """What the fitted nets computed in ("bf16", "fp32", ...): one value, or a dict of them."""
-    used = {name: getattr(net, "precision_", None) for name, net in _nets(model).items()}
+    used = {name: getattr(net, "precision_", None) for name, net in fitted_nets(model).items()}
     values = set(used.values())
     return values.pop() if len(values) == 1 else used
 
 
 def _mean_of(model, attribute):
     """The mean of a fitted attribute over the nets that have it (None if none does)."""
-    values = [getattr(net, attribute) for net in _nets(model).values() if hasattr(net, attribute)]
+    values = [getattr(net, attribute) for net in fitted_nets(model).values()
+              if hasattr(net, attribute)]
     return float(np.mean(values)) if values else None
 
 
@@ -55,7 +56,7 @@ def budget_plans(model):
     """What a time budget measured and chose (budget, epochs, seconds per epoch timed and
     seconds per epoch run): one record, a dict of them, or None without a budget."""
     plans = {}
-    for name, net in _nets(model).items():
+    for name, net in fitted_nets(model).items():
         plan = getattr(net, "budget_plan_", None)
         if plan is not None:
             durations = [row["dur"] for row in net.history]
@@ -64,10 +65,6 @@ def budget_plans(model):
     if not plans:
         return None
     return next(iter(plans.values())) if len(plans) == 1 else plans
-
-
-def _nets(model) -> dict:
-    return fitted_nets(model)
 
 
 def data_record(training, estimator) -> dict:
