@@ -702,11 +702,12 @@ def part_predict(table, quick):
     import tempfile
 
     from kfkd_kit import configs, framing
-    from kfkd_kit.export import OnnxKeypoints, check_batch, export_onnx
+    from kfkd_kit.commands.export import check_batch, export_onnx
+    from kfkd_kit.onnxmodel import OnnxKeypoints
     from kfkd_kit.faces import make_detector
     from kfkd_kit.modelfile import load_model, save_model
     from kfkd_kit.photos import read_photo
-    from kfkd_kit.predict import SavedModel
+    from kfkd_kit.commands.predict import SavedModel
     print("i. predict: detection, alignment, net8 through torch and onnxruntime", flush=True)
     n, rounds = (128, 2) if quick else (512, 3)
     images, points = faces(256)

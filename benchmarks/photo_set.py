@@ -135,7 +135,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from kfkd_kit.modelfile import load_model
-    from kfkd_kit.predict import SavedModel, predict_photos
+    from kfkd_kit.commands.predict import SavedModel, predict_photos
     model = load_model(args.model, trust=args.trust_model)
     training = data.load_training(args.data)
     held = configs.inner_net(model).validation_rows(training.X, training.y)

@@ -1,4 +1,5 @@
-"""Atomic file writes: readers see the old file or the complete new one, never a partial one."""
+"""Atomic file writes: readers see the old file or the complete new one, never a partial one;
+and ``create_unique`` for outputs that must never replace an earlier one."""
 from __future__ import annotations
 
 import json
@@ -104,6 +105,60 @@ def write_csv(path, frame) -> Path:
     with atomic_write(path, "w", newline="") as f:
         frame.to_csv(f, index=False)
     return Path(path)
+
+
+def _numbered(path: Path, k: int, folder=False) -> Path:
+    """path, then <stem>-k<suffix> (a folder: <name>-k, as a dot in its name is no suffix)."""
+    if k == 1:
+        return path
+    return path.with_name(f"{path.name}-{k}" if folder else f"{path.stem}-{k}{path.suffix}")
+
+
+def create_unique(path, content: str | bytes | None = None) -> Path:
+    """A new file (``content``) or, with ``content=None``, a new empty folder at ``path``, or
+    at the first free one of ``<stem>-2<suffix>``, ``-3``, ...; returns the path created.
+
+    Never replaces anything, even when another process picks the same name at the same
+    moment: a folder is made with mkdir, which fails on an existing name; a file is written
+    whole to a temporary file first and then given its name with os.link, which fails
+    rather than replace, so no reader ever sees it partial.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content is None:
+        for k in range(1, 10_000):
+            try:
+                _numbered(path, k, folder=True).mkdir()
+                return _numbered(path, k, folder=True)
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"{path}: too many folders of this name")
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        for k in range(1, 10_000):
+            candidate = _numbered(path, k)
+            try:
+                os.link(tmp, candidate)
+                return candidate
+            except FileExistsError:
+                continue
+            except OSError:                   # no hard links here: reserve the name, then fill it
+                try:
+                    os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, candidate)
+                return candidate
+        raise FileExistsError(f"{path}: too many files of this name")
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 def utc_stamp(when=None) -> str:

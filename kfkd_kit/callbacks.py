@@ -8,7 +8,6 @@ import re
 import sys
 
 import torch
-from sklearn.frozen import FrozenEstimator
 from skorch.callbacks import Callback, LRScheduler, PrintLog
 from skorch.callbacks import EarlyStopping as SkorchEarlyStopping
 from torch.optim.lr_scheduler import OneCycleLR
@@ -106,10 +105,9 @@ def source_module(model):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model to pre-train from")
         model = load_model(path)
-    if isinstance(model, FrozenEstimator):
-        model = model.estimator
-    net = model.named_steps["net"] if hasattr(model, "named_steps") else model
-    module = getattr(net, "module_", None)
+    from .nested import nets
+    found = list(nets(model).values())
+    module = getattr(found[0], "module_", None) if len(found) == 1 else None
     if module is None:
         raise ValueError(f"cannot pre-train from {type(model).__name__}: not a fitted single net")
     return module

@@ -18,6 +18,7 @@ import torch
 from .callbacks import (EarlyStopping, LinearSchedule, OneCycle, PretrainedLayers, TrainValidRatio,
                         WeightAverage)
 from .estimator import KeypointNet, default_device
+from .nested import nets
 from .nets import BNCNN, CNN, MLP
 from .pipeline import make_pipeline
 from .specialists import Specialists
@@ -180,11 +181,11 @@ def net_prefix(estimator) -> str:
 
 
 def inner_net(estimator) -> KeypointNet:
-    """The (first) KeypointNet template inside ``estimator``."""
-    while not isinstance(estimator, KeypointNet):
-        estimator = (estimator.named_steps["net"] if hasattr(estimator, "named_steps")
-                     else estimator.estimator)
-    return estimator
+    """The (first) KeypointNet template inside ``estimator``: the one set_params reaches."""
+    found = nets(estimator, fitted=False)
+    if not found:
+        raise ValueError(f"no net inside {type(estimator).__name__}")
+    return next(iter(found.values()))
 
 
 def configure(estimator, **overrides):

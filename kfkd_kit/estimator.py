@@ -27,6 +27,7 @@ from .keypoints import IMAGE_AXIS, IMAGE_SIDE, from_unit, to_unit
 from .losses import MaskedMSELoss
 from .metrics import PixelRMSEScore
 from .splits import GroupedValidSplit
+from .nested import nets
 
 
 class _PlanDone(Exception):
@@ -371,32 +372,6 @@ def flip_axis_of(model) -> float:
     its nets (they measure it on nearly the same rows; a mean is exact for an average of
     mirrored predictions). ``keypoints.IMAGE_AXIS`` for a model saved before nets kept one,
     or for one without KeypointNets."""
-    axes = [getattr(net, "flip_axis_", None) for net in fitted_nets(model).values()]
+    axes = [getattr(net, "flip_axis_", None) for net in nets(model).values()]
     axes = [float(a) for a in axes if a is not None]
     return float(np.mean(axes)) if axes else float(IMAGE_AXIS)
-
-
-def fitted_nets(model) -> dict:
-    """{name: fitted KeypointNet} inside a fitted model: a net, a Pipeline ("net"),
-    Specialists (by group), a FoldEnsemble ("fold k", "fold k <group>"), or FlipTTA /
-    FrozenEstimator of one. Empty for a model with no KeypointNet inside."""
-    if isinstance(model, KeypointNet):
-        return {"net": model}
-    if hasattr(model, "models_"):                        # Specialists
-        return {name: net for group, member in model.models_.items()
-                for name, net in _renamed(fitted_nets(member), group).items()}
-    if hasattr(model, "estimators_"):                    # FoldEnsemble
-        return {name: net for k, member in enumerate(model.estimators_, 1)
-                for name, net in _renamed(fitted_nets(member), f"fold {k}").items()}
-    if hasattr(model, "estimator_"):                     # FlipTTA
-        return fitted_nets(model.estimator_)
-    if hasattr(model, "named_steps"):
-        steps = [step for step in model.named_steps.values() if isinstance(step, KeypointNet)]
-        return {"net": steps[0]} if steps else {}
-    if hasattr(model, "estimator"):                      # FrozenEstimator
-        return fitted_nets(model.estimator)
-    return {}
-
-
-def _renamed(nets, prefix):
-    return {prefix if name == "net" else f"{prefix} {name}": net for name, net in nets.items()}

@@ -14,8 +14,10 @@ Two formats, chosen by the model path's suffix:
   each net from its parameters and puts the weights back. The callbacks' training-time
   state (e.g. where a learning-rate schedule stood) is not stored.
 
-The JSON beside a model (``path.with_suffix(".json")``) records, under ``model_file``,
-the sha256 of the exact bytes written. ``load_model`` (``make submit``) refuses a model
+The JSON beside a model (``path.with_suffix(".json")``) is the model's record, one shape
+for every writer (train, the grid's refit, the fold ensemble): ``net``, ``kind``, ``metrics``
+(with ``rmse_px``, the headline RMSE, and ``rmse_of``, what it was measured on), ``data``,
+``versions``; and, under ``model_file``, the sha256 of the exact bytes written. ``load_model`` (``make submit``) refuses a model
 whose bytes do not match it, or that has no such record, unless told to trust it.
 """
 from __future__ import annotations
@@ -72,9 +74,32 @@ TRUSTED_TYPES = [
 # --------------------------------------------------------------------------- saving
 
 
+RMSE_OF = ("validation", "cv")   # a net's own validation rows; the mean over CV folds
+
+
+def model_record(net, kind, rmse_px, rmse_of, metrics=None, **fields) -> dict:
+    """The record every model writer saves beside its model (train, the grid's refit, the
+    fold ensemble), and compare and report read: ``metrics["rmse_px"]`` is the headline
+    RMSE (None without one) and ``metrics["rmse_of"]`` says what it was measured on."""
+    if rmse_of not in RMSE_OF:
+        raise ValueError(f"rmse_of must be one of {RMSE_OF}, got {rmse_of!r}")
+    rmse = None if rmse_px is None else float(rmse_px)
+    return {"net": net, "kind": kind, **fields,
+            "metrics": dict(metrics or {}, rmse_px=rmse, rmse_of=rmse_of)}
+
+
+def headline_rmse(record) -> tuple[float | None, str | None]:
+    """(rmse_px, rmse_of) of a model record, (None, None) for a record without them."""
+    metrics = (record or {}).get("metrics")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("rmse_px"), (int, float)):
+        return None, None
+    return float(metrics["rmse_px"]), metrics.get("rmse_of")
+
+
 def save_model(estimator, path, metadata: dict) -> tuple[Path, Path]:
     """Write the fitted estimator to ``path`` (joblib, or skops for a ``.skops`` path) and
-    ``metadata`` plus the file's sha256 (``model_file``) to ``path.json``, both atomically."""
+    ``metadata`` plus the file's sha256 (``model_file``) to ``path.json``, both atomically.
+    The toolkit's writers pass ``model_record(...)``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == SKOPS_SUFFIX:
@@ -95,6 +120,18 @@ def save_model(estimator, path, metadata: dict) -> tuple[Path, Path]:
 def json_path(path) -> Path:
     """The JSON record beside a model file."""
     return Path(path).with_suffix(".json")
+
+
+def read_record(path) -> dict | None:
+    """The record of a model: the JSON beside model file ``path`` (or ``path`` itself when it
+    is the JSON). None when it is missing or not a JSON object."""
+    path = Path(path)
+    try:
+        record = json.loads((path if path.suffix == ".json" else json_path(path)).read_text(
+            encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 class _HashingWriter:

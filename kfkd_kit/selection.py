@@ -29,13 +29,11 @@ dask / distributed are imported only when a scheduler or local workers are asked
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,15 +42,13 @@ from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_validate
 
 from . import configs
-from ._atomic import utc_stamp, write_csv, write_json
 from .ensemble import FoldEnsemble
+from .nested import nets
 from .metrics import masked_rmse_px
 from .splits import grouped_kfold
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)
 DEFAULT_MOMENTA = (0.8, 0.9, 0.95)
-LR_PARAM = "net__lr"                        # the grid's keys for a Pipeline (configs.build);
-MOMENTUM_PARAM = "net__optimizer__momentum"  # other estimators get their own prefix
 
 # The competition's score as an sklearn scorer: -RMSE px over labelled values.
 rmse_px_scorer = make_scorer(masked_rmse_px, greater_is_better=False)
@@ -75,16 +71,10 @@ def _rows_key(X) -> str:
     return digest.hexdigest()
 
 
-def _skorch_net(estimator):
-    steps = getattr(estimator, "named_steps", None)
-    if steps is not None:
-        return steps.get("net", estimator.steps[-1][1])
-    return estimator
-
-
 def fit_summary(estimator) -> tuple[float | None, int | None]:
     """(training seconds, epochs run) of a fitted net or Pipeline, from skorch's history."""
-    history = getattr(_skorch_net(estimator), "history", None)
+    found = list(nets(estimator).values())
+    history = getattr(found[0], "history", None) if len(found) == 1 else None
     if not history:
         return None, None
     return float(sum(row.get("dur", 0.0) for row in history)), len(history)
@@ -487,168 +477,3 @@ def heatmap_matrix(search):
     for params, score in zip(results["params"], results["mean_test_score"]):
         rmse[lrs.index(_lr(params)), momenta.index(_momentum(params))] = -score
     return lrs, momenta, rmse
-
-
-# --------------------------------------------------------------------------- output files
-
-
-def _free_stem(out_dir: Path, stem: str, suffixes) -> str:
-    """``stem``, or ``stem-2``, ``stem-3``, ... so that no file of a previous run is replaced."""
-    candidate, n = stem, 1
-    while any((out_dir / f"{candidate}{s}").exists() for s in suffixes):
-        n += 1
-        candidate = f"{stem}-{n}"
-    return candidate
-
-
-def _versions():
-    from .provenance import library_versions
-    return library_versions()
-
-
-def write_cv(result: CVResult, out_dir="cv", meta=None, when=None) -> tuple[Path, Path]:
-    """``<out_dir>/<net>-<UTC time>.csv`` (one row per fold) and ``.json`` (summary with
-    ``meta``, e.g. the data's source and fingerprint, and library versions). Atomic."""
-    import pandas as pd
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = _free_stem(out_dir, f"{result.net}-{utc_stamp(when)}", (".csv", ".json"))
-    csv_path = write_csv(out_dir / f"{stem}.csv", pd.DataFrame(result.rows))
-    payload = dict(result.summary(), created_utc=utc_stamp(when), csv=str(csv_path),
-                   data=dict(meta or {}), versions=_versions())
-    json_path = write_json(out_dir / f"{stem}.json", payload)
-    return csv_path, json_path
-
-
-def write_grid(search, out_dir="cv", meta=None, when=None, net=None) -> tuple[Path, Path, Path]:
-    """Full ``cv_results_`` (CSV, with RMSE px columns added), best parameters (JSON) and
-    the lr x momentum heatmap (PNG) as ``<out_dir>/<net>-grid-<UTC time>{.csv,-best.json,.png}``."""
-    import pandas as pd
-
-    from . import plots
-    info = dict(getattr(search, "run_info_", {}))
-    net = net or info.get("net", "custom")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = _free_stem(out_dir, f"{net}-grid-{utc_stamp(when)}", (".csv", "-best.json", ".png"))
-
-    results = search.cv_results_
-    frame = pd.DataFrame({k: (list(v) if k == "params" else v) for k, v in results.items()})
-    frame["params"] = [json.dumps(p) for p in results["params"]]
-    frame.insert(0, "lr", [_lr(p) for p in results["params"]])
-    frame.insert(1, "momentum", [_momentum(p) for p in results["params"]])
-    frame["mean_rmse_px"] = -np.asarray(results["mean_test_score"])
-    frame["std_rmse_px"] = np.asarray(results["std_test_score"])
-    for k in range(search.n_splits_):
-        frame[f"split{k}_rmse_px"] = -np.asarray(results[f"split{k}_test_score"])
-    csv_path = write_csv(out_dir / f"{stem}.csv", frame)
-
-    lrs, momenta, rmse = heatmap_matrix(search)
-    png_path = plots.grid_heatmap(lrs, momenta, rmse, out_dir / f"{stem}.png",
-                                  title=f"{net}: mean {search.n_splits_}-fold CV RMSE (px)")
-    best = grid_table(search)[0]
-    payload = {
-        "kind": "grid", "net": net, "created_utc": utc_stamp(when),
-        "best_params": {"lr": best["lr"], "momentum": best["momentum"]},
-        "best_params_sklearn": search.best_params_,
-        "best_mean_rmse_px": best["mean_rmse_px"], "best_std_rmse_px": best["std_rmse_px"],
-        "std_ddof": 0, "folds": search.n_splits_,
-        "best_per_fold_rmse_px": [float(-results[f"split{k}_test_score"][search.best_index_])
-                                  for k in range(search.n_splits_)],
-        "candidates": grid_table(search), "search": info,
-        "files": {"cv_results": str(csv_path), "heatmap": str(png_path)},
-        "data": dict(meta or {}), "versions": _versions()}
-    json_path = write_json(out_dir / f"{stem}-best.json", payload)
-    return csv_path, json_path, png_path
-
-
-def save_refit(search, path=None, meta=None) -> tuple[Path, Path]:
-    """Save ``search.best_estimator_`` (needs ``refit=True``) like ``make train`` does:
-    ``models/<net>-grid.joblib`` + JSON, so ``make submit MODEL=...`` can use it."""
-    from .modelfile import save_model
-    if not hasattr(search, "best_estimator_"):
-        raise ValueError("the search was not refitted; run it with refit=True")
-    info = dict(getattr(search, "run_info_", {}))
-    net = info.get("net", "custom")
-    path = Path(path or f"models/{net}-grid.joblib")
-    model = search.best_estimator_
-    seconds, epochs_run = fit_summary(model)
-    best = grid_table(search)[0]
-    metadata = {
-        "net": net, "kind": "grid-refit",
-        "metrics": {"cv_mean_rmse_px": best["mean_rmse_px"],
-                    "cv_std_rmse_px": best["std_rmse_px"], "cv_folds": search.n_splits_,
-                    "epochs_run": epochs_run, "train_seconds": seconds,
-                    "refit_seconds": getattr(search, "refit_time_", None)},
-        "params": {"seed": info.get("seed"), "lr": best["lr"], "momentum": best["momentum"],
-                   "max_epochs": info.get("epochs")},
-        "search": info, "data": dict(meta or {}), "versions": _versions()}
-    return save_model(model, path, metadata)
-
-
-def save_ensemble(result: CVResult, path=None, meta=None) -> tuple[Path, Path]:
-    """Save ``result.ensemble`` (from ``keep_models=True``) as one joblib estimator + JSON:
-    ``models/<net>-cv<k>.ensemble.joblib`` by default; ``make submit MODEL=...`` uses it."""
-    from .modelfile import save_model
-    if result.ensemble is None:
-        raise ValueError("no fold models kept; run cross_validate_net with keep_models=True")
-    path = Path(path or f"models/{result.net}-cv{result.folds}.ensemble.joblib")
-    metadata = dict(result.summary(), kind="fold-ensemble", models=len(result.ensemble.estimators_),
-                    data=dict(meta or {}), versions=_versions())
-    return save_model(result.ensemble, path, metadata)
-
-
-# --------------------------------------------------------------------------- commands
-
-
-def load_data(estimator, data_dir="data", say=print):
-    """The training data in ``data_dir`` (Kaggle's files, else the synthetic set) and the
-    record of it for the JSON. Returns (training, meta)."""
-    from . import data
-    from .train import data_record
-    training = data.load_training(data.resolve_data_dir(data_dir, say))
-    return training, data_record(training, estimator)
-
-
-def run_cv(estimator, name="custom", data_dir="data", folds=5, random_state=0, out_dir="cv",
-           keep_models=False, model_path=None, scheduler=None, dask_workers=None,
-           say=print) -> dict:
-    """``kfkd cv``: load data, cross-validate, print the table, write CSV + JSON (and the
-    fold ensemble with ``keep_models``). Returns the summary dict with the file paths."""
-    training, meta = load_data(estimator, data_dir, say)
-    result = cross_validate_net(estimator, training.X, training.y, folds=folds,
-                                random_state=random_state,
-                                keep_models=keep_models, scheduler=scheduler,
-                                dask_workers=dask_workers, name=name, say=say)
-    say(result.table())
-    csv_path, json_path = write_cv(result, out_dir, meta)
-    summary = dict(result.summary(), csv=str(csv_path), json=str(json_path))
-    say(f"per-fold table: {csv_path}; summary: {json_path}")
-    if keep_models:
-        model, _ = save_ensemble(result, model_path, meta)
-        summary["model"] = str(model)
-        say(f"fold ensemble ({folds} models) saved to {model}")
-    return summary
-
-
-def run_grid(estimator, name="custom", data_dir="data", lrs=None, momenta=None, folds=3,
-             random_state=0, out_dir="cv", refit=False, model_path=None, scheduler=None,
-             dask_workers=None, say=print) -> dict:
-    """``kfkd grid``: load data, grid-search lr x momentum, print the ranking, write
-    cv_results CSV, best JSON and heatmap PNG (and the refitted model with ``refit``)."""
-    training, meta = load_data(estimator, data_dir, say)
-    search = grid_search(estimator, training.X, training.y,
-                         lrs=DEFAULT_LRS if lrs is None else lrs,
-                         momenta=DEFAULT_MOMENTA if momenta is None else momenta,
-                         folds=folds, random_state=random_state, scheduler=scheduler,
-                         dask_workers=dask_workers, refit=refit, name=name, say=say)
-    say(format_grid(search))
-    csv_path, json_path, png_path = write_grid(search, out_dir, meta)
-    say(f"cv_results: {csv_path}; best: {json_path}; heatmap: {png_path}")
-    summary = {"best_params": search.best_params_, "csv": str(csv_path),
-               "json": str(json_path), "png": str(png_path)}
-    if refit:
-        model, _ = save_refit(search, model_path, meta)
-        summary["model"] = str(model)
-        say(f"best refitted on all {len(training.X)} rows; model saved to {model}")
-    return summary

@@ -75,11 +75,6 @@ class Specialists(PixelRMSEScore, RegressorMixin, BaseEstimator):
             self.rows_[name] = rows
         return self
 
-    @property
-    def histories_(self):
-        """{specialist name: its skorch training history}."""
-        return {name: model.named_steps["net"].history for name, model in self.models_.items()}
-
     def predict(self, X):
         """(n, 30) pixels; a column no group covers is NaN."""
         check_is_fitted(self, "models_")

@@ -1,15 +1,13 @@
 """Kaggle submissions: predictions in pixels -> RowId,Location via IdLookupTable.csv."""
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._atomic import _umask, atomic_write, utc_stamp
+from ._atomic import atomic_write, create_unique, utc_stamp
 from .keypoints import FEATURE_INDEX, IMAGE_SIDE
 
 
@@ -62,20 +60,9 @@ def validate_submission(submission: pd.DataFrame, lookup: pd.DataFrame) -> None:
 
 
 def submission_path(folder, model_name: str, now: datetime | None = None) -> Path:
-    """``folder/<model>-<UTC stamp>.csv``, or, when that name is taken (two submissions in
-    the same second), the first free one of ``<model>-<stamp>-2.csv``, ``-3``, ..."""
-    return _free_name(Path(folder) / f"{model_name}-{utc_stamp(now)}.csv")
-
-
-def _numbered(path: Path, k: int) -> Path:
-    return path if k == 1 else path.with_name(f"{path.stem}-{k}{path.suffix}")
-
-
-def _free_name(path: Path) -> Path:
-    k = 1
-    while os.path.lexists(_numbered(path, k)):
-        k += 1
-    return _numbered(path, k)
+    """``folder/<model>-<UTC stamp>.csv``: the name ``write_submission(..., exclusive=True)``
+    starts from (it takes ``-2``, ``-3``, ... when that one is taken)."""
+    return Path(folder) / f"{model_name}-{utc_stamp(now)}.csv"
 
 
 def write_submission(submission: pd.DataFrame, lookup: pd.DataFrame, path,
@@ -95,35 +82,4 @@ def write_submission(submission: pd.DataFrame, lookup: pd.DataFrame, path,
         with atomic_write(path, "w") as f:
             f.write(text)
         return path
-    return _write_new(text, path)
-
-
-def _write_new(text: str, path: Path) -> Path:
-    """Write ``text`` to a temporary file, then give it the first free name of ``path``,
-    ``path``-2, ... with os.link, which fails rather than replace an existing file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        k = 1
-        while True:
-            candidate = _numbered(path, k)
-            try:
-                os.link(tmp, candidate)
-                return candidate
-            except FileExistsError:
-                k += 1
-            except OSError:                   # no hard links here: reserve the name, then fill it
-                try:
-                    os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                except FileExistsError:
-                    k += 1
-                    continue
-                os.replace(tmp, candidate)
-                return candidate
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    return create_unique(path, text)

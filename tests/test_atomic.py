@@ -6,7 +6,8 @@ import matplotlib.figure
 import numpy as np
 import pytest
 
-from kfkd_kit import plots, synthetic
+from kfkd_kit import synthetic
+from kfkd_kit.commands import _plots as plots
 from kfkd_kit._atomic import atomic_write
 
 OLD = b"old content, complete\n" * 1000

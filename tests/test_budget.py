@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kfkd_kit import cli, configs
+from kfkd_kit.commands import _options
 from kfkd_kit import estimator as estimator_module
 from kfkd_kit.synthetic import make_faces
 
@@ -39,13 +40,13 @@ def _net8(budget, epochs=50):
 @pytest.mark.parametrize("text, seconds", [("10m", 600), ("90s", 90), ("1.5h", 5400),
                                             ("600", 600), ("2M", 120)])
 def test_durations_parse(text, seconds):
-    assert cli.parse_duration(text) == seconds
+    assert _options.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["x", "0", "-1m", "10d", "", "infs"])
 def test_bad_durations_are_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="10m"):
-        cli.parse_duration(text)
+        _options.parse_duration(text)
 
 
 def test_the_plan_follows_the_measured_epochs_and_the_one_cycle_ends(monkeypatch, faces):
@@ -120,4 +121,4 @@ def test_budget_is_one_setting_for_every_command():
     model = configs.build("net3", budget=30)
     assert configs.inner_net(model).budget == 30 and configs.settings(model)["budget_s"] == 30
     args = cli.build_parser().parse_args(["cv", "--net", "net3", "--budget", "2m"])
-    assert configs.inner_net(cli._estimator(args)).budget == 120
+    assert configs.inner_net(_options.estimator(args)).budget == 120

@@ -1,4 +1,4 @@
-"""`kfkd compare`: the saved models side by side (kfkd_kit.compare), with two tiny trained models."""
+"""`kfkd compare`: the saved models side by side (kfkd_kit.commands.compare), with two tiny trained models."""
 import json
 import shutil
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from kfkd_kit.cli import main
-from kfkd_kit.compare import compare_models
+from kfkd_kit.commands.compare import compare_models
 from kfkd_kit.synthetic import write_kaggle_dataset
 
 

@@ -1,33 +1,93 @@
-"""The package's shape: no import cycles, and training settings in one place."""
+"""The package's shape: the estimator side, the commands above it, the CLI on top; no import
+cycles; training settings in one place."""
 import ast
 import inspect
 from pathlib import Path
 
 import kfkd_kit
-from kfkd_kit import configs, selection, train, zoo
+from kfkd_kit import configs, selection
+from kfkd_kit.commands import NAMES, cv, grid, train, zoo
 
 PACKAGE = Path(kfkd_kit.__file__).parent
+FRONT_DOOR = {"cli", "__main__"}
 
 
-def _imports(path: Path) -> set:
-    """kfkd_kit modules imported anywhere in ``path``, lazy imports inside functions too."""
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(node, module: str, is_package: bool) -> set:
+    """The kfkd_kit modules (dotted, relative to the package) an import statement names."""
+    if isinstance(node, ast.Import):
+        return {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("kfkd_kit.")}
+    if node.level == 0:
+        if not (node.module or "").startswith("kfkd_kit"):
+            return set()
+        base = node.module.split(".")[1:]
+    else:
+        here = module.split(".") if module else []
+        package = here if is_package else here[:-1]
+        base = package[:len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:
-                found.update(alias.name for alias in node.names)
-            elif node.module and node.module.startswith("kfkd_kit."):
-                found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("kfkd_kit."))
+    for alias in node.names:      # `from . import x` may name a module x
+        found.add(".".join(base + [alias.name]))
+    found.add(".".join(base))
     return found
 
 
+def _graph() -> dict:
+    paths = [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
+    names = {_module_name(p) for p in paths}
+    graph = {}
+    for path in paths:
+        module = _module_name(path)
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):   # lazy imports in functions too
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found |= _resolve(node, module, path.name == "__init__.py")
+        graph[module] = {name for name in found if name in names and name and name != module}
+    return graph
+
+
+GRAPH = _graph()
+
+
+def _is_command(module):
+    return module.startswith("commands.")
+
+
+def test_the_graph_sees_the_packages_modules():
+    assert {"estimator", "commands.train", "commands._options", "cli"} <= set(GRAPH)
+    assert "commands._options" in GRAPH["commands.train"] and "configs" in GRAPH["commands.train"]
+    assert {f"commands.{name}" for name in NAMES} <= set(GRAPH)
+
+
+def test_the_estimator_side_never_imports_commands_or_the_cli():
+    for module, imports in GRAPH.items():
+        if module and not _is_command(module) and module != "commands" and module not in FRONT_DOOR:
+            upward = {m for m in imports if _is_command(m) or m == "commands" or m in FRONT_DOOR}
+            assert not upward, f"{module} (estimator side) imports {sorted(upward)}"
+
+
+def test_commands_never_import_one_another():
+    # they share through the estimator side or the private helpers commands/_*.py
+    for module, imports in GRAPH.items():
+        if not _is_command(module):
+            continue
+        others = {m for m in imports if _is_command(m) and not m.split(".")[1].startswith("_")}
+        assert not others, f"{module} imports the command(s) {sorted(others)}"
+        assert not imports & FRONT_DOOR, f"{module} imports the CLI"
+
+
+def test_every_command_module_declares_its_parser_and_its_work():
+    import importlib
+    for name in NAMES:
+        module = importlib.import_module(f"kfkd_kit.commands.{name}")
+        assert callable(module.add_parser) and callable(module.run), name
+
+
 def test_the_import_graph_has_no_cycle():
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
-    graph = {p.stem: _imports(p) & modules for p in PACKAGE.glob("*.py")}
     state = {}
 
     def visit(module, path):
@@ -35,13 +95,13 @@ def test_the_import_graph_has_no_cycle():
             return
         assert state.get(module) != "open", f"import cycle: {' -> '.join(path + [module])}"
         state[module] = "open"
-        for other in sorted(graph[module]):
+        for other in sorted(GRAPH[module]):
             visit(other, path + [module])
         state[module] = "done"
 
-    for module in sorted(graph):
+    for module in sorted(GRAPH):
         visit(module, [])
-    assert graph["configs"] >= {"specialists"} and "configs" not in graph["specialists"]
+    assert GRAPH["configs"] >= {"specialists"} and "configs" not in GRAPH["specialists"]
 
 
 def test_training_settings_are_applied_in_one_place():
@@ -49,6 +109,6 @@ def test_training_settings_are_applied_in_one_place():
     # reads the command) knows the settings by name
     settings = set(configs.OVERRIDES) | {"max_epochs", "early_stopping"}
     for function in (train.train, selection.cross_validate_net, selection.grid_search,
-                     selection.run_cv, selection.run_grid, zoo.run_zoo):
+                     cv.run_cv, grid.run_grid, zoo.run_zoo):
         loose = settings & set(inspect.signature(function).parameters)
         assert not loose, f"{function.__qualname__} takes {sorted(loose)}"

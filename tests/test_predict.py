@@ -319,7 +319,8 @@ def tiny_net(tmp_path_factory):
 def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     import onnx
 
-    from kfkd_kit.export import OnnxKeypoints, check_batch
+    from kfkd_kit.commands.export import check_batch
+    from kfkd_kit.onnxmodel import OnnxKeypoints
     from kfkd_kit.modelfile import load_model, sha256_of
     assert main(["export", "--model", str(tiny_net)]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -363,7 +364,7 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
 
 
 def test_export_refuses_to_write_on_a_mismatch(tiny_net, tmp_path, monkeypatch, capsys):
-    from kfkd_kit import export
+    from kfkd_kit.commands import export
     monkeypatch.setattr(export, "TOLERANCE", -1.0)
     out = tmp_path / "never.onnx"
     assert main(["export", "--model", str(tiny_net), "--out", str(out)]) == 2

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kfkd_kit import configs, data
-from kfkd_kit.cli import predict_in_chunks
+from kfkd_kit.commands.submit import predict_in_chunks
 from kfkd_kit.selection import cross_validate_net
 from kfkd_kit.synthetic import write_kaggle_dataset
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfkd_kit import report
+from kfkd_kit.commands import report
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_training
 from kfkd_kit.keypoints import KEYPOINTS

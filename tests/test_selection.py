@@ -13,6 +13,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from skorch.callbacks import Callback
 
 from kfkd_kit import configs, selection
+from kfkd_kit.commands import cv, grid
 from kfkd_kit.ensemble import FoldEnsemble
 from kfkd_kit.losses import MaskedMSELoss
 from kfkd_kit.metrics import masked_rmse_px
@@ -154,7 +155,7 @@ def test_cross_validate_net_end_to_end(xy, tmp_path):
     assert not any("train_loss" in line for line in lines)
     assert "mean ± std RMSE" in result.table()
 
-    csv_path, json_path = selection.write_cv(result, tmp_path / "cv",
+    csv_path, json_path = cv.write_cv(result, tmp_path / "cv",
                                              meta={"fingerprint": "abc123"})
     assert csv_path.name.startswith("net1-") and csv_path.name.endswith("Z.csv")
     table = pd.read_csv(csv_path)
@@ -166,11 +167,11 @@ def test_cross_validate_net_end_to_end(xy, tmp_path):
     assert summary["per_fold_rmse_px"] == pytest.approx(by_hand)
     assert "torch" in summary["versions"]
     # a second run in the same second does not overwrite the first
-    again, _ = selection.write_cv(result, tmp_path / "cv")
+    again, _ = cv.write_cv(result, tmp_path / "cv")
     assert again != csv_path and csv_path.exists()
 
     # the kept fold models as ONE estimator, saved and loaded like any model
-    model_path, _ = selection.save_ensemble(result, tmp_path / "models" / "cv3.ensemble.joblib")
+    model_path, _ = cv.save_ensemble(result, tmp_path / "models" / "cv3.ensemble.joblib")
     loaded = joblib.load(model_path)
     expected = np.mean([m.predict(X[:5]) for m in models], axis=0)
     assert loaded.predict(X[:5]).shape == (5, 30)
@@ -253,7 +254,7 @@ def test_grid_search_end_to_end(xy, tmp_path):
     i = search.best_index_
     assert cv.rmse_px == pytest.approx([-results[f"split{k}_test_score"][i] for k in range(2)])
 
-    csv_path, json_path, png_path = selection.write_grid(search, tmp_path / "cv",
+    csv_path, json_path, png_path = grid.write_grid(search, tmp_path / "cv",
                                                          meta={"fingerprint": "abc"})
     table = pd.read_csv(csv_path)
     assert len(table) == 4
@@ -270,7 +271,7 @@ def test_grid_search_end_to_end(xy, tmp_path):
     assert rmse[lrs.index(best["net__lr"]), momenta.index(best["net__optimizer__momentum"])] \
         == pytest.approx(-search.best_score_)
 
-    model_path, meta_path = selection.save_refit(search, tmp_path / "models" / "net1-grid.joblib")
+    model_path, meta_path = grid.save_refit(search, tmp_path / "models" / "net1-grid.joblib")
     model = joblib.load(model_path)
     assert model.predict(X[:3]).shape == (3, 30)
     assert json.loads(meta_path.read_text())["params"]["lr"] == best["net__lr"]
@@ -315,20 +316,20 @@ def test_run_cv_and_run_grid_on_synthetic_files(tmp_path):
     synthetic.write_kaggle_dataset(folder, n_train=48, n_test=6, seed=0)
     lines = []
     net1 = tiny_net(epochs=1, complete_only=False, valid_fraction=0.0)
-    cv = selection.run_cv(net1, "net1", folder, folds=2, out_dir=tmp_path / "cv", keep_models=True,
+    cv_run = cv.run_cv(net1, "net1", folder, folds=2, out_dir=tmp_path / "cv", keep_models=True,
                           model_path=tmp_path / "models" / "net1-cv2.ensemble.joblib",
                           say=lines.append)
-    summary = json.loads(open(cv["json"]).read())
+    summary = json.loads(open(cv_run["json"]).read())
     assert summary["rows"] == 48 and len(summary["per_fold_rmse_px"]) == 2
     assert summary["data"]["fingerprint"] == data.load_training(folder).fingerprint
     # what `make submit MODEL=...ensemble.joblib` does with it
     test = data.load_test(folder)
-    assert joblib.load(cv["model"]).predict(test.X).shape == (6, 30)
+    assert joblib.load(cv_run["model"]).predict(test.X).shape == (6, 30)
 
-    grid = selection.run_grid(net1, "net1", folder, lrs=[0.01, 0.03], momenta=[0.9], folds=2,
+    grid_run = grid.run_grid(net1, "net1", folder, lrs=[0.01, 0.03], momenta=[0.9], folds=2,
                               out_dir=tmp_path / "cv", refit=True,
                               model_path=tmp_path / "models" / "net1-grid.joblib",
                               say=lines.append)
-    assert set(grid) >= {"csv", "json", "png", "model", "best_params"}
-    assert joblib.load(grid["model"]).predict(test.X).shape == (6, 30)
+    assert set(grid_run) >= {"csv", "json", "png", "model", "best_params"}
+    assert joblib.load(grid_run["model"]).predict(test.X).shape == (6, 30)
     assert any("best: lr=" in line for line in lines)

@@ -9,6 +9,7 @@ from sklearn.frozen import FrozenEstimator
 from kfkd_kit import configs
 from kfkd_kit.estimator import flip_axis_of
 from kfkd_kit.keypoints import SPECIALIST_GROUPS, columns_of, mirror_images, mirror_targets
+from kfkd_kit.nested import histories
 from kfkd_kit.nets import transfer_weights
 from kfkd_kit.specialists import Specialists
 from kfkd_kit.tta import FlipTTA, flip_tta
@@ -30,7 +31,7 @@ def test_specialists_fit_on_their_own_rows_and_predict_all_columns(tiny_xy, tmp_
     model = Specialists(_net1(seed=7)).fit(X, y)
     assert len(model.rows_["eye_centers"]) == 60
     assert np.array_equal(model.rows_["eyebrows"], np.flatnonzero(np.arange(60) % 3))
-    assert set(model.histories_) == set(SPECIALIST_GROUPS)
+    assert set(histories(model)) == set(SPECIALIST_GROUPS)
     for i, (name, pipeline) in enumerate(model.models_.items()):
         net = pipeline.named_steps["net"]
         assert net.seed == 7 + i                     # a seed of its own, from the template's

@@ -21,7 +21,8 @@ from skorch.callbacks import Callback
 
 import kfkd_kit
 from kfkd_kit.estimator import flip_axis_of
-from kfkd_kit import configs, tune
+from kfkd_kit import configs
+from kfkd_kit.commands import tune
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_training
 from kfkd_kit.keypoints import mirror_images, mirror_targets

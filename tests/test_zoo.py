@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from kfkd_kit.cli import main, parse_epoch_caps
+from kfkd_kit.cli import main
+from kfkd_kit.commands.zoo import parse_epoch_caps
 from kfkd_kit.synthetic import write_kaggle_dataset
 from kfkd_kit.splits import grouped_holdout
 

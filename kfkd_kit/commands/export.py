@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .keypoints import FEATURE_NAMES, IMAGE_SIDE, N_TARGETS, flip_pairs
+from ..keypoints import FEATURE_NAMES, IMAGE_SIDE, flip_pairs
+from ..onnxmodel import OnnxKeypoints
+from . import _options
 
 TOLERANCE = 1e-3     # px
 OPSET = 17
@@ -39,8 +41,8 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
     checked against torch first. Returns the ONNX path."""
     import torch
 
-    from . import framing, modelfile
-    from ._atomic import atomic_write, write_json
+    from .. import framing, modelfile
+    from .._atomic import atomic_write, write_json
     model_path = Path(model_path)
     out = Path(out) if out else model_path.with_suffix(".onnx")
     if out.resolve() == model_path.resolve():
@@ -84,12 +86,12 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
                    "opset": OPSET, "check": check, "mean_keypoints": metadata["mean_keypoints"],
                    "mirror_sum": mirror}
     json_file = modelfile.json_path(out)
-    existing = _read_json(json_file)
+    existing = modelfile.read_record(json_file)
     described = (existing.get("model_file") or {}).get("file") if existing else None
     if existing and described not in (None, out.name):
         write_json(json_file, dict(existing, onnx_file=record, onnx=onnx_record))
     else:
-        source = _read_json(modelfile.json_path(model_path)) or {}
+        source = modelfile.read_record(model_path) or {}
         base = {k: v for k, v in source.items() if k not in ("model_file", "onnx_file", "onnx")}
         write_json(json_file, dict(base, model_file=record, onnx=onnx_record))
     say(f"checked: onnxruntime and torch (fp32) agree to {worst:.1e} px on {len(batch)} crops"
@@ -101,8 +103,8 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
 
 def _single_net(model, path):
     from sklearn.pipeline import Pipeline
-    from .estimator import KeypointNet
-    from .pipeline import PixelScaler
+    from ..estimator import KeypointNet
+    from ..pipeline import PixelScaler
     if (isinstance(model, Pipeline) and len(model.steps) == 2
             and isinstance(model.steps[0][1], PixelScaler)
             and isinstance(model.steps[1][1], KeypointNet)
@@ -115,7 +117,7 @@ def _single_net(model, path):
 def _torch_graph():
     import torch
 
-    from .keypoints import CENTER, SCALE
+    from ..keypoints import CENTER, SCALE
 
     class Graph(torch.nn.Module):
         """crops (n, 96, 96) grey levels -> keypoints (n, 30) pixels."""
@@ -185,7 +187,7 @@ def _fp32_predictions(model, net, batch):
 def check_batch(n=CHECK_BATCH, seed=0) -> np.ndarray:
     """Crops to compare the graph with torch on: half smooth random images, half the
     built-in synthetic faces (float32 (n, 96, 96), 0..255)."""
-    from .synthetic import make_faces
+    from ..synthetic import make_faces
     rng = np.random.default_rng(seed)
     faces = make_faces(n - n // 2, seed=seed)[0].reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     noise = rng.uniform(0, 255, (n // 2, 12, 12)).astype(np.float32)
@@ -199,8 +201,8 @@ def mirror_sum_of(model) -> float:
     """The mirror axis that tta.flip_tta uses for ``model`` (x -> S - x), read off flip_tta
     itself rather than assumed: for a crop and its mirror, flip TTA's answer is
     (p + mirror(q)) / 2, so mirror(q) = 2 TTA - p, and S = mirror(q)_x + q_x(swapped)."""
-    from .keypoints import mirror_images
-    from .tta import flip_tta
+    from ..keypoints import mirror_images
+    from ..tta import flip_tta
     crops = check_batch(8, seed=1).reshape(8, -1)
     p = np.asarray(model.predict(crops), dtype=np.float64)
     q = np.asarray(model.predict(mirror_images(crops)), dtype=np.float64)
@@ -215,91 +217,14 @@ def mirror_sum_of(model) -> float:
     return float(np.round(sums.mean(), 4))
 
 
-def _read_json(path):
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+def add_parser(sub):
+    p = sub.add_parser("export", help="the fitted net as an ONNX graph (crop in, keypoints "
+                                      "in pixels out), checked against torch")
+    p.add_argument("--model", default="models/net1.joblib")
+    p.add_argument("--out", default=None, help="default: the model's path with .onnx")
+    _options.add_trust(p)
+    p.set_defaults(func=run)
 
 
-# --------------------------------------------------------------------------- onnxruntime
-
-class OnnxKeypoints:
-    """An exported graph run by onnxruntime: ``obj(crops)`` -> (n, 30) keypoints in pixels
-    for float crops (n, 96, 96); flip TTA with ``tta`` (the mirror axis stored at export).
-    ``layout``: the mean keypoint layout stored at export (None if the model had none)."""
-
-    BATCH = 256
-
-    def __init__(self, path=None, trust=False, tta=False, payload=None):
-        import onnxruntime as ort
-        if payload is None:
-            path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such model; run `kfkd export` first")
-            if not trust:
-                check_onnx_sha256(path)
-            payload = path.read_bytes()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(payload, options,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            text = " ".join(str(exc).split())[:200]
-            raise ValueError(f"{path}: not a readable ONNX model ({text})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        layout = json.loads(meta["mean_keypoints"]) if meta.get("mean_keypoints") else None
-        self.layout = None if layout is None else np.asarray(layout, dtype=np.float64)
-        self.mirror_sum = float(json.loads(meta["mirror_sum"])) if "mirror_sum" in meta else None
-        if tta and self.mirror_sum is None:
-            raise ValueError(f"{path}: exported without a mirror axis; export it again for --tta")
-        self.tta = tta
-        self.input = self.session.get_inputs()[0].name
-        shape = self.session.get_outputs()[0].shape
-        if len(shape) != 2 or shape[1] != N_TARGETS:
-            raise ValueError(f"{path}: gives outputs of shape {shape}, expected (n, {N_TARGETS})")
-
-    @classmethod
-    def from_bytes(cls, payload):
-        return cls(payload=payload)
-
-    def raw(self, crops) -> np.ndarray:
-        crops = np.ascontiguousarray(np.asarray(crops, dtype=np.float32).reshape(
-            -1, IMAGE_SIDE, IMAGE_SIDE))
-        parts = [self.session.run(None, {self.input: crops[i:i + self.BATCH]})[0]
-                 for i in range(0, len(crops), self.BATCH)]
-        return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, N_TARGETS))
-
-    def __call__(self, crops) -> np.ndarray:
-        direct = self.raw(crops)
-        if not self.tta:
-            return direct
-        mirrored = self.raw(np.asarray(crops, dtype=np.float32)[..., ::-1])
-        mirrored[:, 0::2] = self.mirror_sum - mirrored[:, 0::2]
-        for a, b in flip_pairs():
-            mirrored[:, [a, b]] = mirrored[:, [b, a]]
-        return (direct + mirrored) / 2
-
-
-def check_onnx_sha256(path) -> None:
-    """Raise ValueError unless the JSON beside ``path`` records its sha256 (under
-    ``model_file`` or ``onnx_file``) and the bytes match."""
-    from .modelfile import TRUST_HINT, json_path, sha256_of
-    path = Path(path)
-    record_path = json_path(path)
-    saved = _read_json(record_path)
-    if saved is None:
-        raise ValueError(f"{path}: no readable {record_path.name} beside it records the model's "
-                         f"sha256; export it again, or {TRUST_HINT}")
-    records = [r for r in (saved.get("onnx_file"), saved.get("model_file"))
-               if isinstance(r, dict) and r.get("file") == path.name and r.get("sha256")]
-    if not records:
-        raise ValueError(f"{path}: {record_path.name} records no sha256 for {path.name} (exported "
-                         f"before the model was saved again?); export it again, or {TRUST_HINT}")
-    actual = sha256_of(path)
-    if actual != records[0]["sha256"]:
-        raise ValueError(f"{path}: sha256 {actual[:12]}... does not match "
-                         f"{records[0]['sha256'][:12]}... recorded in {record_path.name}; export "
-                         f"it again, or {TRUST_HINT}")
+def run(args):
+    print(export_onnx(args.model, args.out, trust=args.trust_model))

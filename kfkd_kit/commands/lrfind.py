@@ -35,7 +35,8 @@ import numpy as np
 from skorch.callbacks import Callback, LRScheduler
 from torch.optim.lr_scheduler import ExponentialLR
 
-from . import configs
+from .. import configs
+from . import _options
 
 START_LR = 1e-6
 END_LR = 1.0
@@ -147,7 +148,7 @@ def suggest(lrs, smoothed, rise=RISE) -> dict:
 def lr_range_test(estimator, X, y, start_lr=START_LR, end_lr=END_LR, num_batches=NUM_BATCHES,
                   diverge=DIVERGE, beta=BETA) -> dict:
     """Run the range test of ``estimator`` on (X, y); returns the record (curve, suggestion)."""
-    from .data import progress_bar
+    from ..data import progress_bar
     net = configs.inner_net(estimator)
     with progress_bar(total=num_batches, desc="lr range test", unit="batch") as bar:
         model = range_test_estimator(estimator, start_lr, end_lr, num_batches, diverge, beta, bar)
@@ -175,10 +176,10 @@ def run_lrfind(estimator, name="custom", data_dir="data", out_dir="cv", start_lr
                end_lr=END_LR, num_batches=NUM_BATCHES, diverge=DIVERGE, say=print) -> dict:
     """``kfkd lrfind``: load the training data, run the range test, write
     ``<out_dir>/<name>-lrfind.png`` and ``.json``, print the suggestion. Returns the record."""
-    from . import data, provenance
-    from ._atomic import write_json
-    from .plots import lr_range_plot
-    from .train import data_record
+    from .. import data, provenance
+    from .._atomic import write_json
+    from ._plots import lr_range_plot
+    from ._shared import data_record
     training = data.load_training(data.resolve_data_dir(data_dir, say))
     say(f"lr range test of {name}: lr {start_lr:g} -> {end_lr:g} over at most {num_batches} "
         f"batches, on {training.source}")
@@ -201,3 +202,23 @@ def run_lrfind(estimator, name="custom", data_dir="data", out_dir="cv", start_lr
         f"{'n/a' if steepest is None else f'{steepest:.3g}'}; configured: {record['configured_lr']:g}")
     say(f"plot: {png}; record: {json_path}")
     return dict(record, png=str(png), json=str(json_path))
+
+
+def add_parser(sub):
+    p = sub.add_parser("lrfind", help="learning-rate range test: loss against an exponentially "
+                                      "growing lr; plot, JSON and a suggested lr")
+    _options.add_common(p)
+    p.add_argument("--start-lr", type=float, default=START_LR, help=f"default {START_LR:g}")
+    p.add_argument("--end-lr", type=float, default=END_LR, help=f"default {END_LR:g}")
+    p.add_argument("--batches", type=_options.positive_int, default=NUM_BATCHES,
+                   help=f"training batches at most (default {NUM_BATCHES})")
+    p.add_argument("--diverge", type=float, default=DIVERGE,
+                   help=f"stop when the smoothed loss exceeds this x its best (default {DIVERGE:g})")
+    p.add_argument("--out-dir", default="cv", help="where the PNG and JSON go (default: cv/)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    run_lrfind(_options.estimator(args), name=args.net, data_dir=args.data, out_dir=args.out_dir,
+               start_lr=args.start_lr, end_lr=args.end_lr, num_batches=args.batches,
+               diverge=args.diverge)

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import configs, data, plots, splits
-from ._atomic import atomic_write, utc_stamp, write_csv
-from .estimator import flip_axis_of
-from .keypoints import KEYPOINTS, N_TARGETS
-from .metrics import masked_rmse_px
-from .tta import flip_tta
+from .. import data, splits
+from . import _plots as plots
+from .._atomic import atomic_write, create_unique, utc_stamp, write_csv
+from ..estimator import flip_axis_of
+from ..nested import histories, nets
+from ..keypoints import KEYPOINTS, N_TARGETS
+from ..metrics import masked_rmse_px
+from ..modelfile import load_model, read_record
+from ..tta import flip_tta
+from . import _options
 
 HOLDOUT_FRACTION = 0.2
 
@@ -39,9 +42,8 @@ HOLDOUT_FRACTION = 0.2
 
 def _single_net(model):
     """The fitted KeypointNet of a single-net Pipeline, or None for any other model."""
-    if not hasattr(model, "named_steps") or "net" not in model.named_steps:
-        return None
-    return configs.inner_net(model)
+    found = nets(model) if hasattr(model, "named_steps") else {}
+    return found.get("net")
 
 
 def held_out_rows(model, X, y, holdout=False, seed=0) -> tuple[np.ndarray, str, str | None]:
@@ -144,26 +146,10 @@ def completeness_table(y_true, y_pred) -> list[dict]:
 
 def _histories(model) -> dict:
     """{name: skorch history} of the nets inside any kfkd model ({} if none is found)."""
-    from .train import histories
     try:
         return histories(model)
     except (AttributeError, KeyError, TypeError):
         return {}
-
-
-def _report_folder(out_dir, stem) -> Path:
-    """A new folder reports/<stem>-<UTC stamp>[-2, -3, ...]."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base = f"{stem}-{utc_stamp()}"
-    for i in range(1, 1000):
-        folder = out_dir / (base if i == 1 else f"{base}-{i}")
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{out_dir}: too many reports named {base}")
 
 
 def _fmt(value, digits=3) -> str:
@@ -236,7 +222,7 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
                    "labelled_keypoints": int(np.isfinite(y_true[j]).sum() // 2)}
                   for i, j in enumerate(worst)]
 
-    folder = _report_folder(out_dir, model_path.stem)
+    folder = create_unique(Path(out_dir) / f"{model_path.stem}-{utc_stamp()}")
     title = model_path.stem
     figures = {
         "keypoints": plots.keypoint_rmse_bars(
@@ -300,19 +286,35 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
 
 
 def _recorded_fingerprint(model_path) -> str | None:
-    record = Path(model_path).with_suffix(".json")
-    try:
-        return (json.loads(record.read_text(encoding="utf-8")).get("data") or {}).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return None
+    data_record = (read_record(model_path) or {}).get("data")
+    return data_record.get("fingerprint") if isinstance(data_record, dict) else None
 
 
 def run_report(model_path, data_dir="data", out_dir="reports", holdout=False, seed=0,
                trust=False, say=print) -> Path:
     """Load the model (sha256-checked) and the training data; write the report."""
-    from .modelfile import load_model
     model = load_model(model_path, trust=trust)        # fails before anything is written
     folder = data.resolve_data_dir(data_dir, say)
     training = data.load_training(folder)
     return make_report(model, model_path, training, out_dir=out_dir,
                        holdout=holdout, seed=seed, say=say)
+
+
+def add_parser(sub):
+    p = sub.add_parser("report", help="error analysis of a saved model on held-out rows: "
+                                      "RMSE per keypoint, worst faces, learning curves (HTML)")
+    _options.add_common(p, net=False)
+    p.add_argument("--model", default="models/net1.joblib")
+    p.add_argument("--holdout", action="store_true",
+                   help="score a grouped 20%% hold-out (seeded by --seed) instead of the model's "
+                        "own validation split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the hold-out (default: 0)")
+    p.add_argument("--out-dir", default="reports",
+                   help="where the report folder <model stem>-<UTC time>/ goes (default: reports/)")
+    _options.add_trust(p)
+    p.set_defaults(func=run)
+
+
+def run(args):
+    print(run_report(args.model, data_dir=args.data, out_dir=args.out_dir, holdout=args.holdout,
+                     seed=args.seed, trust=args.trust_model))

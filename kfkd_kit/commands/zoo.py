@@ -7,22 +7,23 @@ records epochs, time and device, and the command that made it.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sklearn.frozen import FrozenEstimator
 
-from . import configs, data, provenance
-from ._atomic import write_section
-from .metrics import masked_rmse_px
-from .splits import grouped_holdout
-from .train import histories
-from .tta import flip_tta
+from .. import configs, data, provenance
+from .._atomic import write_section
+from ..metrics import masked_rmse_px
+from ..nested import histories
+from ..splits import grouped_holdout
+from ..tta import flip_tta
+from . import _options
 
 DEFAULT_NETS = ("net1", "net2", "net3", "net4", "net5", "net6", "net7", "net8", "specialists")
 
@@ -120,3 +121,51 @@ def write_table(results, out, training, n_held, seed) -> Path:
                                    colalign=["left", "left"] + ["right"] * 5 + ["left", "right"]))
     # only the zoo's own section: the file also holds net8's results (benchmarks/net8_runs.py)
     return write_section(out, "zoo", "\n".join(lines))
+
+
+def parse_epoch_caps(text):
+    """"25" or "25,net1=400" -> {None: 25, "net1": 400}: a cap for every net, and exceptions."""
+    caps = {}
+    for item in (text or "").replace(" ", ",").split(","):
+        if not item:
+            continue
+        name, _, value = item.rpartition("=")
+        try:
+            caps[name or None] = _options.positive_int(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise ValueError(f"--epoch-cap: {item!r} is not N or NET=N with N a positive integer") from None
+        if name:
+            configs.get_config(name)
+    return caps
+
+
+def add_parser(sub):
+    p = sub.add_parser("zoo", help="train every configuration, score on one held-out split, "
+                                   "write a Markdown results table")
+    _options.add_common(p, net=False)
+    _options.add_settings(p, verbose=0)
+    p.add_argument("--nets", default=None, help="comma-separated (default: net1..net8,specialists)")
+    p.add_argument("--epoch-cap", default=None, metavar="N[,NET=N...]",
+                   help="at most N epochs for every net, with exceptions, e.g. 25,net1=400 "
+                        "(default: the tutorial's; --epochs sets them all)")
+    p.add_argument("--holdout", type=float, default=0.2)
+    p.add_argument("--no-tta", action="store_true", help="skip the flip-TTA column")
+    p.add_argument("--out", default="docs/RESULTS.md")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    nets = args.nets.replace(",", " ").split() if args.nets else DEFAULT_NETS
+    for name in nets:
+        configs.get_config(name)  # fail before hours of training, not during
+    caps = parse_epoch_caps(args.epoch_cap)
+    models = {}
+    for name in nets:
+        model = _options.estimator(args, name)
+        cap = caps.get(name, caps.get(None))
+        if args.epochs is None and cap is not None:
+            configs.configure(model, epochs=min(cap, configs.get_config(name).max_epochs))
+        models[name] = model
+    run_zoo(models, data_dir=args.data, holdout=args.holdout, random_state=args.seed,
+            tta=not args.no_tta, out=args.out)
+    print(args.out)

@@ -75,11 +75,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from . import configs, data, runs
-from ._atomic import atomic_write, utc_stamp, write_json
-from .metrics import masked_rmse_px
-from .splits import grouped_holdout
-from .tta import flip_tta
+from .. import configs, data, runs
+from .._atomic import atomic_write, utc_stamp, write_json
+from ..metrics import masked_rmse_px
+from ..splits import grouped_holdout
+from ..tta import flip_tta
+from . import _options
 
 DEFAULT_TRIALS = 20
 DEFAULT_HOLDOUT = 0.2
@@ -565,3 +566,35 @@ def write_plots(study, out_dir, stem):
                 if not issubclass(w.category, optuna.exceptions.ExperimentalWarning)}
         notes += [f"{kind}: {message}" for message in sorted(said)]
     return files, notes
+
+
+def add_parser(sub):
+    p = sub.add_parser("tune", help="Optuna search over net8's width, dropout, augmentation, "
+                                    "weight decay, lr and epochs (resumable, shareable)")
+    p.add_argument("--data", default="data", help="folder with Kaggle's files (default: data/)")
+    p.add_argument("--net", default="net8", choices=("net8",), help="the net searched (net8)")
+    _options.add_settings(p, verbose=0)
+    p.add_argument("--trials", type=_options.positive_int, default=DEFAULT_TRIALS,
+                   help=f"run until the study has this many finished trials, in all "
+                        f"(default {DEFAULT_TRIALS}); the same command resumes a study")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage: an RDB URL (sqlite:///..., postgresql://...) or "
+                        "journal:PATH; workers given the same one share the study "
+                        "(default: sqlite:///OUT_DIR/tune-NET.db)")
+    p.add_argument("--study", default=None, metavar="NAME", help="study name (default: the net's)")
+    p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
+                   help=f"fraction of rows held out to score every trial (default {DEFAULT_HOLDOUT})")
+    p.add_argument("--no-prune", action="store_true",
+                   help="run every trial to the end (default: median pruning on the valid loss)")
+    p.add_argument("--out-dir", default="cv", help="where the table, JSON and PNGs go (default: cv/)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    fixed = [key for key in ("epochs", "lr") if getattr(args, key) is not None]
+    if getattr(args, "budget", None):   # a time budget (--budget): the epochs are not searched
+        fixed.append("budget")
+    run_tune(_options.estimator(args), name=args.net, data_dir=args.data, trials=args.trials,
+             storage=args.storage, study_name=args.study, holdout=args.holdout,
+             random_state=args.seed, out_dir=args.out_dir, fixed=fixed,
+             pruner=None if args.no_prune else "median")

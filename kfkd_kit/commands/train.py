@@ -6,11 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import configs, data, framing, plots, provenance, runs
-from .metrics import masked_rmse_px
-from .estimator import fitted_nets, flip_axis_of
-from .modelfile import save_model
-from .specialists import Specialists
+from .. import configs, data, framing, provenance, runs
+from . import _plots as plots
+from ..metrics import masked_rmse_px
+from ..estimator import flip_axis_of
+from ..nested import histories, nets
+from ..modelfile import model_record, save_model
+from ..specialists import Specialists
+from . import _options
+from ._shared import data_record
 
 
 def validation_rmse(model, X, y):
@@ -33,21 +37,16 @@ def validation_rmse(model, X, y):
     return masked_rmse_px(np.concatenate(true), np.concatenate(predicted))
 
 
-def histories(model) -> dict:
-    """{name: skorch history} of the nets inside a fitted model."""
-    return {name: net.history for name, net in fitted_nets(model).items()}
-
-
 def precisions_used(model):
     """What the fitted nets computed in ("bf16", "fp32", ...): one value, or a dict of them."""
-    used = {name: getattr(net, "precision_", None) for name, net in fitted_nets(model).items()}
+    used = {name: getattr(net, "precision_", None) for name, net in nets(model).items()}
     values = set(used.values())
     return values.pop() if len(values) == 1 else used
 
 
 def _mean_of(model, attribute):
     """The mean of a fitted attribute over the nets that have it (None if none does)."""
-    values = [getattr(net, attribute) for net in fitted_nets(model).values()
+    values = [getattr(net, attribute) for net in nets(model).values()
               if hasattr(net, attribute)]
     return float(np.mean(values)) if values else None
 
@@ -56,7 +55,7 @@ def budget_plans(model):
     """What a time budget measured and chose (budget, epochs, seconds per epoch timed and
     seconds per epoch run): one record, a dict of them, or None without a budget."""
     plans = {}
-    for name, net in fitted_nets(model).items():
+    for name, net in nets(model).items():
         plan = getattr(net, "budget_plan_", None)
         if plan is not None:
             durations = [row["dur"] for row in net.history]
@@ -65,16 +64,6 @@ def budget_plans(model):
     if not plans:
         return None
     return next(iter(plans.values())) if len(plans) == 1 else plans
-
-
-def data_record(training, estimator) -> dict:
-    """What a JSON says about the training data: file, fingerprint, rows, and the rows the
-    estimator trains on (all, or the complete ones: its own ``complete_only``)."""
-    net = configs.inner_net(estimator)
-    return {"source": str(training.source), "fingerprint": training.fingerprint,
-            "rows": len(training.X), "complete_only": bool(net.complete_only),
-            "rows_trained": int(len(net.fit_rows(training.y))),
-            "labelled_values": int(np.isfinite(training.y).sum())}
 
 
 def train(estimator, data_dir="data", model_path=None, name="custom", description="",
@@ -112,17 +101,17 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
     framing.attach_layout(estimator, training.y)   # for framing faces in photos (predict)
     nets = histories(estimator)
     first = next(iter(nets.values()))
-    metadata = {
-        "net": name,
-        "description": description,
-        "metrics": {
+    metadata = model_record(
+        name, "train", rmse, "validation", description=description,
+        metrics={
             "valid_rmse_px": rmse,
             "epochs_run": {n: len(h) for n, h in nets.items()} if len(nets) > 1 else len(first),
             "final_train_loss": first[-1, "train_loss"],
             "train_seconds": round(seconds, 3),
             "interrupted": bool(interrupted),
             "budget": budget_plans(estimator),
-        },
+        })
+    metadata |= {
         "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator),
                        flip_axis_used=flip_axis_of(estimator),
                        flip_axis_from_images=_mean_of(estimator, "flip_axis_images_")),
@@ -184,3 +173,18 @@ def write_figures(model, data_folder, model_path, title="") -> list[Path]:
                                              f"{stem}-test-predictions.png",
                                              f"{title}: test predictions"))
     return figures
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train a named net; save model, JSON and PNGs")
+    _options.add_common(p, verbose=1)
+    p.add_argument("--model", default=None, help="output path (default: models/<net>.joblib)")
+    p.add_argument("--quiet", dest="verbose", action="store_const", const=0, help="no per-epoch table")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    metadata = train(_options.estimator(args), data_dir=args.data, model_path=args.model,
+                     name=args.net, description=configs.get_config(args.net).description,
+                     params_file=args.params)
+    return 130 if metadata["metrics"]["interrupted"] else 0  # Ctrl-C: saved, but not finished

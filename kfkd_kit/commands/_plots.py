@@ -10,8 +10,8 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ._atomic import atomic_write  # noqa: E402
-from .keypoints import IMAGE_SIDE, PIXEL_ORIGIN  # noqa: E402
+from .._atomic import atomic_write  # noqa: E402
+from ..keypoints import IMAGE_SIDE, PIXEL_ORIGIN  # noqa: E402
 
 
 def _save(fig, path) -> Path:

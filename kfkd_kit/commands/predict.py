@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import framing
-from .keypoints import FEATURE_NAMES, IMAGE_SIDE
+from .. import framing
+from ..keypoints import FEATURE_NAMES, IMAGE_SIDE
+from . import _options
 
 # Crops per face by default, by detector: what paid on benchmarks/photo_set.py (see README).
 PASSES = {"mtcnn": 1, "haar": 3}
@@ -49,7 +50,7 @@ class SavedModel:
     def __init__(self, model, tta=False):
         self.layout = framing.layout_of(model)
         if tta:
-            from .tta import flip_tta
+            from ..tta import flip_tta
             model = flip_tta(model)
         self.model = model
 
@@ -65,13 +66,13 @@ def load_keypoints(model_path, trust=False, tta=False, data_dir=None):
     training data in ``data_dir``, and without that is refused in one line."""
     path = Path(model_path)
     if path.suffix == ".onnx":
-        from .export import OnnxKeypoints
+        from ..onnxmodel import OnnxKeypoints
         backend = OnnxKeypoints(path, trust=trust, tta=tta)
     else:
-        from .modelfile import load_model
+        from ..modelfile import load_model
         backend = SavedModel(load_model(path, trust=trust), tta=tta)
     if data_dir is not None:
-        from .data import load_training
+        from ..data import load_training
         backend.layout = framing.mean_layout(load_training(data_dir).y)
     if backend.layout is None:
         raise ValueError(f"{path}: the model carries no mean keypoint layout (saved before "
@@ -126,9 +127,9 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     ``record_passes`` each row also holds ``passes``, the keypoints of every pass (passes, 30),
     and ``first``, the first crop's transform.
     """
-    from .data import progress_bar
-    from .faces import make_detector
-    from .photos import PhotoError, read_photo
+    from ..data import progress_bar
+    from ..faces import make_detector
+    from ..photos import PhotoError, read_photo
     warn = warn or (lambda message: print(message, file=sys.stderr))
     passes = PASSES.get(detector, 1) if passes is None else passes
     if passes < 1:
@@ -210,7 +211,7 @@ def _next_transform(current, in_photo, target):
 def write_keypoints_csv(rows, path) -> Path:
     """The rows as a CSV with COLUMNS, written atomically (header only when no face)."""
     import pandas as pd
-    from ._atomic import write_csv
+    from .._atomic import write_csv
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([{k: row[k] for k in COLUMNS} for row in rows], columns=list(COLUMNS))
@@ -243,8 +244,8 @@ def write_annotated(paths, rows, folder, warn=None) -> list[Path]:
     """Each readable photo of ``paths`` with its faces drawn, as ``folder/<name>.jpg``
     (``-2``, ``-3``, ... for photos of the same name), written atomically."""
     import io
-    from ._atomic import atomic_write
-    from .photos import PhotoError, read_photo
+    from .._atomic import atomic_write
+    from ..photos import PhotoError, read_photo
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     by_photo = {}
@@ -274,7 +275,7 @@ def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, t
                 detector="auto", passes=None, min_size=MIN_SIZE, data_dir=None, say=print):
     """`kfkd predict`: read, detect, frame, predict; CSV (and annotated photos). Returns the
     summary. ValueError (exit 2) only when no image could be read at all."""
-    from .photos import list_images
+    from ..photos import list_images
     paths = list_images(inputs)
     if not paths:
         raise ValueError(f"no image files in {', '.join(map(str, inputs))}")
@@ -293,3 +294,36 @@ def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, t
     say(summary.line())
     say(str(path))
     return summary
+
+
+def add_parser(sub):
+    p = sub.add_parser("predict", help="keypoints of the faces in your own photos: a CSV, and "
+                                       "copies with the faces drawn")
+    p.add_argument("images", nargs="+", metavar="PHOTO_OR_FOLDER",
+                   help="image files, or folders (the images directly in them)")
+    p.add_argument("--model", default="models/net1.joblib",
+                   help="a saved model (.joblib, .skops) or an exported .onnx")
+    p.add_argument("--out", default="keypoints.csv", help="the CSV (default: keypoints.csv)")
+    p.add_argument("--annotated", default=None, metavar="DIR",
+                   help="also write each photo with its boxes and keypoints drawn into DIR")
+    p.add_argument("--tta", action="store_true",
+                   help="flip test-time augmentation, as for submit")
+    p.add_argument("--detector", default="auto", choices=("auto", "mtcnn", "haar"),
+                   help="auto (default): mtcnn (facenet-pytorch, needs torch) for a torch "
+                        "model, haar (OpenCV) for an .onnx one, which then runs without torch")
+    p.add_argument("--passes", type=_options.positive_int, default=None,
+                   help="crops per face, each re-aligned on the last one's keypoints "
+                        "(default: 1 for mtcnn, 3 for haar)")
+    p.add_argument("--min-size", type=float, default=MIN_SIZE, metavar="PX",
+                   help=f"skip (and count) faces narrower than PX pixels (default {MIN_SIZE})")
+    p.add_argument("--data", default=None, metavar="FOLDER",
+                   help="training data to measure the mean keypoint layout from, for a model "
+                        "saved without one")
+    _options.add_trust(p)
+    p.set_defaults(func=run)
+
+
+def run(args):
+    run_predict(args.images, args.model, out=args.out, annotated=args.annotated, tta=args.tta,
+                trust=args.trust_model, detector=args.detector, passes=args.passes,
+                min_size=args.min_size, data_dir=args.data)

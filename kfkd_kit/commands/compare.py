@@ -9,24 +9,15 @@ whose model file is gone is listed as "missing". Sorted by validation RMSE, best
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from .modelfile import SKOPS_SUFFIX, json_path, sha256_of
+from ..modelfile import SKOPS_SUFFIX, headline_rmse, read_record, sha256_of
 
 MODEL_SUFFIXES = (".joblib", SKOPS_SUFFIX)
 COLUMNS = ("net", "epochs", "train time", "valid RMSE px", "data", "file", "sha256")
-
-
-def _read_json(path: Path):
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
 
 
 def _epochs(value):
@@ -41,15 +32,6 @@ def _seconds(value):
         return None
     minutes, seconds = divmod(float(value), 60)
     return f"{int(minutes)} min {seconds:.0f} s" if minutes else f"{seconds:.1f} s"
-
-
-def _rmse(metrics):
-    """(number to sort by, text): the validation RMSE, else the mean CV RMSE."""
-    for key, label in (("valid_rmse_px", ""), ("cv_mean_rmse_px", " (cv)"), ("mean_rmse_px", " (cv)")):
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value), f"{value:.3f}{label}"
-    return math.inf, None
 
 
 def _sha_check(model: Path, record) -> str:
@@ -70,13 +52,16 @@ def model_row(model: Path, meta) -> dict:
         row["sha256"] = "no JSON" if model.is_file() else "missing file"
         row["_sort"] = math.inf
         return row
-    metrics = meta.get("metrics") or meta
+    metrics = meta.get("metrics") or {}
     row["net"] = meta.get("net")
-    if meta.get("kind"):
+    if meta.get("kind") not in (None, "train"):
         row["net"] = f"{row['net']} ({meta['kind']})"
-    row["epochs"] = _epochs(metrics.get("epochs_run", meta.get("epochs")))
-    row["train time"] = _seconds(metrics.get("train_seconds", meta.get("seconds")))
-    row["_sort"], row["valid RMSE px"] = _rmse(metrics)
+    row["epochs"] = _epochs(metrics.get("epochs_run"))
+    row["train time"] = _seconds(metrics.get("train_seconds"))
+    rmse, of = headline_rmse(meta)
+    row["_sort"] = math.inf if rmse is None or not math.isfinite(rmse) else rmse
+    row["valid RMSE px"] = None if row["_sort"] == math.inf else (
+        f"{rmse:.3f}" + ("" if of == "validation" else f" ({of})"))
     fingerprint = (meta.get("data") or {}).get("fingerprint")
     row["data"] = fingerprint[:8] if isinstance(fingerprint, str) else None
     row["sha256"] = _sha_check(model, meta.get("model_file"))
@@ -92,11 +77,11 @@ def compare_models(folder="models") -> pd.DataFrame:
     models = {p for p in folder.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file()}
     rows = []
     for model in sorted(models):
-        meta = _read_json(json_path(model)) if json_path(model).is_file() else None
+        meta = read_record(model)
         rows.append(model_row(model, meta))
     described = {p.name for p in models}
     for path in sorted(folder.glob("*.json")):   # a JSON whose model file is gone
-        meta = _read_json(path)
+        meta = read_record(path)
         record = (meta or {}).get("model_file")
         if isinstance(record, dict) and record.get("file") and record["file"] not in described:
             rows.append(model_row(folder / record["file"], meta))
@@ -116,3 +101,13 @@ def run_compare(folder="models", say=print) -> pd.DataFrame:
     table = compare_models(folder)
     say(format_table(table) if len(table) else f"no models in {folder}")
     return table
+
+
+def add_parser(sub):
+    p = sub.add_parser("compare", help="the saved models side by side, best validation RMSE first")
+    p.add_argument("--models-dir", default="models", help="default: models/")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    run_compare(args.models_dir)

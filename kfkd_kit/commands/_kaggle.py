@@ -225,3 +225,17 @@ def upload(csv_path, message: str, competition: str = COMPETITION, api=None) -> 
     ref = getattr(result, "ref", 0)
     return (f"Kaggle: {answer}" + (f" (submission {ref})" if ref else "") +
             f"; scores at https://www.kaggle.com/competitions/{competition}/submissions")
+
+
+def call(command, work):
+    """Run ``work(this module)`` for `kfkd <command>`; a KaggleError is one line on stderr
+    and exit 2. A string result is printed."""
+    import kfkd_kit.commands._kaggle as api
+    try:
+        result = work(api)
+    except KaggleError as exc:
+        print(f"kfkd {command}: error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(result, str):
+        print(result)
+    return 0

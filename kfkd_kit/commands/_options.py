@@ -1,0 +1,143 @@
+"""The command line's shared options: data folder, named net, training settings, and the
+estimator they build (configs.build, then --params, then the overrides)."""
+from __future__ import annotations
+
+import argparse
+
+
+class _LazyConfigs:
+    """kfkd_kit.configs, imported on first use: it imports torch, which `kfkd predict` with
+    an ONNX model runs without."""
+
+    def __getattr__(self, name):
+        from .. import configs as module
+        return getattr(module, name)
+
+
+class _NetNames:
+    """The named nets as argparse choices, looked up only when a command needs them."""
+
+    def __contains__(self, name):
+        return name in configs.CONFIGS
+
+    def __iter__(self):
+        return iter(sorted(configs.CONFIGS))
+
+
+configs = _LazyConfigs()
+
+
+def add_common(p, net=True, verbose=0):
+    p.add_argument("--data", default="data", help="folder with Kaggle's files (default: data/)")
+    if not net:
+        return
+    p.add_argument("--net", default="net1", choices=_NetNames(),
+                   help="named configuration (default: net1)")
+    add_settings(p, verbose)
+
+
+def add_settings(p, verbose):
+    """The overrides of configs.configure, under the same names (dest = override name)."""
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the net's epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (net8: the one-cycle peak)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast where the CPU/GPU computes bf16 natively "
+                        "(AMX, AVX512-BF16), else fp32 (default: auto)")
+    p.add_argument("--early-stopping", dest="patience", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better valid loss and keep the "
+                        "best weights (0: off; needs a validation split)")
+    p.add_argument("--budget", type=parse_duration, default=None, metavar="TIME",
+                   help="time per fit, e.g. 10m, 90s, 1.5h: the net times its first epochs and "
+                        "runs as many as fit, its schedules spread over them (replaces --epochs)")
+    p.add_argument("--flip-axis", type=flip_axis, default=None, metavar="PX|auto",
+                   help="the labels' mirror axis for flip augmentation and flip TTA, in pixels "
+                        "(x -> 2 PX - x); default auto: measured from the training rows")
+    p.add_argument("--base", default=None, metavar="MODEL",
+                   help="a saved model whose layers (all but the output) start the net; "
+                        "for specialists, every one of them")
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help="a JSON of the net's parameters (module__width, lr, ...), e.g. the "
+                        "best of kfkd tune; the other settings given here apply on top")
+    p.set_defaults(verbose=verbose)
+
+
+def add_trust(p):
+    p.add_argument("--trust-model", action="store_true",
+                   help="load the model without checking its sha256 against its JSON (a model from "
+                        "elsewhere; a .joblib file runs code when loaded, so only one you trust)")
+
+
+def parse_duration(text):
+    """'10m', '90s', '1.5h' or plain seconds -> seconds (float)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1].lower() in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit.lower()]
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a time such as 10m, 90s or 1.5h, got {text!r}")
+    return seconds
+
+
+def flip_axis(text):
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 96:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or pixels in (0, 96), got {text!r}")
+    return value
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def estimator(args, name=None):
+    """The named estimator, built once, with the --params file's parameters and then this
+    command's overrides applied."""
+    overrides = {key: getattr(args, key) for key in configs.OVERRIDES if hasattr(args, key)}
+    name = name or args.net
+    built = configs.build(name)
+    if getattr(args, "params", None):   # the file first: what the command line says wins
+        configs.apply_params(built, configs.load_params(args.params, net=name), args.params)
+    return configs.configure(built, **overrides)
+
+
+def add_selection(p, folds):
+    """The options cv and grid share."""
+    p.add_argument("--folds", type=int, default=folds,
+                   help=f"k of the shuffled, seeded k-fold CV (default: {folds})")
+    p.add_argument("--valid-fraction", type=float, default=0.0,
+                   help="the net's own validation split, from each fold's training part (default 0: off)")
+    rows = p.add_mutually_exclusive_group()
+    rows.add_argument("--complete-only", dest="complete_only", action="store_true",
+                      help="only rows with all 30 keypoints (default: as the net's config)")
+    rows.add_argument("--all-rows", dest="complete_only", action="store_false",
+                      help="all rows, masked loss")
+    p.set_defaults(complete_only=None)
+    p.add_argument("--out-dir", default="cv", help="where the CSV/JSON/PNG go (default: cv/)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                   help="start a local Dask cluster of N worker processes")
+    p.add_argument("--verbose", action="store_const", const=1, default=0,
+                   help="per-epoch tables of every fit")
+
+
+def selection_kwargs(args):
+    return dict(name=args.net, data_dir=args.data, folds=args.folds, random_state=args.seed,
+                out_dir=args.out_dir, model_path=args.model, scheduler=args.scheduler,
+                dask_workers=args.dask_workers)

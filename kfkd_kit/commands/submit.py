@@ -1,0 +1,70 @@
+"""`kfkd submit`: a saved model's predictions on the test images as Kaggle's
+``RowId,Location`` CSV (submission.py checks it), written as a new file under
+``submissions/``; with ``--kaggle`` it is then uploaded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import _kaggle, _options
+
+
+def add_parser(sub):
+    p = sub.add_parser("submit", help="write a Kaggle submission CSV from a saved model")
+    _options.add_common(p, net=False)
+    p.add_argument("--model", default="models/net1.joblib")
+    p.add_argument("--lookup", default=None, help="IdLookupTable.csv (default: the data folder's)")
+    p.add_argument("--out-dir", default="submissions")
+    p.add_argument("--output", default=None, help="exact output path (overrides --out-dir)")
+    p.add_argument("--tta", action="store_true",
+                   help="flip test-time augmentation: average with the mirrored image's prediction")
+    _options.add_trust(p)
+    p.add_argument("--kaggle", action="store_true",
+                   help="then upload the CSV to the competition (the kaggle package, credentials "
+                        "in ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY)")
+    p.add_argument("--message", default=None,
+                   help="the submission's description on Kaggle (default: the CSV's name)")
+    p.set_defaults(func=run)
+
+
+def predict_in_chunks(model, X, chunk=512):
+    """``model.predict(X)`` a chunk of rows at a time, with a progress bar (on a terminal,
+    progress.bar). Every estimator here predicts each row on its own, and a chunk is a
+    whole number of the nets' batches (128), so the result is the same."""
+    import numpy as np
+    from ..data import progress_bar
+    parts = []
+    with progress_bar(total=len(X), desc="predicting", unit="image") as bar:
+        for start in range(0, len(X), chunk):
+            parts.append(np.asarray(model.predict(X[start:start + chunk])))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts) if parts else model.predict(X)
+
+
+def run(args):
+    from .. import data
+    from ..modelfile import load_model
+    from ..submission import build_submission, submission_path, write_submission
+
+    model_path = Path(args.model)
+    model = load_model(model_path, trust=args.trust_model)
+    if args.tta:
+        from ..tta import flip_tta
+        model = flip_tta(model)
+    folder = data.data_folder(args.data)     # the user's own files, never a synthetic stand-in
+    synthetic = folder / data.SYNTHETIC_FOLDER
+    if data.find_file(folder, "test") is None and data.find_file(synthetic, "test") is not None:
+        raise FileNotFoundError(
+            f"{folder}: no test file; the built-in synthetic faces that train used when it found "
+            f"none are in {synthetic}: submit for their test set with DATA={synthetic}")
+    test = data.load_test(folder)
+    lookup = data.load_lookup(args.lookup or folder)
+    print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
+    table = build_submission(predict_in_chunks(model, test.X), test.image_ids, lookup)
+    name = model_path.stem + ("-tta" if args.tta else "")
+    if args.output:
+        path = write_submission(table, lookup, args.output)
+    else:                                  # a new file: never replaces an earlier submission
+        path = write_submission(table, lookup, submission_path(args.out_dir, name), exclusive=True)
+    print(path)
+    if args.kaggle:                        # the CSV is written and checked: now upload it
+        return _kaggle.call("submit", lambda api: api.upload(path, args.message or path.name))

@@ -1,0 +1,93 @@
+"""An exported ONNX graph run by onnxruntime, without torch: ``OnnxKeypoints`` serves
+`kfkd predict --model M.onnx`; ``check_onnx_sha256`` checks the file against its JSON.
+
+`kfkd export` (commands/export.py) writes such a graph; see there for what the graph holds.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .keypoints import IMAGE_SIDE, N_TARGETS, flip_pairs
+
+
+class OnnxKeypoints:
+    """An exported graph run by onnxruntime: ``obj(crops)`` -> (n, 30) keypoints in pixels
+    for float crops (n, 96, 96); flip TTA with ``tta`` (the mirror axis stored at export).
+    ``layout``: the mean keypoint layout stored at export (None if the model had none)."""
+
+    BATCH = 256
+
+    def __init__(self, path=None, trust=False, tta=False, payload=None):
+        import onnxruntime as ort
+        if payload is None:
+            path = Path(path)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such model; run `kfkd export` first")
+            if not trust:
+                check_onnx_sha256(path)
+            payload = path.read_bytes()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(payload, options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            text = " ".join(str(exc).split())[:200]
+            raise ValueError(f"{path}: not a readable ONNX model ({text})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        layout = json.loads(meta["mean_keypoints"]) if meta.get("mean_keypoints") else None
+        self.layout = None if layout is None else np.asarray(layout, dtype=np.float64)
+        self.mirror_sum = float(json.loads(meta["mirror_sum"])) if "mirror_sum" in meta else None
+        if tta and self.mirror_sum is None:
+            raise ValueError(f"{path}: exported without a mirror axis; export it again for --tta")
+        self.tta = tta
+        self.input = self.session.get_inputs()[0].name
+        shape = self.session.get_outputs()[0].shape
+        if len(shape) != 2 or shape[1] != N_TARGETS:
+            raise ValueError(f"{path}: gives outputs of shape {shape}, expected (n, {N_TARGETS})")
+
+    @classmethod
+    def from_bytes(cls, payload):
+        return cls(payload=payload)
+
+    def raw(self, crops) -> np.ndarray:
+        crops = np.ascontiguousarray(np.asarray(crops, dtype=np.float32).reshape(
+            -1, IMAGE_SIDE, IMAGE_SIDE))
+        parts = [self.session.run(None, {self.input: crops[i:i + self.BATCH]})[0]
+                 for i in range(0, len(crops), self.BATCH)]
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, N_TARGETS))
+
+    def __call__(self, crops) -> np.ndarray:
+        direct = self.raw(crops)
+        if not self.tta:
+            return direct
+        mirrored = self.raw(np.asarray(crops, dtype=np.float32)[..., ::-1])
+        mirrored[:, 0::2] = self.mirror_sum - mirrored[:, 0::2]
+        for a, b in flip_pairs():
+            mirrored[:, [a, b]] = mirrored[:, [b, a]]
+        return (direct + mirrored) / 2
+
+
+def check_onnx_sha256(path) -> None:
+    """Raise ValueError unless the JSON beside ``path`` records its sha256 (under
+    ``model_file`` or ``onnx_file``) and the bytes match."""
+    from .modelfile import TRUST_HINT, json_path, read_record, sha256_of
+    path = Path(path)
+    record_path = json_path(path)
+    saved = read_record(record_path)
+    if saved is None:
+        raise ValueError(f"{path}: no readable {record_path.name} beside it records the model's "
+                         f"sha256; export it again, or {TRUST_HINT}")
+    records = [r for r in (saved.get("onnx_file"), saved.get("model_file"))
+               if isinstance(r, dict) and r.get("file") == path.name and r.get("sha256")]
+    if not records:
+        raise ValueError(f"{path}: {record_path.name} records no sha256 for {path.name} (exported "
+                         f"before the model was saved again?); export it again, or {TRUST_HINT}")
+    actual = sha256_of(path)
+    if actual != records[0]["sha256"]:
+        raise ValueError(f"{path}: sha256 {actual[:12]}... does not match "
+                         f"{records[0]['sha256'][:12]}... recorded in {record_path.name}; export "
+                         f"it again, or {TRUST_HINT}")
