@@ -4,19 +4,21 @@
 
 The CSV is in the layout of Kaggle's test.csv (``ImageId,Image``, Image = 9216
 space-separated grey levels); the output has ImageId and the 30 keypoint columns in pixels.
-Nothing from the training run is needed but the .joblib file.
+Nothing from the training run is needed but the model file and the JSON beside it, whose
+sha256 the model is checked against before it is loaded (a .joblib file is a pickle and runs
+code when loaded).
 """
 import sys
 
-import joblib
 import pandas as pd
 
 from kfkd_kit.data import load_test
 from kfkd_kit.keypoints import FEATURE_NAMES
+from kfkd_kit.modelfile import load_model
 
 
 def main(model_path, images_csv, out_csv):
-    model = joblib.load(model_path)           # the whole fitted sklearn Pipeline
+    model = load_model(model_path)            # sha256-checked; the whole fitted sklearn Pipeline
     images = load_test(images_csv)            # uint8 (n, 9216) + ImageIds
     keypoints = model.predict(images.X)       # (n, 30) in pixels
     table = pd.DataFrame(keypoints, columns=list(FEATURE_NAMES))
