@@ -29,7 +29,7 @@ from .. import framing
 from ..keypoints import FEATURE_NAMES, IMAGE_SIDE
 from . import _options
 
-# Crops per face by default, by detector: what paid on benchmarks/photo_set.py (see README).
+# Crops per face by default, by detector: what paid on benchmarks/photo_set.py (see docs/USAGE.md, predict).
 PASSES = {"mtcnn": 1, "haar": 3}
 CHUNK = 512
 MIN_SIZE = 40

@@ -250,8 +250,9 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
             f"<p><b>RMSE {_fmt(overall)} px</b> over {table[-1]['labelled_values']} labelled "
             f"values of {len(rows)} held-out faces: {html.escape(how)}.</p>",
             *(f'<p class="note">{html.escape(n)}</p>' for n in notes),
-            f'<p class="meta">model {html.escape(str(model_path))}; data '
-            f"{html.escape(str(training.source))} ({len(X)} rows, fingerprint "
+            # file names only: a page (or a picture of it) shows no machine's folders
+            f'<p class="meta">model {html.escape(Path(model_path).name)}; data '
+            f"{html.escape(Path(str(training.source)).name)} ({len(X)} rows, fingerprint "
             f"{html.escape(training.fingerprint[:12])}); written {utc_stamp()}.</p>",
             "<h2>RMSE per keypoint</h2><div class=\"side\">",
             _html_table(table, {"keypoint": "keypoint", "rmse_x_px": "x (px)",
