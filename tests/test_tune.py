@@ -259,7 +259,7 @@ def test_the_search_space_is_net8s_and_settings_hold_dimensions():
 
 
 def test_tune_imports_no_other_command():
-    tree = ast.parse((Path(kfkd_kit.__file__).parent / "tune.py").read_text())
+    tree = ast.parse((Path(kfkd_kit.__file__).parent / "commands" / "tune.py").read_text())
     imported = {node.module for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
