@@ -132,10 +132,16 @@ def main(argv=None):
     p.add_argument("--calibrate", action="store_true",
                    help="upright faces; print Haar's frame relative to its box (HAAR_FRAME)")
     p.add_argument("--trust-model", action="store_true")
+    p.add_argument("--mtcnn-threshold", type=float, default=None,
+                   help="MTCNN's final-stage probability a face must reach "
+                        "(default: faces.MTCNN_THRESHOLD)")
     args = p.parse_args(argv)
 
+    from kfkd_kit import faces
     from kfkd_kit.modelfile import load_model
     from kfkd_kit.commands.predict import SavedModel, predict_photos
+    if args.mtcnn_threshold is not None:
+        faces.MTCNN_THRESHOLD = args.mtcnn_threshold
     model = load_model(args.model, trust=args.trust_model)
     training = data.load_training(args.data)
     held = configs.inner_net(model).validation_rows(training.X, training.y)
@@ -158,7 +164,7 @@ def main(argv=None):
     pairs, extra = match(truth, rows)
     found = sum(row is not None for _, row in pairs)
     print(f"model {args.model}; {len(truth)} held-out faces in {len(files)} photos ({out}); "
-          f"detector {args.detector}; {seconds:.1f} s")
+          f"detector {args.detector} (MTCNN threshold {faces.MTCNN_THRESHOLD}); {seconds:.1f} s")
     print(f"found {found}/{len(truth)} ({100 * found / len(truth):.1f}%), extra detections "
           f"{extra} ({100 * extra / len(truth):.1f}%); {summary.line()}")
     print(f"ideal 96x96 crops: RMSE {ideal_rmse:.3f} px")
