@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import progress
 from ._atomic import atomic_write
 from .keypoints import FEATURE_NAMES, IMAGE_SIDE, N_PIXELS, N_TARGETS
 
@@ -239,31 +240,6 @@ def _show(value, limit=40) -> str:
     if len(value) > limit:
         value = value[:limit] + "..."
     return repr(value)
-
-
-# --------------------------------------------------------------------------- progress
-
-PROGRESS_ENV = "KFKD_PROGRESS"
-
-
-def progress_forced() -> bool | None:
-    """``$KFKD_PROGRESS``: "1" shows progress bars even when stderr is not a terminal, "0"
-    hides them; unset (or anything else): only on a terminal."""
-    value = os.environ.get(PROGRESS_ENV, "").strip()
-    return {"1": True, "0": False}.get(value)
-
-
-def progress_bar(total=None, desc=None, unit="it", **kwargs):
-    """A tqdm bar on stderr for a long step that is not an epoch table (parsing, predicting,
-    fits of a search, the lr range test). Shown only on a terminal (tqdm's ``disable=None``
-    checks stderr), after half a second (a quick step prints nothing), unless
-    ``$KFKD_PROGRESS`` forces it on (at once) or off. Safe to update from several threads."""
-    from tqdm import tqdm
-    forced = progress_forced()
-    options = dict(disable=None if forced is None else not forced, delay=0 if forced else 0.5,
-                   dynamic_ncols=True, leave=False)
-    options.update(kwargs)
-    return tqdm(total=total, desc=desc, unit=unit, **options)
 
 
 # --------------------------------------------------------------------------- CSV with an Image column
@@ -571,8 +547,8 @@ def _parse_pixels(text: bytes, starts: np.ndarray, ends: np.ndarray):
     capacity = 8 + max(int(lengths[a:b].sum()) for a, b in chunks)
     first_bad = [len(chunks)]
     lock = threading.Lock()
-    show = n >= _PROGRESS_ROWS or progress_forced()
-    bar = progress_bar(total=n, desc="parsing images", unit="row", **({} if show else {"disable": True}))
+    show = n >= _PROGRESS_ROWS or progress.forced()
+    bar = progress.bar(total=n, desc="parsing images", unit="row", **({} if show else {"disable": True}))
 
     def work(worker: int, n_workers: int):
         kernel = _PixelKernel(capacity)
