@@ -1,4 +1,4 @@
-"""Kaggle's files -> numpy arrays: uint8 images, pixel keypoints with NaN, a content-keyed cache.
+"""Kaggle's files -> numpy arrays: uint8 images, pixel keypoints with NaN.
 
 Public API::
 
@@ -7,52 +7,33 @@ Public API::
     data_folder(folder)            -> Path          folder, if it is an existing folder (submit)
     resolve_data_dir(folder)       -> Path          folder, or the built-in synthetic set inside it
                                                     when it holds no Kaggle file at all (train)
-    load_training(folder_or_file, cache=True)
-                                   -> TrainingData  X, y, source, fingerprint
-    load_test(folder_or_file, cache=True)
-                                   -> TestData      image_ids, X, source, fingerprint
+    load_training(folder_or_file)  -> TrainingData  X, y, source, fingerprint
+    load_test(folder_or_file)      -> TestData      image_ids, X, source, fingerprint
     load_lookup(folder_or_file)    -> DataFrame     RowId, ImageId, FeatureName
-    clear_cache(folder_or_file)    -> int           forget the cached parses of a folder's files
     DataError                      a ValueError whose message is one line naming the file, the
                                    row (or line) and the column at fault
 
 ``X`` is uint8 (n, 9216), ``y`` float32 (n, 30) in pixels, in Kaggle's column order
 (keypoints.FEATURE_NAMES), NaN where a keypoint is missing. In messages, "row N" is the N-th
 data row of the file (blank lines are skipped) and "line N" the line number in the file.
+``fingerprint`` is the first 16 hex digits of the sha256 of the file's bytes (as stored: the
+zip or gz file itself), which the JSON beside a model records.
 
 Parsing is vectorised, with no Python work per value: the Image fields are copied, a quarter
 of a megabyte at a time, into a byte buffer whose digits become numbers by shifted-array
 arithmetic, read out at the last digit of each number (np.flatnonzero, take), on two threads;
 the keypoint columns go through pandas' C parser. Kaggle's 7049-row training.csv parses in
 about 0.8 s on two cores. Errors are detected the same way, then located by a plain per-row
-check of the first bad chunk.
-
-Cache: after a successful parse the arrays go into an uncompressed ``.npz`` in
-``<data folder>/.kfkd_cache/``; when that folder cannot be written (or the data folder is marked
-read-only with chmod a-w, which counts even for root), in ``$KFKD_CACHE_DIR``, else in
-``~/.cache/kfkd_kit/``. A cache entry is named by the source file's ``fingerprint`` (the first
-16 hex digits of the sha256 of its bytes) and the cache format version, so a changed file is
-parsed afresh. To avoid hashing a 230 MB file on every load, a small record per source path
-stores the fingerprint with the file's (size, mtime_ns, inode); the fingerprint is reused while
-these are unchanged and the file was last modified at least 2 s before the record was written
-(as git does for racily clean files, so a rewrite within the file system's timestamp
-granularity is not missed). A cached load takes about 0.07 s for 7049 rows.
-Replacing a file by one of the same size while forcing the old mtime back (``touch -d``,
-``cp -p``) defeats this; ``cache=False`` or ``clear_cache(folder)`` then forces a fresh parse.
+check of the first bad chunk. Every load parses the file afresh: there is no cache.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import io
-import json
 import os
 import re
-import shutil
-import stat
 import threading
-import time
-import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -63,18 +44,12 @@ import numpy as np
 import pandas as pd
 
 from . import progress
-from ._atomic import atomic_write
 from .keypoints import FEATURE_NAMES, IMAGE_SIDE, N_PIXELS, N_TARGETS
 
 __all__ = ["DataError", "TrainingData", "TestData", "find_file", "has_kaggle_data",
-           "data_folder", "resolve_data_dir", "load_training", "load_test", "load_lookup",
-           "clear_cache"]
+           "data_folder", "resolve_data_dir", "load_training", "load_test", "load_lookup"]
 
 SUFFIXES = (".csv", ".csv.gz", ".zip", ".csv.zip")
-CACHE_DIRNAME = ".kfkd_cache"
-CACHE_ENV = "KFKD_CACHE_DIR"
-CACHE_FORMAT = 2                  # 2: keypoints outside [0, 96] are rejected
-_RACY_NS = 2_000_000_000          # trust a stored fingerprint only for files older than this
 _CHUNK_BYTES = 1 << 18            # image text parsed per step: fits the L2 cache with its temporaries
 _THREADS = max(1, min(2, os.cpu_count() or 1))
 _PROGRESS_ROWS = 2000             # a parse of fewer rows (well under a second) shows no bar
@@ -591,192 +566,19 @@ def _pixel_problem(field) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- cache
+# --------------------------------------------------------------------------- reading a file
 
-def _dir_is_writable(folder: Path) -> bool:
-    """Whether cache files may be kept in ``folder`` (created when missing).
-
-    Beyond os.access, a folder -- or, when it does not exist yet, its nearest existing
-    parent -- whose permission bits let nobody write counts as read-only even for root,
-    whom os.access lets write anywhere: a data folder marked read-only keeps no cache.
-    """
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            return False
-        probe = probe.parent
-    try:
-        mode = probe.stat().st_mode
-    except OSError:
-        return False
-    if not stat.S_ISDIR(mode) or not mode & 0o222 or not os.access(probe, os.W_OK | os.X_OK):
-        return False
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return True
-
-
-def _fallback_cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "kfkd_kit"
-
-
-def _cache_dir(data_folder) -> Path | None:
-    """``data_folder/.kfkd_cache`` if writable, else $KFKD_CACHE_DIR or ~/.cache/kfkd_kit."""
-    for folder in (Path(data_folder) / CACHE_DIRNAME, _fallback_cache_dir()):
-        if _dir_is_writable(folder):
-            return folder
-    return None
-
-
-def _record_path(cache_dir: Path, source: Path) -> Path:
-    return cache_dir / f"source-{hashlib.sha256(str(source).encode()).hexdigest()[:16]}.json"
-
-
-def _entry_path(cache_dir: Path, kind: str, fingerprint: str) -> Path:
-    return cache_dir / f"{kind}-{fingerprint}-v{CACHE_FORMAT}.npz"
-
-
-def _stat_key(st: os.stat_result) -> dict:
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
-
-
-def _read_record(cache_dir: Path, source: Path) -> dict | None:
-    try:
-        record = json.loads(_record_path(cache_dir, source).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.get("path") == str(source) else None
-
-
-def _trusted_fingerprint(record: dict | None, st: os.stat_result) -> str | None:
-    """The recorded fingerprint if the file is unchanged since (and was not racily new)."""
-    if record is None or any(record.get(k) != v for k, v in _stat_key(st).items()):
-        return None
-    recorded_ns = record.get("recorded_ns")
-    if not isinstance(recorded_ns, int) or st.st_mtime_ns + _RACY_NS > recorded_ns:
-        return None
-    fingerprint = record.get("fingerprint")
-    return fingerprint if isinstance(fingerprint, str) else None
-
-
-def _read_entry(cache_dir: Path, kind: str, fingerprint: str, names: tuple) -> dict | None:
-    try:
-        with np.load(_entry_path(cache_dir, kind, fingerprint), allow_pickle=False) as z:
-            if int(z["format"]) != CACHE_FORMAT or str(z["fingerprint"]) != fingerprint:
-                return None
-            arrays = {name: z[name] for name in names}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-    X = arrays["X"]
-    if X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != N_PIXELS:
-        return None
-    if any(len(a) != len(X) for a in arrays.values()):
-        return None
-    return arrays
-
-
-def _write_cache(cache_dir: Path, kind: str, source: Path, st_before, fingerprint: str,
-                 arrays: dict | None, old_record: dict | None) -> None:
-    """Store ``arrays`` (unless None: already stored) and the record of ``source``'s fingerprint.
-
-    The record is written only if the file's (size, mtime, inode) did not change while it
-    was read; the entry of the fingerprint it had before is removed.
-    """
-    try:
-        if arrays is not None:
-            with atomic_write(_entry_path(cache_dir, kind, fingerprint), "wb") as f:
-                np.savez(f, format=np.array(CACHE_FORMAT), fingerprint=np.array(fingerprint),
-                         **arrays)
-        st_after = source.stat()
-        if _stat_key(st_after) == _stat_key(st_before):
-            record = {"path": str(source), **_stat_key(st_after), "fingerprint": fingerprint,
-                      "recorded_ns": time.time_ns(), "kind": kind, "format": CACHE_FORMAT}
-            with atomic_write(_record_path(cache_dir, source), "w") as f:
-                json.dump(record, f)
-        old = old_record.get("fingerprint") if old_record else None
-        if isinstance(old, str) and old != fingerprint and re.fullmatch(r"[0-9a-f]{16}", old):
-            _entry_path(cache_dir, kind, old).unlink(missing_ok=True)
-    except OSError as e:
-        warnings.warn(f"kfkd_kit: could not write the data cache in {cache_dir}: {e}", stacklevel=4)
-
-
-def clear_cache(folder_or_file) -> int:
-    """Forget what the cache holds for the data files in a folder (or a file's folder), so
-    that the next load parses them afresh; returns the number of cache files removed.
-
-    Removes ``folder/.kfkd_cache`` and, in the fallback cache ($KFKD_CACHE_DIR or
-    ~/.cache/kfkd_kit), the records of the files in ``folder`` and their entries (an entry
-    that another folder's identical file shares is removed too: that file is parsed again).
-    """
-    folder = Path(folder_or_file).resolve()
-    if folder.is_file():
-        folder = folder.parent
-    removed = 0
-    local = folder / CACHE_DIRNAME
-    if local.is_dir():
-        removed += sum(1 for p in local.rglob("*") if not p.is_dir())
-        shutil.rmtree(local)
-    shared = _fallback_cache_dir()
-    if not shared.is_dir():
-        return removed
-    for record_path in shared.glob("source-*.json"):
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(record, dict) or Path(str(record.get("path"))).parent != folder:
-            continue
-        doomed = [record_path]
-        fingerprint, kind = record.get("fingerprint"), record.get("kind")
-        if isinstance(fingerprint, str) and re.fullmatch(r"[0-9a-f]{16}", fingerprint) \
-                and kind in ("training", "test"):
-            doomed += shared.glob(f"{kind}-{fingerprint}-v*.npz")
-        for path in doomed:
-            try:
-                path.unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
-
-
-def _load(folder_or_file, stem: str, kind: str, names: tuple, parse, cache: bool):
-    """(arrays, source path, fingerprint), from the cache when it holds this file's content.
-
-    The fingerprint comes from the source's record when its (size, mtime, inode) match;
-    otherwise the file is hashed: first, when a record shows that it was seen before (it
-    may only have been touched), else alongside the parse, on another thread.
-    """
+def _load(folder_or_file, stem: str, parse):
+    """(arrays, source path, fingerprint): the file's bytes, unpacked and parsed; the
+    fingerprint is hashed alongside the parse, on another thread."""
     source = _resolve(folder_or_file, stem)
-    st = source.stat()
-    cache_dir = _cache_dir(source.parent) if cache else None
-    record = fingerprint = None
-    if cache_dir is not None:
-        record = _read_record(cache_dir, source)
-        fingerprint = _trusted_fingerprint(record, st)
-        if fingerprint is not None:
-            arrays = _read_entry(cache_dir, kind, fingerprint, names)
-            if arrays is not None:
-                return arrays, source, fingerprint
     raw = source.read_bytes()
-    if fingerprint is None and record is not None:
-        fingerprint = _fingerprint(raw)
-        arrays = _read_entry(cache_dir, kind, fingerprint, names)
-        if arrays is not None:
-            _write_cache(cache_dir, kind, source, st, fingerprint, None, record)
-            return arrays, source, fingerprint
     with ThreadPoolExecutor(1) as pool:
-        hashing = pool.submit(_fingerprint, raw) if fingerprint is None else None
+        hashing = pool.submit(_fingerprint, raw)
         name, text = _unpack(source, raw)
         del raw
         arrays = parse(text, name)
-        if hashing is not None:
-            fingerprint = hashing.result()
-    if cache_dir is not None:
-        _write_cache(cache_dir, kind, source, st, fingerprint, arrays, record)
+        fingerprint = hashing.result()
     return arrays, source, fingerprint
 
 
@@ -818,23 +620,20 @@ def _parse_test(text: bytes, name: str) -> dict:
     return {"image_ids": image_ids, "X": X}
 
 
-def load_training(folder_or_file, cache: bool = True) -> TrainingData:
+def load_training(folder_or_file) -> TrainingData:
     """Kaggle's training set from a folder (training.csv, .csv.gz, .zip) or a file: every
     row, unlabelled keypoints as NaN (which rows a net trains on is the net's own
     ``complete_only``).
 
-    ``cache`` reads and writes the parsed arrays in the cache (see the module docstring).
     Raises DataError for bad content, FileNotFoundError when there is no file.
     """
-    arrays, source, fingerprint = _load(folder_or_file, "training", "training", ("X", "y"),
-                                        _parse_training, cache)
+    arrays, source, fingerprint = _load(folder_or_file, "training", _parse_training)
     return TrainingData(X=arrays["X"], y=arrays["y"], source=source, fingerprint=fingerprint)
 
 
-def load_test(folder_or_file, cache: bool = True) -> TestData:
-    """Kaggle's test set (test.csv: ImageId,Image) from a folder or a file; cached like training."""
-    arrays, source, fingerprint = _load(folder_or_file, "test", "test", ("image_ids", "X"),
-                                        _parse_test, cache)
+def load_test(folder_or_file) -> TestData:
+    """Kaggle's test set (test.csv: ImageId,Image) from a folder or a file."""
+    arrays, source, fingerprint = _load(folder_or_file, "test", _parse_test)
     return TestData(image_ids=arrays["image_ids"], X=arrays["X"], source=source,
                     fingerprint=fingerprint)
 

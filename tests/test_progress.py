@@ -50,7 +50,7 @@ def folder(tmp_path_factory):
 @pytest.mark.parametrize("force", [True, False])
 def test_parser_bar(folder, monkeypatch, capsys, force):
     monkeypatch.setenv(progress.ENV, "1") if force else monkeypatch.delenv(progress.ENV, raising=False)
-    training = data.load_training(folder, cache=False)
+    training = data.load_training(folder)
     captured = capsys.readouterr()
     assert len(training.X) == 40
     assert ("parsing images" in captured.err) is force and captured.out == ""
