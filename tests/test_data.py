@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from kfkd_kit import data
+from kfkd_kit.data import _pixels
 from kfkd_kit.data import DataError, find_file, has_kaggle_data, load_lookup, load_test, load_training
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, FEATURE_INDEX, FEATURE_NAMES, N_PIXELS
 
@@ -74,8 +75,8 @@ def expected_y(y):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """A few rows per chunk so that small files take the multi-chunk, two-thread path."""
-    monkeypatch.setattr(data, "_CHUNK_BYTES", 3 * 35_000)
-    monkeypatch.setattr(data, "_THREADS", 2)
+    monkeypatch.setattr(_pixels, "_CHUNK_BYTES", 3 * 35_000)
+    monkeypatch.setattr(_pixels, "_THREADS", 2)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -116,10 +117,10 @@ def test_every_row_is_loaded_with_nan_for_missing_keypoints(tmp_path):
 def test_one_thread_and_two_threads_agree(tmp_path, monkeypatch):
     X, y = make_training(9, seed=3)
     write(tmp_path / "training.csv", training_lines(X, y))
-    monkeypatch.setattr(data, "_CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(_pixels, "_CHUNK_BYTES", 40_000)
     results = []
     for threads in (1, 2):
-        monkeypatch.setattr(data, "_THREADS", threads)
+        monkeypatch.setattr(_pixels, "_THREADS", threads)
         results.append(load_training(tmp_path).X)
     np.testing.assert_array_equal(results[0], X)
     np.testing.assert_array_equal(results[1], X)
@@ -164,7 +165,7 @@ def test_pixel_parser_matches_values_in_any_spacing(seed):
         pos += 2 + len(f) + 1
     starts = np.array(starts)
     ends = starts + np.array([len(f) for f in fields])
-    got, problem = data._parse_pixels(text, starts, ends)
+    got, problem = _pixels.parse_pixels(text, starts, ends)
     assert problem is None
     np.testing.assert_array_equal(got, X)
 
@@ -181,7 +182,7 @@ def test_pixel_parser_rejects_any_foreign_byte(seed, junk):
     text = b"," + b"\n,".join(bytes(f) for f in fields)
     starts = np.array([1, 1 + len(fields[0]) + 2])
     ends = starts + np.array([len(f) for f in fields])
-    got, problem = data._parse_pixels(text, starts, ends)
+    got, problem = _pixels.parse_pixels(text, starts, ends)
     assert got is None
     assert problem[0] == row and problem[1] == "Image"
 
