@@ -6,7 +6,7 @@ Parts (each measured in this one process, alternately, except loading which runs
 reader in a fresh subprocess so that its time is cold and its peak memory its own):
 
 a. loading a Kaggle-size training.csv (7049 rows, synthetic, generated once into
-   build/bench/): kfkd's loader cold and cached against the tutorial's
+   build/bench/): kfkd's loader (every load parses the file) against the tutorial's
    ``pandas.read_csv`` + ``np.fromstring`` per row; peak resident memory of each;
 b. net1 seconds per epoch on CPU: kfkd (skorch, resident batches) against a plain
    PyTorch loop over the same tensors (batch 128, Nesterov SGD, same masked loss, the
@@ -368,27 +368,21 @@ def load_in_child(folder, what):
 
 def part_loading(table, quick):
     print("a. loading", flush=True)
-    from kfkd_kit import data
     folder = kaggle_size_csv()
     size_mb = (folder / "training.csv").stat().st_size / 2 ** 20
     rounds = 1 if quick else 2
-    tutorial, cold, cached = [], [], []
+    tutorial, cold = [], []
     for _ in range(rounds):
         tutorial.append(load_in_child(folder, "tutorial"))
-        data.clear_cache(folder)        # the next load is a cold parse
         cold.append(load_in_child(folder, "kfkd"))
-        cached.append(load_in_child(folder, "kfkd"))
     best = lambda runs: min(runs, key=lambda r: r["seconds"])
-    t, c, k = best(tutorial), best(cold), best(cached)
+    t, c = best(tutorial), best(cold)
     table.add("a", f"load training.csv ({KAGGLE_ROWS} rows, {size_mb:.0f} MB), cold, s",
               c["seconds"], t["seconds"], c["seconds"] / t["seconds"], "≤ 1.5 s", c["seconds"] <= 1.5)
-    table.add("a", "load, cached, s", k["seconds"], t["seconds"], k["seconds"] / t["seconds"],
-              "≤ 0.1 s", k["seconds"] <= 0.1)
     tutorial_peak = max(r["peak_mb"] for r in tutorial)
-    for label, runs in (("cold", cold), ("cached", cached)):
-        peak = max(r["peak_mb"] for r in runs)
-        table.add("a", f"peak resident memory of the loading process, {label}, MB", peak,
-                  tutorial_peak, peak / tutorial_peak, "≤ 1 GB", peak <= 1024)
+    peak = max(r["peak_mb"] for r in cold)
+    table.add("a", "peak resident memory of the loading process, cold, MB", peak,
+              tutorial_peak, peak / tutorial_peak, "≤ 1 GB", peak <= 1024)
     table.note(f"a. Each reader in a fresh `python -c` subprocess (best of {rounds}); baseline = "
                "the tutorial's `read_csv` + `np.fromstring(sep=' ')` per row + `np.vstack` / 255; "
                f"kfkd X is {c['dtype']} {tuple(c['shape'])}. Peak = VmHWM of the process "

@@ -98,7 +98,7 @@ class ProgressScorer:
     ``distributed.print``, which the client prints. scikit-learn's own ``verbose`` lines
     give neither the candidate nor the epochs, and stay on the workers.
     ``progress``: also a tqdm bar over the fits (in-process searches; on a terminal only,
-    see data.progress_bar), the lines printed above it; ``close()`` ends it.
+    see progress.bar), the lines printed above it; ``close()`` ends it.
     """
 
     def __init__(self, X, splits, candidates=None, say=print, progress=False):
@@ -107,10 +107,10 @@ class ProgressScorer:
         self.candidates = None if candidates is None else [dict(c) for c in candidates]
         self.say = say
         self.bar = None
-        if progress:   # in-process fits: a bar over them (data.progress_bar: terminals only)
-            from .data import progress_bar
-            self.bar = progress_bar(total=self.n_folds * len(self.candidates or [None]),
-                                    desc="fits", unit="fit")
+        if progress:   # in-process fits: a bar over them (progress.bar: terminals only)
+            from .progress import bar
+            self.bar = bar(total=self.n_folds * len(self.candidates or [None]),
+                           desc="fits", unit="fit")
 
     def __call__(self, estimator, X, y):
         rmse = masked_rmse_px(y, estimator.predict(X))

@@ -34,12 +34,6 @@ VENV = Path(sys.executable).resolve().parent.parent if (
     Path(sys.executable).parent / "activate").exists() else None
 
 
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path, monkeypatch):
-    """Keep every fallback cache inside tmp_path."""
-    monkeypatch.setenv("KFKD_CACHE_DIR", str(tmp_path / "fallback-cache"))
-
-
 # --------------------------------------------------------------------------- spoilers
 
 def kaggle(folder):
@@ -329,7 +323,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case_id, spoil, line, 
 # --------------------------------------------------------------------------- other front doors
 
 def env():
-    return dict(os.environ, PYTHONPATH=str(ROOT), KFKD_CACHE_DIR=os.environ["KFKD_CACHE_DIR"])
+    return dict(os.environ, PYTHONPATH=str(ROOT))
 
 
 def kfkd_lines(stderr):
@@ -432,10 +426,10 @@ def test_crlf_and_byte_order_mark_are_accepted_with_the_same_arrays(variant, tmp
     for name in ("training.csv", "test.csv", "IdLookupTable.csv"):
         path = changed / name
         path.write_bytes(VARIANTS[variant](path.read_bytes()))
-    a, b = data.load_training(plain, cache=False), data.load_training(changed, cache=False)
+    a, b = data.load_training(plain), data.load_training(changed)
     np.testing.assert_array_equal(a.X, b.X)
     np.testing.assert_array_equal(a.y, b.y)
-    a, b = data.load_test(plain, cache=False), data.load_test(changed, cache=False)
+    a, b = data.load_test(plain), data.load_test(changed)
     np.testing.assert_array_equal(a.X, b.X)
     np.testing.assert_array_equal(a.image_ids, b.image_ids)
     pd.testing.assert_frame_equal(data.load_lookup(plain), data.load_lookup(changed))
@@ -462,7 +456,7 @@ def test_test_images_in_any_order_give_the_same_submission(tmp_path, capsys, tra
     shuffled = kaggle(tmp_path / "shuffled")
     lines = (shuffled / "test.csv").read_text().splitlines()
     (shuffled / "test.csv").write_text("\n".join([lines[0], lines[3], lines[1], lines[2]]) + "\n")
-    assert data.load_test(shuffled, cache=False).image_ids.tolist() == [3, 1, 2]
+    assert data.load_test(shuffled).image_ids.tolist() == [3, 1, 2]
     a = submit(plain, trained_model, tmp_path / "s1", capsys)
     b = submit(shuffled, trained_model, tmp_path / "s2", capsys)
     assert a["RowId"].tolist() == b["RowId"].tolist()

@@ -1,11 +1,10 @@
-"""kfkd_kit.data: Kaggle's files (plain, zip, gz) -> arrays, validation messages, the cache.
+"""kfkd_kit.data: Kaggle's files (plain, zip, gz) -> arrays, validation messages.
 
 Every file here is written by the helpers below into tmp_path; no test reads real data.
 """
 import gzip
 import os
 import re
-import time
 import zipfile
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from kfkd_kit import data
+from kfkd_kit.data import _pixels
 from kfkd_kit.data import DataError, find_file, has_kaggle_data, load_lookup, load_test, load_training
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, FEATURE_INDEX, FEATURE_NAMES, N_PIXELS
 
@@ -72,19 +72,11 @@ def expected_y(y):
     return y.astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path, monkeypatch):
-    """Keep every fallback cache inside tmp_path."""
-    folder = tmp_path / "fallback-cache"
-    monkeypatch.setenv("KFKD_CACHE_DIR", str(folder))
-    return folder
-
-
 @pytest.fixture
 def small_chunks(monkeypatch):
     """A few rows per chunk so that small files take the multi-chunk, two-thread path."""
-    monkeypatch.setattr(data, "_CHUNK_BYTES", 3 * 35_000)
-    monkeypatch.setattr(data, "_THREADS", 2)
+    monkeypatch.setattr(_pixels, "_CHUNK_BYTES", 3 * 35_000)
+    monkeypatch.setattr(_pixels, "_THREADS", 2)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -97,7 +89,7 @@ def test_every_container_parses_to_the_same_arrays(tmp_path, name, small_chunks)
     write(folder / name, training_lines(X, y))
     assert find_file(folder, "training") == folder / name
     assert has_kaggle_data(folder)
-    got = load_training(folder, cache=False)
+    got = load_training(folder)
     assert got.X.dtype == np.uint8 and got.X.shape == (10, N_PIXELS)
     assert got.y.dtype == np.float32 and got.y.shape == (10, 30)
     np.testing.assert_array_equal(got.X, X)
@@ -109,13 +101,13 @@ def test_every_container_parses_to_the_same_arrays(tmp_path, name, small_chunks)
 def test_zip_with_another_member_name(tmp_path):
     X, y = make_training(2)
     path = write(tmp_path / "training.zip", training_lines(X, y), member="kaggle/train.csv")
-    np.testing.assert_array_equal(load_training(path, cache=False).X, X)
+    np.testing.assert_array_equal(load_training(path).X, X)
 
 
 def test_every_row_is_loaded_with_nan_for_missing_keypoints(tmp_path):
     X, y = make_training(12)
     write(tmp_path / "training.csv", training_lines(X, y))
-    every = load_training(tmp_path, cache=False)
+    every = load_training(tmp_path)
     assert 0 < (~np.isnan(y).any(axis=1)).sum() < 12
     assert len(every) == 12
     assert np.isnan(every.y[0]).sum() == 22 and np.isnan(every.y[1]).all()
@@ -125,11 +117,11 @@ def test_every_row_is_loaded_with_nan_for_missing_keypoints(tmp_path):
 def test_one_thread_and_two_threads_agree(tmp_path, monkeypatch):
     X, y = make_training(9, seed=3)
     write(tmp_path / "training.csv", training_lines(X, y))
-    monkeypatch.setattr(data, "_CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(_pixels, "_CHUNK_BYTES", 40_000)
     results = []
     for threads in (1, 2):
-        monkeypatch.setattr(data, "_THREADS", threads)
-        results.append(load_training(tmp_path, cache=False).X)
+        monkeypatch.setattr(_pixels, "_THREADS", threads)
+        results.append(load_training(tmp_path).X)
     np.testing.assert_array_equal(results[0], X)
     np.testing.assert_array_equal(results[1], X)
 
@@ -148,7 +140,7 @@ def test_crlf_quotes_spacing_leading_zeros_and_column_order(tmp_path):
         lines.append(",".join([image] + cells))
     lines.insert(2, "")                              # a blank line is skipped
     write(tmp_path / "training.csv", lines, crlf=True)
-    got = load_training(tmp_path, cache=False)
+    got = load_training(tmp_path)
     np.testing.assert_array_equal(got.X, X)
     np.testing.assert_array_equal(got.y, expected_y(y))
 
@@ -173,7 +165,7 @@ def test_pixel_parser_matches_values_in_any_spacing(seed):
         pos += 2 + len(f) + 1
     starts = np.array(starts)
     ends = starts + np.array([len(f) for f in fields])
-    got, problem = data._parse_pixels(text, starts, ends)
+    got, problem = _pixels.parse_pixels(text, starts, ends)
     assert problem is None
     np.testing.assert_array_equal(got, X)
 
@@ -190,7 +182,7 @@ def test_pixel_parser_rejects_any_foreign_byte(seed, junk):
     text = b"," + b"\n,".join(bytes(f) for f in fields)
     starts = np.array([1, 1 + len(fields[0]) + 2])
     ends = starts + np.array([len(f) for f in fields])
-    got, problem = data._parse_pixels(text, starts, ends)
+    got, problem = _pixels.parse_pixels(text, starts, ends)
     assert got is None
     assert problem[0] == row and problem[1] == "Image"
 
@@ -200,7 +192,7 @@ def test_test_csv(tmp_path, small_chunks):
     X = rng.integers(0, 256, (7, N_PIXELS), dtype=np.uint8)
     ids = [3, 1, 2, 10, 11, 12, 99]
     write(tmp_path / "test.csv.gz", test_lines(X, ids))
-    got = load_test(tmp_path, cache=False)
+    got = load_test(tmp_path)
     assert isinstance(got, data.TestData)
     assert got.image_ids.dtype == np.int64
     assert got.image_ids.tolist() == ids
@@ -211,7 +203,7 @@ def test_byte_order_mark_and_file_paths(tmp_path):
     X = np.full((2, N_PIXELS), 200, np.uint8)
     path = tmp_path / "my-test-images.csv"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(test_lines(X, [5, 6])).encode())
-    got = load_test(path, cache=False)
+    got = load_test(path)
     assert got.source == path.resolve() and got.image_ids.tolist() == [5, 6]
     np.testing.assert_array_equal(got.X, X)
 
@@ -273,7 +265,7 @@ def bad_training(tmp_path, edit, n=6):
     lines = training_lines(X, y)
     edit(lines)
     write(tmp_path / "training.csv", lines)
-    return lambda: load_training(tmp_path, cache=False)
+    return lambda: load_training(tmp_path)
 
 
 def replace_pixel(lines, line, index, text):
@@ -344,19 +336,19 @@ def test_the_first_bad_row_is_reported(tmp_path, small_chunks):
 
 def test_empty_and_header_only_files(tmp_path):
     (tmp_path / "training.csv").write_bytes(b"")
-    assert "training.csv: line 1: the file is empty" in error_of(lambda: load_training(tmp_path, cache=False))
+    assert "training.csv: line 1: the file is empty" in error_of(lambda: load_training(tmp_path))
     (tmp_path / "training.csv").write_bytes(b"\r\n\n")
-    assert "empty" in error_of(lambda: load_training(tmp_path, cache=False))
+    assert "empty" in error_of(lambda: load_training(tmp_path))
     (tmp_path / "training.csv").write_text(training_lines([], [])[0] + "\n")
-    assert "training.csv: no data rows" in error_of(lambda: load_training(tmp_path, cache=False))
+    assert "training.csv: no data rows" in error_of(lambda: load_training(tmp_path))
 
 
 def test_broken_containers(tmp_path):
     (tmp_path / "training.csv.gz").write_bytes(b"not gzip at all")
-    assert error_of(lambda: load_training(tmp_path, cache=False)).startswith("training.csv.gz: ")
+    assert error_of(lambda: load_training(tmp_path)).startswith("training.csv.gz: ")
     (tmp_path / "training.csv.gz").unlink()
     (tmp_path / "training.zip").write_bytes(b"PK not a zip")
-    assert error_of(lambda: load_training(tmp_path, cache=False)).startswith("training.zip: ")
+    assert error_of(lambda: load_training(tmp_path)).startswith("training.zip: ")
 
 
 def test_zip_member_in_messages(tmp_path):
@@ -364,7 +356,7 @@ def test_zip_member_in_messages(tmp_path):
     lines = training_lines(X, y)
     drop_pixel(lines, 2)
     write(tmp_path / "training.zip", lines)
-    assert error_of(lambda: load_training(tmp_path, cache=False)).startswith(
+    assert error_of(lambda: load_training(tmp_path)).startswith(
         "training.csv in training.zip: row 2 (line 3), column Image:")
 
 
@@ -377,7 +369,7 @@ def test_zip_member_in_messages(tmp_path):
 def test_bad_test_csv(tmp_path, ids, expected):
     X = np.zeros((3, N_PIXELS), np.uint8)
     write(tmp_path / "test.csv", test_lines(X, ids))
-    assert expected in error_of(lambda: load_test(tmp_path, cache=False))
+    assert expected in error_of(lambda: load_test(tmp_path))
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -393,175 +385,6 @@ def test_bad_lookup(tmp_path, edit, expected):
     write(tmp_path / "IdLookupTable.csv", lines, crlf=True)
     message = error_of(lambda: load_lookup(tmp_path))
     assert message.startswith("IdLookupTable.csv: ") and expected in message, message
-
-
-# --------------------------------------------------------------------------- cache
-
-def cache_files(folder):
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-
-def forbid(monkeypatch, *names):
-    def fail(*args, **kwargs):
-        raise AssertionError("called although the cache should have answered")
-    for name in names:
-        monkeypatch.setattr(data, name, fail)
-
-
-def age(path, seconds=3600):
-    """Set the file's mtime into the past, as for a file downloaded a while ago."""
-    past = time.time_ns() - seconds * 1_000_000_000
-    os.utime(path, ns=(past, past))
-
-
-def test_cache_hit_returns_identical_arrays(tmp_path, monkeypatch):
-    X, y = make_training(8)
-    path = write(tmp_path / "training.csv", training_lines(X, y))
-    age(path)
-    first = load_training(tmp_path)
-    names = cache_files(tmp_path / ".kfkd_cache")
-    assert any(n.startswith(f"training-{first.fingerprint}-v") and n.endswith(".npz") for n in names)
-    forbid(monkeypatch, "_parse_training", "_fingerprint")      # no parse, not even a hash
-    second = load_training(tmp_path)
-    np.testing.assert_array_equal(second.X, X)
-    np.testing.assert_array_equal(second.y, expected_y(y))
-    assert second.fingerprint == first.fingerprint
-
-
-def test_test_csv_is_cached_too(tmp_path, monkeypatch):
-    X = np.arange(2 * N_PIXELS).reshape(2, N_PIXELS).astype(np.uint8)
-    age(write(tmp_path / "test.csv", test_lines(X, [7, 8])))
-    load_test(tmp_path)
-    forbid(monkeypatch, "_parse_test", "_fingerprint")
-    got = load_test(tmp_path)
-    assert got.image_ids.tolist() == [7, 8]
-    np.testing.assert_array_equal(got.X, X)
-
-
-def same_width_change(value):
-    """Another pixel value with as many digits: the file keeps its size."""
-    return value - 1 if value % 10 else value + 1
-
-
-def test_modified_file_is_parsed_again(tmp_path):
-    X, y = make_training(4)
-    path = write(tmp_path / "training.csv", training_lines(X, y))
-    age(path)
-    before = load_training(tmp_path)
-    X2 = X.copy()
-    X2[2, 100] = same_width_change(X[2, 100])
-    write(path, training_lines(X2, y))
-    assert os.path.getsize(path) == len("\n".join(training_lines(X, y))) + 1
-    age(path, 1800)
-    after = load_training(tmp_path)
-    assert after.fingerprint != before.fingerprint
-    np.testing.assert_array_equal(after.X, X2)
-    # the entry of the old content was removed
-    assert not any(before.fingerprint in n for n in cache_files(tmp_path / ".kfkd_cache"))
-
-
-def test_racy_rewrite_with_the_same_size_and_mtime_is_caught(tmp_path):
-    """A rewrite in the same timestamp tick keeps size and mtime: a recent mtime is never
-    trusted, so the file is hashed again."""
-    X, y = make_training(3)
-    path = write(tmp_path / "training.csv", training_lines(X, y))
-    stamp = os.stat(path).st_mtime_ns
-    load_training(tmp_path)
-    X2 = X.copy()
-    X2[0, 50] = same_width_change(X[0, 50])
-    write(path, training_lines(X2, y))
-    os.utime(path, ns=(stamp, stamp))
-    np.testing.assert_array_equal(load_training(tmp_path).X, X2)
-
-
-def test_touched_file_is_hashed_but_not_parsed(tmp_path, monkeypatch):
-    X, y = make_training(3)
-    path = write(tmp_path / "training.csv", training_lines(X, y))
-    age(path)
-    first = load_training(tmp_path)
-    age(path, 60)                                         # new mtime, same content
-    forbid(monkeypatch, "_parse_training")
-    assert load_training(tmp_path).fingerprint == first.fingerprint
-
-
-def test_corrupt_cache_entry_is_ignored(tmp_path):
-    X, y = make_training(3)
-    age(write(tmp_path / "training.csv", training_lines(X, y)))
-    fingerprint = load_training(tmp_path).fingerprint
-    entry = next((tmp_path / ".kfkd_cache").glob(f"training-{fingerprint}-*.npz"))
-    entry.write_bytes(b"garbage")
-    np.testing.assert_array_equal(load_training(tmp_path).X, X)
-
-
-def test_read_only_data_folder_uses_the_fallback_cache(tmp_path, cache_home):
-    folder = tmp_path / "readonly"
-    folder.mkdir()
-    X, y = make_training(3)
-    age(write(folder / "training.csv", training_lines(X, y)))
-    folder.chmod(0o555)                 # honoured even as root: nobody may write here
-    try:
-        first = load_training(folder)
-        assert not (folder / ".kfkd_cache").exists()
-        assert any(first.fingerprint in n for n in cache_files(cache_home))
-        np.testing.assert_array_equal(load_training(folder).X, X)
-    finally:
-        folder.chmod(0o755)
-
-
-def test_unwritable_cache_folder_is_decided_by_dir_is_writable(tmp_path, cache_home, monkeypatch):
-    X, y = make_training(2)
-    age(write(tmp_path / "training.csv", training_lines(X, y)))
-    local = tmp_path.resolve() / ".kfkd_cache"
-    real = data._dir_is_writable
-    monkeypatch.setattr(data, "_dir_is_writable", lambda folder: folder != local and real(folder))
-    got = load_training(tmp_path)
-    assert not local.exists()
-    assert cache_files(cache_home)
-    monkeypatch.setattr(data, "_dir_is_writable", lambda folder: False)
-    np.testing.assert_array_equal(load_training(tmp_path).X, got.X)     # no cache at all: fine
-
-
-def test_cache_false_writes_nothing(tmp_path, cache_home):
-    X, y = make_training(2)
-    write(tmp_path / "training.csv", training_lines(X, y))
-    load_training(tmp_path, cache=False)
-    assert not (tmp_path / ".kfkd_cache").exists() and not cache_home.exists()
-
-
-def test_clear_cache_makes_the_next_load_a_cold_parse(tmp_path, cache_home, monkeypatch):
-    X, y = make_training(3)
-    age(write(tmp_path / "training.csv", training_lines(X, y)))
-    load_training(tmp_path)
-    parses = []
-    real_parse = data._parse_training
-    monkeypatch.setattr(data, "_parse_training", lambda *a: parses.append(1) or real_parse(*a))
-    load_training(tmp_path)
-    assert parses == []                                   # cached
-    assert data.clear_cache(tmp_path) == 2                # the entry and the record
-    assert not (tmp_path / ".kfkd_cache").exists()
-    np.testing.assert_array_equal(load_training(tmp_path).X, X)
-    assert parses == [1]                                  # parsed afresh
-    assert data.clear_cache(tmp_path / "training.csv") == 2      # a file names its folder
-
-
-def test_clear_cache_empties_the_fallback_cache_of_that_folder_only(tmp_path, cache_home, monkeypatch):
-    folders = [tmp_path / "a", tmp_path / "b"]
-    for i, folder in enumerate(folders):
-        folder.mkdir()
-        age(write(folder / "training.csv", training_lines(*make_training(3, seed=i))))
-    real = data._dir_is_writable
-    monkeypatch.setattr(data, "_dir_is_writable",               # the fallback cache only
-                        lambda folder: folder.name != data.CACHE_DIRNAME and real(folder))
-    kept = load_training(folders[1]).fingerprint
-    load_training(folders[0])
-    assert len(cache_files(cache_home)) == 4
-    assert data.clear_cache(folders[0]) == 2
-    assert [n for n in cache_files(cache_home) if n.startswith("training-")] == \
-        [f"training-{kept}-v{data.CACHE_FORMAT}.npz"]
-    forbid(monkeypatch, "_parse_training", "_fingerprint")
-    load_training(folders[1])                             # still cached
-    with pytest.raises(AssertionError, match="cache should have answered"):
-        load_training(folders[0])
 
 
 # --------------------------------------------------------------------------- properties of the parser
@@ -592,7 +415,7 @@ def test_any_images_and_keypoints_in_kaggle_format_parse_back(rows, crlf, tmp_pa
         lines.append(",".join(cells) + "," + " ".join(map(str, xi.tolist())))
     folder = tmp_path_factory.mktemp("prop")
     write(folder / "training.csv", lines, crlf=crlf)
-    got = load_training(folder, cache=False)
+    got = load_training(folder)
     np.testing.assert_array_equal(got.X, X)
     np.testing.assert_array_equal(got.y, y.astype(np.float32))     # NaN where NaN
 
@@ -615,7 +438,7 @@ def test_junk_in_a_pixel_field_is_a_data_error_naming_row_and_column(junk, row, 
     folder = tmp_path_factory.mktemp("junk")
     write(folder / "training.csv", lines)
     with pytest.raises(DataError) as error:
-        load_training(folder, cache=False)
+        load_training(folder)
     message = str(error.value)
     assert "\n" not in message
     assert re.match(r"training\.csv: row [1-4] \(line [2-9]\d*\), column \S+: ", message), message

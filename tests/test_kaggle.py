@@ -161,7 +161,7 @@ def downloaded(tmp_path_factory):
 
 def test_download_unpacks_kaggle_zip_so_train_and_submit_find_the_files(downloaded):
     root, folder, model, fake = downloaded
-    names = {p.name for p in folder.iterdir()} - {".kfkd_cache"}       # train's parse cache
+    names = {p.name for p in folder.iterdir()}
     assert names == {"IdLookupTable.csv", "SampleSubmission.csv", "test.csv", "training.csv"}
     assert (folder / "training.csv").read_bytes() == (root / "made" / "training.csv").read_bytes()
     assert len(data.load_training(folder)) == 60 and data.load_training(folder).source.name == "training.csv"

@@ -4,7 +4,7 @@ captured output stay as they were."""
 import numpy as np
 import pytest
 
-from kfkd_kit import configs, data
+from kfkd_kit import configs, data, progress
 from kfkd_kit.commands.submit import predict_in_chunks
 from kfkd_kit.selection import cross_validate_net
 from kfkd_kit.synthetic import write_kaggle_dataset
@@ -12,21 +12,21 @@ from kfkd_kit.synthetic import write_kaggle_dataset
 
 @pytest.fixture
 def forced(monkeypatch):
-    monkeypatch.setenv(data.PROGRESS_ENV, "1")
+    monkeypatch.setenv(progress.ENV, "1")
 
 
 @pytest.fixture
 def unforced(monkeypatch):
-    monkeypatch.delenv(data.PROGRESS_ENV, raising=False)
+    monkeypatch.delenv(progress.ENV, raising=False)
 
 
 def test_bar_only_when_forced(monkeypatch, capsys):
     for value, shown in ((None, False), ("1", True), ("0", False)):
         if value is None:
-            monkeypatch.delenv(data.PROGRESS_ENV, raising=False)
+            monkeypatch.delenv(progress.ENV, raising=False)
         else:
-            monkeypatch.setenv(data.PROGRESS_ENV, value)
-        with data.progress_bar(total=3, desc="step") as bar:
+            monkeypatch.setenv(progress.ENV, value)
+        with progress.bar(total=3, desc="step") as bar:
             bar.update(3)
         captured = capsys.readouterr()
         assert ("step" in captured.err) is shown and captured.out == ""
@@ -35,7 +35,7 @@ def test_bar_only_when_forced(monkeypatch, capsys):
 def test_not_a_terminal_means_no_bar(unforced, capsys):
     import sys
     assert not sys.stderr.isatty()
-    bar = data.progress_bar(total=1)
+    bar = progress.bar(total=1)
     assert bar.disable
     bar.close()
 
@@ -49,8 +49,8 @@ def folder(tmp_path_factory):
 
 @pytest.mark.parametrize("force", [True, False])
 def test_parser_bar(folder, monkeypatch, capsys, force):
-    monkeypatch.setenv(data.PROGRESS_ENV, "1") if force else monkeypatch.delenv(data.PROGRESS_ENV, raising=False)
-    training = data.load_training(folder, cache=False)
+    monkeypatch.setenv(progress.ENV, "1") if force else monkeypatch.delenv(progress.ENV, raising=False)
+    training = data.load_training(folder)
     captured = capsys.readouterr()
     assert len(training.X) == 40
     assert ("parsing images" in captured.err) is force and captured.out == ""
@@ -62,7 +62,7 @@ def test_predict_in_chunks(folder, monkeypatch, capsys, force, tiny_xy):
     model = configs.build("net1", epochs=1, device="cpu", precision="fp32", verbose=0)
     model.set_params(net__batch_size=16).fit(X, y)
     capsys.readouterr()
-    monkeypatch.setenv(data.PROGRESS_ENV, "1") if force else monkeypatch.delenv(data.PROGRESS_ENV, raising=False)
+    monkeypatch.setenv(progress.ENV, "1") if force else monkeypatch.delenv(progress.ENV, raising=False)
     chunked = predict_in_chunks(model, X, chunk=32)   # whole batches: the same numbers
     captured = capsys.readouterr()
     np.testing.assert_array_equal(chunked, model.predict(X))
@@ -74,7 +74,7 @@ def test_cv_bar_over_fits_keeps_the_one_line_messages(monkeypatch, capsys, tiny_
     estimator = configs.build("net1", epochs=1, device="cpu", precision="fp32", verbose=0)
     outputs = {}
     for force in (False, True):
-        monkeypatch.setenv(data.PROGRESS_ENV, "1" if force else "")
+        monkeypatch.setenv(progress.ENV, "1" if force else "")
         cross_validate_net(estimator, X, y, folds=2, name="net1")
         outputs[force] = capsys.readouterr()
     assert outputs[False].err == "" and "fits" not in outputs[False].out

@@ -36,11 +36,6 @@ FAST = ["--device", "cpu", "--precision", "fp32"]
 TRIAL_LINE = re.compile(r"^trial (\d+) \[\d+/\d+\]: ", re.M)
 
 
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("KFKD_CACHE_DIR", str(tmp_path / "fallback-cache"))
-
-
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tune") / "data"

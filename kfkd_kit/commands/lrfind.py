@@ -148,9 +148,9 @@ def suggest(lrs, smoothed, rise=RISE) -> dict:
 def lr_range_test(estimator, X, y, start_lr=START_LR, end_lr=END_LR, num_batches=NUM_BATCHES,
                   diverge=DIVERGE, beta=BETA) -> dict:
     """Run the range test of ``estimator`` on (X, y); returns the record (curve, suggestion)."""
-    from ..data import progress_bar
+    from .. import progress
     net = configs.inner_net(estimator)
-    with progress_bar(total=num_batches, desc="lr range test", unit="batch") as bar:
+    with progress.bar(total=num_batches, desc="lr range test", unit="batch") as bar:
         model = range_test_estimator(estimator, start_lr, end_lr, num_batches, diverge, beta, bar)
         start = time.perf_counter()
         model.fit(X, y)

@@ -127,7 +127,7 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     ``record_passes`` each row also holds ``passes``, the keypoints of every pass (passes, 30),
     and ``first``, the first crop's transform.
     """
-    from ..data import progress_bar
+    from .. import progress
     from ..faces import make_detector
     from ..photos import PhotoError, read_photo
     warn = warn or (lambda message: print(message, file=sys.stderr))
@@ -138,7 +138,7 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     layout = keypoints.layout
     summary = Summary(files=len(paths), min_size=min_size)
     rows, pending = [], []
-    with progress_bar(total=len(paths), desc="photos", unit="photo") as bar:
+    with progress.bar(total=len(paths), desc="photos", unit="photo") as bar:
         for path in paths:
             try:
                 photo = read_photo(path)

@@ -31,9 +31,9 @@ def predict_in_chunks(model, X, chunk=512):
     progress.bar). Every estimator here predicts each row on its own, and a chunk is a
     whole number of the nets' batches (128), so the result is the same."""
     import numpy as np
-    from ..data import progress_bar
+    from .. import progress
     parts = []
-    with progress_bar(total=len(X), desc="predicting", unit="image") as bar:
+    with progress.bar(total=len(X), desc="predicting", unit="image") as bar:
         for start in range(0, len(X), chunk):
             parts.append(np.asarray(model.predict(X[start:start + chunk])))
             bar.update(len(parts[-1]))
