@@ -405,7 +405,7 @@ def paired(a, b):
 
 def part_net1_cpu(table, quick):
     print("b. net1 epoch on CPU", flush=True)
-    from kfkd_kit.fastpath import reuse_freed_memory
+    from kfkd_kit.malloc import reuse_freed_memory
     from kfkd_kit.nets import MLP
     n = 600 if quick else KAGGLE_COMPLETE
     epochs, rounds = (4, 2) if quick else (5, 9)
@@ -442,7 +442,7 @@ def part_net1_cpu(table, quick):
                "a validation pass, the same float32 tensors. The plain loop splits train/valid rows "
                "once before timing and gathers batches with X[rows]; kfkd gathers every batch "
                "(validation too) from the full X with index_select (3x faster on CPU than X[rows]) "
-               "and its fit keeps freed memory for reuse (fastpath.reuse_freed_memory); the second "
+               "and its fit keeps freed memory for reuse (malloc.reuse_freed_memory); the second "
                "row gives the plain loop both.")
 
 

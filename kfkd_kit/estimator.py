@@ -20,7 +20,7 @@ from skorch import NeuralNetRegressor
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset
 
-from . import fastpath, precision as precisions
+from . import fastpath, malloc, precision as precisions
 from .batches import ResidentBatches
 from .callbacks import EpochTable
 from .keypoints import IMAGE_AXIS, IMAGE_SIDE, from_unit, to_unit
@@ -258,10 +258,10 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             epochs = max(self.planned_epochs_ - len(self.history), 0)
         if self.budget is not None and epochs is None:
             epochs = 10 ** 9   # the budget decides (notify raises _PlanDone at the end)
-        # On CPU the fast path is glibc keeping freed memory for reuse (see fastpath.py).
+        # On CPU the fast path is glibc keeping freed memory for reuse (see malloc.py).
         on_cpu = torch.device(self.device or "cpu").type == "cpu"
         try:
-            with fastpath.reuse_freed_memory(on_cpu and self.fast_path is not False):
+            with malloc.reuse_freed_memory(on_cpu and self.fast_path is not False):
                 return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except _PlanDone:
             return self

@@ -30,14 +30,12 @@ Which path runs (``KeypointNet(fast_path=...)``):
 Full batches and the last partial batch each get their own graph (the sizes repeat every
 epoch). Graphs live for one ``fit`` call and are never pickled.
 
-On CPU the fast path is ``reuse_freed_memory`` (below), used by ``KeypointNet.fit_loop``.
+On CPU the fast path is malloc.py's ``reuse_freed_memory``, used by ``KeypointNet.fit_loop``.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
-import threading
 import warnings
 
 import torch
@@ -461,49 +459,3 @@ def run_deferred_epoch(net, iterator, training, prefix, step_fn, pending=None, *
         if losses:
             pending.add(batches[first:first + len(losses)], prefix + "_loss", torch.cat(losses))
     pending.flush()
-
-
-# -- CPU: keep freed memory for reuse during a fit ------------------------------------------
-# glibc serves allocations above 32 MB with mmap and returns them to the OS when freed, so
-# every training step of a CNN on CPU page-faults its big activations (145 MB for the first
-# conv's output at batch size 128) back in, zero-filled by the kernel: measured here, about
-# a third of a net2 epoch. For the duration of a fit, malloc is told to take everything from
-# its heap and to keep freed memory there; afterwards the defaults are restored and the
-# memory trimmed. A no-op where the C library is not glibc.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
-_reuse_lock = threading.Lock()
-_reuse_depth = 0
-
-
-def _glibc():
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-@contextlib.contextmanager
-def reuse_freed_memory(enabled=True):
-    """Within the block, freed memory stays in the process for reuse (glibc only)."""
-    global _reuse_depth
-    libc = _glibc() if enabled else None
-    if libc is None:
-        yield False
-        return
-    with _reuse_lock:
-        if _reuse_depth == 0:
-            libc.mallopt(_M_MMAP_MAX, 0)
-            libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)
-        _reuse_depth += 1
-    try:
-        yield True
-    finally:
-        with _reuse_lock:
-            _reuse_depth -= 1
-            if _reuse_depth == 0:
-                for option, value in _GLIBC_DEFAULTS.items():
-                    libc.mallopt(option, value)
-                libc.malloc_trim(0)

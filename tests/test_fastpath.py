@@ -8,7 +8,7 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from kfkd_kit import configs, fastpath
+from kfkd_kit import configs, fastpath, malloc
 from kfkd_kit.keypoints import mirror_targets
 from kfkd_kit.nets import CNN
 
@@ -214,24 +214,24 @@ def test_reuse_freed_memory_nests_and_restores(monkeypatch):
             self.calls.append(("trim", pad))
             return 1
 
-    real_libc = fastpath._glibc()
+    real_libc = malloc._glibc()
     libc = FakeLibc()
-    monkeypatch.setattr(fastpath, "_glibc", lambda: libc)
-    keep = [(fastpath._M_MMAP_MAX, 0), (fastpath._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
-    defaults = sorted(fastpath._GLIBC_DEFAULTS.items())
-    with fastpath.reuse_freed_memory() as outer:
+    monkeypatch.setattr(malloc, "_glibc", lambda: libc)
+    keep = [(malloc._M_MMAP_MAX, 0), (malloc._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
+    defaults = sorted(malloc._GLIBC_DEFAULTS.items())
+    with malloc.reuse_freed_memory() as outer:
         assert outer is True and libc.calls == keep
-        with fastpath.reuse_freed_memory() as inner:
+        with malloc.reuse_freed_memory() as inner:
             assert inner is True and libc.calls == keep           # the inner one sets nothing
-        assert libc.calls == keep and fastpath._reuse_depth == 1  # nor restores anything
+        assert libc.calls == keep and malloc._reuse_depth == 1    # nor restores anything
     assert sorted(libc.calls[2:4]) == defaults and libc.calls[4:] == [("trim", 0)]
-    assert fastpath._reuse_depth == 0
+    assert malloc._reuse_depth == 0
     with pytest.raises(RuntimeError):                 # restored when the block raises, too
-        with fastpath.reuse_freed_memory():
+        with malloc.reuse_freed_memory():
             raise RuntimeError
-    assert sorted(libc.calls[7:9]) == defaults and fastpath._reuse_depth == 0
+    assert sorted(libc.calls[7:9]) == defaults and malloc._reuse_depth == 0
     del libc.calls[:]
-    with fastpath.reuse_freed_memory(enabled=False) as off:
+    with malloc.reuse_freed_memory(enabled=False) as off:
         assert off is False
     assert libc.calls == []
     monkeypatch.undo()
@@ -260,8 +260,8 @@ def test_reuse_freed_memory_nests_and_restores(monkeypatch):
             real_libc.free(block)
 
     assert mmapped_64mb() == 1
-    with fastpath.reuse_freed_memory():
-        with fastpath.reuse_freed_memory():
+    with malloc.reuse_freed_memory():
+        with malloc.reuse_freed_memory():
             assert mmapped_64mb() == 0
         assert mmapped_64mb() == 0                    # the inner exit restored nothing
     assert mmapped_64mb() == 1                        # the outer one restored mmap
