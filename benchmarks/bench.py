@@ -528,9 +528,9 @@ def part_cuda(table, quick, eager_epochs=None, compile_epochs=0, device="cuda"):
         table.note(f"d. {name}: {training / 1e6:.0f} MFLOP per training row (forward {forward / 1e6:.0f}); "
                    "wall times include capture (graph) and exclude a 2-epoch warm-up fit.")
 
-        variants = [("graph tf32", {"precision": "tf32"}), ("graph bf16", {"precision": "bf16"})]
+        variants = [("graph bf16", {"precision": "bf16"})]
         if config.module is CNN:
-            variants += [("graph tf32 channels_last", {"precision": "tf32", "module__channels_last": True}),
+            variants += [("graph fp32 channels_last", {"module__channels_last": True}),
                          ("graph bf16 channels_last", {"precision": "bf16", "module__channels_last": True})]
         for label, params in variants:
             pipe, _, vwall = kfkd_fit(name, images, points, epochs, device, **graphs, **params)

@@ -69,7 +69,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     dropna), else on all rows with the masked loss.
     ``fast_path``: "auto" (CUDA graphs on CUDA where they apply, else skorch's plain
     path), True (graphs or an error saying why not), "eager" (the fast step without
-    capture, any device) or False; see fastpath.py. ``precision``: "fp32", "tf32",
+    capture, any device) or False; see fastpath.py. ``precision``: "fp32",
     "bf16" (training and prediction under autocast) or "auto" (bf16 where the device
     computes it natively, see precision.py); ``precision_`` is what a fit resolved it to.
     ``budget``: seconds that a fit may take, or None. With a budget the net times its first

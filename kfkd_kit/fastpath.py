@@ -46,7 +46,7 @@ from .batches import ResidentBatches
 from .keypoints import N_TARGETS, mirror_images, mirror_targets
 
 MODES = ("auto", True, False, "eager")
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("fp32", "bf16")
 
 
 @torch.no_grad()
@@ -232,8 +232,8 @@ class PendingLosses:
 class FastTrainer:
     """One fit's training epochs for a ``KeypointNet`` (see the module docstring).
 
-    ``graphs=False`` runs the same step eagerly (any device); ``precision`` is "fp32",
-    "tf32" (TF32 matmuls as well as convolutions) or "bf16" (autocast). ``strict``: a
+    ``graphs=False`` runs the same step eagerly (any device); ``precision`` is "fp32"
+    or "bf16" (autocast), as ``KeypointNet.precision_`` resolved it. ``strict``: a
     failed capture raises; otherwise it warns and the step runs eagerly from then on.
     """
 
@@ -371,19 +371,6 @@ class FastTrainer:
             slot = self.slots[size] = _Slot(size, X, y)
         return slot
 
-    @contextlib.contextmanager
-    def _precision(self):
-        if self.precision != "tf32" or self.device.type != "cuda":
-            yield
-            return
-        # convolutions already may use TF32 (PyTorch's default); this adds the matmuls
-        before = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high")
-        try:
-            yield
-        finally:
-            torch.set_float32_matmul_precision(before)
-
     # -- one epoch --------------------------------------------------------------------
     def run_epoch(self, iterator, prefix="train"):
         """One training epoch. Batch losses stay device tensors in the history until
@@ -407,28 +394,27 @@ class FastTrainer:
         # the batch rows of this epoch are at hand (NeuralNet.on_batch_begin appends them)
         direct = type(net.history) is History
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
-        with self._precision():
-            for start in range(0, stop, bs):
-                rows = order[start:start + bs]
-                size = len(rows)
-                slot = self.slots.get(size) or self._slot(size, X, y)
-                torch.index_select(X, 0, rows, out=slot.X)
-                torch.index_select(y, 0, rows, out=slot.y)
-                batch = (slot.X, slot.y)
-                notify("on_batch_begin", batch=batch, training=True)
-                for _, _, hyper in groups:
-                    hyper.sync()
-                self._run(slot)
-                loss = self.loss_hist[count]
-                if direct:
-                    row = batches[-1]
-                    row[loss_key] = loss
-                    row[size_key] = size
-                else:
-                    net.history.record_batch(loss_key, loss)
-                    net.history.record_batch(size_key, size)
-                notify("on_batch_end", batch=batch, training=True, loss=loss, y_pred=slot.pred)
-                count += 1
+        for start in range(0, stop, bs):
+            rows = order[start:start + bs]
+            size = len(rows)
+            slot = self.slots.get(size) or self._slot(size, X, y)
+            torch.index_select(X, 0, rows, out=slot.X)
+            torch.index_select(y, 0, rows, out=slot.y)
+            batch = (slot.X, slot.y)
+            notify("on_batch_begin", batch=batch, training=True)
+            for _, _, hyper in groups:
+                hyper.sync()
+            self._run(slot)
+            loss = self.loss_hist[count]
+            if direct:
+                row = batches[-1]
+                row[loss_key] = loss
+                row[size_key] = size
+            else:
+                net.history.record_batch(loss_key, loss)
+                net.history.record_batch(size_key, size)
+            notify("on_batch_end", batch=batch, training=True, loss=loss, y_pred=slot.pred)
+            count += 1
         net.history.record(prefix + "_batch_count", count)
         self.pending.add(batches[first:first + count], prefix + "_loss", self.loss_hist[:count])
         if self.device.type != "cuda":

@@ -9,6 +9,7 @@ import torch
 from skorch.callbacks import Callback
 
 from kfkd_kit import configs, fastpath, malloc
+from kfkd_kit import precision as precisions
 from kfkd_kit.keypoints import mirror_targets
 from kfkd_kit.nets import CNN
 
@@ -93,6 +94,20 @@ def test_unknown_fast_path_value_is_an_error(tiny_xy):
     X, y = tiny_xy
     with pytest.raises(ValueError, match="fast_path must be one of"):
         _fit("net1", X, y, net__fast_path="yes")
+
+
+def test_tf32_is_no_precision_anywhere_and_says_what_to_use(tiny_xy, capsys):
+    # it once worked inside the CUDA-graph step only and trained in fp32 elsewhere
+    from kfkd_kit.cli import main
+    X, y = tiny_xy
+    assert "tf32" not in precisions.PRECISIONS and "tf32" not in fastpath.PRECISIONS
+    with pytest.raises(ValueError, match=r"got 'tf32' \(tf32 is no longer a precision: use fp32, or bf16"):
+        precisions.resolve("tf32", "cpu")
+    with pytest.raises(ValueError, match="tf32 is no longer a precision"):
+        _fit("net1", X, y, epochs=1, net__precision="tf32")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--precision", "tf32"])
+    assert exit_.value.code == 2 and "invalid choice: 'tf32'" in capsys.readouterr().err
 
 
 def test_eager_fast_step_gives_the_plain_paths_results_with_schedules(tiny_xy):
@@ -338,7 +353,7 @@ def test_cuda_graph_follows_lr_changes_inside_an_epoch(tiny_xy):
 
 
 @cuda
-@pytest.mark.parametrize("name, precision", [("net5", "bf16"), ("net6", "fp32"), ("net1", "tf32")])
+@pytest.mark.parametrize("name, precision", [("net5", "bf16"), ("net6", "fp32"), ("net1", "bf16")])
 def test_cuda_graph_with_flips_dropout_and_precisions_trains_and_pickles(tiny_xy, tmp_path, name, precision):
     X, y = tiny_xy
     params = dict(SMALL_CNN) if name != "net1" else {}
