@@ -146,6 +146,9 @@ def _net(config: NetConfig) -> KeypointNet:
         callbacks=callbacks,
         device=device,
         precision="auto",
+        # the CUDA-graph step where it applies (net1-net7, the specialists; net8 falls back
+        # to skorch's), and on CPU freed memory kept for reuse during a fit: fastpath.py
+        fast_path="auto",
     )
 
 

@@ -8,7 +8,8 @@
 - a ``seed`` makes a fit reproducible (weights, validation split, batch order, flips);
 - which rows it trains on is its own parameter (``complete_only``), so train, cv, grid and
   zoo hand every net the same rows and score it the same way;
-- on CUDA, the training step is captured once in a CUDA graph and replayed (fastpath.py).
+- on CUDA, opted in with ``fast_path`` (configs does for every named net), the training
+  step is captured once in a CUDA graph and replayed (fastpath.py).
 """
 from __future__ import annotations
 
@@ -67,11 +68,13 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     one side), made when the net is fitted; any other ``train_split`` is skorch's own.
     ``complete_only`` - train on the rows with every target labelled only (the tutorial's
     dropna), else on all rows with the masked loss.
-    ``fast_path``: "auto" (CUDA graphs on CUDA where they apply, else skorch's plain
-    path), True (graphs or an error saying why not), "eager" (the fast step without
-    capture, any device) or False; see fastpath.py. ``precision``: "fp32",
-    "bf16" (training and prediction under autocast) or "auto" (bf16 where the device
-    computes it natively, see precision.py); ``precision_`` is what a fit resolved it to.
+    ``fast_path``: False (the default: skorch's plain path), "auto" (CUDA graphs on CUDA
+    where they apply, else skorch's plain path; what configs' nets use), True (graphs or
+    an error saying why not) or "eager" (the fast step without capture, any device); the
+    graphs serve fastpath.SERVES (net1-net7, the specialists; not net8), see fastpath.py.
+    ``precision``: "fp32", "bf16" (training and prediction under autocast) or "auto" (bf16
+    where the device computes it natively, see precision.py); ``precision_`` is what a fit
+    resolved it to.
     ``budget``: seconds that a fit may take, or None. With a budget the net times its first
     epochs and then fixes how many epochs it runs (``planned_epochs_``, recorded in the
     history) so that the fit ends within the budget, its schedules (one-cycle, linear)
@@ -88,7 +91,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
 
     def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0, valid_fraction=0.2,
                  complete_only=False, iterator_train=ResidentBatches,
-                 iterator_valid=ResidentBatches, train_split="seeded", fast_path="auto",
+                 iterator_valid=ResidentBatches, train_split="seeded", fast_path=False,
                  precision="fp32", flip_axis="auto", budget=None, **kwargs):
         super().__init__(module, *args, criterion=criterion, iterator_train=iterator_train,
                          iterator_valid=iterator_valid, train_split=train_split, **kwargs)
@@ -224,7 +227,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             if device.type != "cuda":
                 reason = f"the data are on {device.type}; CUDA graphs need CUDA"
         if reason is not None and mode in (True, "eager"):
-            raise ValueError(f"fast_path={mode!r} cannot apply: {reason}")
+            raise ValueError(f"fast_path={mode!r} cannot apply: {reason} (the captured step "
+                             f"serves {fastpath.SERVES})")
         return reason
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):

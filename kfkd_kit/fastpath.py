@@ -17,20 +17,29 @@ that are refreshed from ``optimizer.param_groups`` before each step, so schedule
 buffers are the optimizer's own ``state[p]['momentum_buffer']`` tensors, so a later plain
 skorch step, or a pickled net, carries on from them. ``p.grad`` is not filled in.
 
-Which path runs (``KeypointNet(fast_path=...)``):
+Which nets it serves: those trained with torch.optim.SGD with momentum (Nesterov or not,
+weight decay or not) on ``ResidentBatches`` with at most flip augmentation: the tutorial's
+net1 ... net7, and the specialists (net6 nets). Not net8: its AdamW, and its affine and
+intensity augmentation, are outside the captured step. ``unsupported`` says, in words, what
+keeps it from a given net (``SERVES`` names what it serves).
 
-- ``"auto"`` (default): graphs where the data are on CUDA and ``unsupported`` finds nothing
-  in the way (it wants torch.optim.SGD with momentum, ResidentBatches, no callback using
-  ``on_grad_computed``, no overridden ``train_step``); else skorch's plain path. A capture
-  that fails warns and the step runs uncaptured.
+It is opt-in (``KeypointNet(fast_path=...)``, default False); ``configs.build`` opts every
+named net in with "auto":
+
+- ``False`` (the estimator's default): always skorch's plain path.
+- ``"auto"`` (every ``configs`` net): graphs where the data are on CUDA and ``unsupported``
+  finds nothing in the way (it also wants no callback using ``on_grad_computed`` and no
+  overridden ``train_step``); else, quietly, skorch's plain path - net8's. A capture that
+  fails warns and the step runs uncaptured.
 - ``True``: graphs, or a ValueError saying why they cannot apply.
-- ``"eager"``: the same step without capture, on any device (what the CPU tests check).
-- ``False``: always skorch's plain path.
+- ``"eager"``: the same step without capture, on any device (what the CPU tests check), or
+  a ValueError saying why it cannot apply.
 
 Full batches and the last partial batch each get their own graph (the sizes repeat every
 epoch). Graphs live for one ``fit`` call and are never pickled.
 
-On CPU the fast path is malloc.py's ``reuse_freed_memory``, used by ``KeypointNet.fit_loop``.
+On CPU the fast path is malloc.py's ``reuse_freed_memory`` (freed memory kept for reuse
+during the fit), used by ``KeypointNet.fit_loop`` unless ``fast_path`` is False.
 """
 from __future__ import annotations
 
@@ -46,6 +55,8 @@ from .batches import ResidentBatches
 from .keypoints import N_TARGETS, mirror_images, mirror_targets
 
 MODES = ("auto", True, False, "eager")
+SERVES = ("net1-net7 and the specialists: torch.optim.SGD with momentum on ResidentBatches, "
+          "at most flip augmentation")
 PRECISIONS = ("fp32", "bf16")
 
 

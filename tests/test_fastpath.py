@@ -186,13 +186,49 @@ def test_where_the_fast_step_cannot_apply_it_says_why(tiny_xy, settings, reason)
     from kfkd_kit.nets import MLP
     from kfkd_kit.pipeline import make_pipeline
     X, y = tiny_xy
-    net = KeypointNet(MLP, max_epochs=1, verbose=0, device="cpu", **settings)
+    net = KeypointNet(MLP, max_epochs=1, verbose=0, device="cpu", fast_path="auto", **settings)
     make_pipeline(net).fit(X, y)  # "auto" falls back quietly
     iterator = net.get_iterator(net.get_dataset(X.astype(np.float32), y), training=True)
     assert reason in fastpath.unsupported(net, iterator)
     net.set_params(fast_path="eager")
     with pytest.raises(ValueError, match=reason):
         make_pipeline(net).fit(X, y)
+
+
+def test_the_fast_path_is_opt_in_and_every_named_net_opts_in():
+    from kfkd_kit.estimator import KeypointNet
+    from kfkd_kit.nets import MLP
+    assert KeypointNet(MLP).fast_path is False
+    for name in configs.CONFIGS:
+        assert configs.inner_net(configs.build(name)).fast_path == "auto", name
+
+
+def _why_not_captured(name, X, y, **params):
+    """fastpath.unsupported for configs' ``name`` (small CNN layers) about to train on X, y."""
+    net = configs.inner_net(configs.build(name, epochs=1, verbose=0, device="cpu"))
+    if net.module is CNN:
+        params = dict({k.split("__", 1)[1]: v for k, v in SMALL_CNN.items()}, **params)
+    net.set_params(**params).initialize()
+    dataset = net.get_dataset(X.astype(np.float32) / 255, (y - 48) / 48)
+    return fastpath.unsupported(net, net.get_iterator(dataset, training=True))
+
+
+@pytest.mark.parametrize("name", ["net1", "net2", "net3", "net4", "net5", "net6", "net7",
+                                  "specialists"])
+def test_the_captured_step_serves_net1_to_net7_and_the_specialists(tiny_xy, name):
+    assert _why_not_captured(name, *tiny_xy) is None
+
+
+def test_the_captured_step_does_not_serve_net8_and_says_why(tiny_xy):
+    X, y = tiny_xy
+    assert _why_not_captured("net8", X, y) == ("affine or intensity augmentation (the captured "
+                                               "step has the flip only)")
+    still = _why_not_captured("net8", X, y, **{"iterator_train__" + k: 0.0 for k in configs.NET8_AUGMENT})
+    assert still == "the optimizer is AdamW, not torch.optim.SGD"
+    model = configs.build("net8", epochs=1, verbose=0, device="cpu")
+    with pytest.raises(ValueError, match=r"fast_path='eager' cannot apply: affine or intensity "
+                       r"augmentation .*\(the captured step serves net1-net7 and the specialists"):
+        model.set_params(net__fast_path="eager").fit(X, y)
 
 
 def test_cnn_pooling_before_relu_is_the_tutorials_function_and_gradient():
