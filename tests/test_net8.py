@@ -144,6 +144,15 @@ def test_a_bf16_trained_net8_scores_within_a_few_percent_of_fp32():
     assert abs(scores["bf16"] - scores["fp32"]) / scores["fp32"] < 0.05, scores
 
 
+@pytest.mark.parametrize("precision_name", ["bf16", "fp32"])
+def test_net8_predicts_float32_pixels_in_either_precision(tiny_xy, precision_name):
+    X, y = tiny_xy
+    pipe = _net8(epochs=1, net__precision=precision_name).fit(X, y)
+    assert pipe.named_steps["net"].precision_ == precision_name
+    predicted = pipe.predict(X)
+    assert predicted.dtype == np.float32 and predicted.shape == (len(X), 30)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision_name", ["bf16", "fp32"])
 def test_net8_trains_on_cuda_with_augmentation_and_pickles(tiny_xy, tmp_path, precision_name):
@@ -157,6 +166,6 @@ def test_net8_trains_on_cuda_with_augmentation_and_pickles(tiny_xy, tmp_path, pr
     assert np.all(np.isfinite(net.history[:, "train_loss"]))
     assert len(set(net.history[:, "train_loss"])) == 3
     predicted = pipe.predict(X)
-    assert predicted.dtype == np.float32 or predicted.dtype == np.float64
+    assert predicted.dtype == np.float32
     joblib.dump(pipe, tmp_path / "m.joblib")
     np.testing.assert_allclose(joblib.load(tmp_path / "m.joblib").predict(X), predicted, rtol=1e-4, atol=1e-3)
