@@ -11,6 +11,8 @@ from kfkd_kit.cli import main
 from kfkd_kit.data import load_lookup, load_test
 from kfkd_kit.synthetic import write_kaggle_dataset
 
+pytestmark = pytest.mark.slow   # every test here runs commands through the CLI
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

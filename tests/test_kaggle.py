@@ -34,6 +34,8 @@ from kfkd_kit import data  # noqa: E402
 from kfkd_kit.cli import main  # noqa: E402
 from kfkd_kit.synthetic import write_kaggle_dataset  # noqa: E402
 
+pytestmark = pytest.mark.slow   # every test here runs a command (against the fake Kaggle)
+
 COMPETITION = "facial-keypoints-detection"
 STORAGE = ("https://storage.googleapis.com/kaggle-competitions-data/kaggle-v2/3486/"
            "facial-keypoints-detection.zip?GoogleAccessId=web-data&Expires=1&Signature=abc")

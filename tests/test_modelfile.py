@@ -15,6 +15,8 @@ from kfkd_kit.cli import main
 from kfkd_kit.data import load_test, load_training
 from kfkd_kit.synthetic import write_kaggle_dataset
 
+pytestmark = pytest.mark.slow   # every test here uses the net1 `trained` through the CLI
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

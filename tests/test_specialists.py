@@ -26,6 +26,7 @@ def _net1(epochs=2, **overrides):
     return configs.build("net1", epochs=epochs, verbose=0, device="cpu", **overrides)
 
 
+@pytest.mark.slow
 def test_specialists_fit_on_their_own_rows_and_predict_all_columns(tiny_xy, tmp_path):
     X, y = tiny_xy  # every third row lacks columns 4..19 (eye corners, eyebrows, ...)
     model = Specialists(_net1(seed=7)).fit(X, y)
@@ -79,6 +80,7 @@ def test_transfer_weights_copies_all_but_the_output_layer(tiny_xy):
     assert target.output.weight.shape == (4, 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["path", "frozen"])
 def test_pretrained_specialists_start_from_the_base_and_survive_clone(tiny_xy, tmp_path, how):
     X, y = tiny_xy
