@@ -150,6 +150,7 @@ bench: setup
 data: setup
 	$(KFKD) make-data --out $(DATA)/synthetic
 
+# every test, the slow ones included; a quick loop while editing: $(PY) -m pytest -m "not slow"
 test: setup
 	$(PY) -m pytest -q tests
 

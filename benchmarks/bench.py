@@ -399,7 +399,7 @@ def paired(a, b):
 
 def part_net1_cpu(table, quick):
     print("b. net1 epoch on CPU", flush=True)
-    from kfkd_kit.fastpath import reuse_freed_memory
+    from kfkd_kit.malloc import reuse_freed_memory
     from kfkd_kit.nets import MLP
     n = 600 if quick else KAGGLE_COMPLETE
     epochs, rounds = (4, 2) if quick else (5, 9)
@@ -436,7 +436,7 @@ def part_net1_cpu(table, quick):
                "a validation pass, the same float32 tensors. The plain loop splits train/valid rows "
                "once before timing and gathers batches with X[rows]; kfkd gathers every batch "
                "(validation too) from the full X with index_select (3x faster on CPU than X[rows]) "
-               "and its fit keeps freed memory for reuse (fastpath.reuse_freed_memory); the second "
+               "and its fit keeps freed memory for reuse (malloc.reuse_freed_memory); the second "
                "row gives the plain loop both.")
 
 
@@ -522,9 +522,9 @@ def part_cuda(table, quick, eager_epochs=None, compile_epochs=0, device="cuda"):
         table.note(f"d. {name}: {training / 1e6:.0f} MFLOP per training row (forward {forward / 1e6:.0f}); "
                    "wall times include capture (graph) and exclude a 2-epoch warm-up fit.")
 
-        variants = [("graph tf32", {"precision": "tf32"}), ("graph bf16", {"precision": "bf16"})]
+        variants = [("graph bf16", {"precision": "bf16"})]
         if config.module is CNN:
-            variants += [("graph tf32 channels_last", {"precision": "tf32", "module__channels_last": True}),
+            variants += [("graph fp32 channels_last", {"module__channels_last": True}),
                          ("graph bf16 channels_last", {"precision": "bf16", "module__channels_last": True})]
         for label, params in variants:
             pipe, _, vwall = kfkd_fit(name, images, points, epochs, device, **graphs, **params)

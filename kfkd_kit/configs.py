@@ -28,7 +28,8 @@ from .specialists import Specialists
 class NetConfig:
     name: str
     description: str
-    module: type
+    # the torch module; None for a configuration of specialists (``specialist_net``)
+    module: type | None = None
     module_params: dict = field(default_factory=dict)
     max_epochs: int = 400
     lr: float = 0.01
@@ -40,7 +41,8 @@ class NetConfig:
     complete_only: bool = False
     batch_size: int = 128
     # For "specialists": the configuration every specialist uses; build() then returns a
-    # specialists.Specialists estimator instead of a single net's Pipeline.
+    # specialists.Specialists estimator of that net (early stopping SPECIALIST_PATIENCE)
+    # instead of a single net's Pipeline; its other fields are not read (leave them be).
     specialist_net: str | None = None
     # "sgd" (Nesterov momentum, the tutorial's) or "adamw" (with weight_decay).
     optimizer: str = "sgd"
@@ -53,6 +55,10 @@ class NetConfig:
     # Decay of an exponential moving average of the weights (callbacks.WeightAverage).
     weight_average: float | None = None
     valid_fraction: float = 0.2
+
+    def __post_init__(self):
+        if (self.module is None) == (self.specialist_net is None):
+            raise ValueError(f"configuration {self.name!r}: give a module or a specialist_net")
 
 
 _CNN = dict(filters=(32, 64, 128), kernels=(3, 2, 2), dense=(500, 500))
@@ -83,11 +89,9 @@ CONFIGS = {c.name: c for c in [
               augment=NET8_AUGMENT, weight_average=0.998, valid_fraction=0.1),
     NetConfig("specialists", "six net6 specialists (eye centres, nose, mouth, bottom lip, "
               "eye corners, eyebrows), early stopping 200; BASE= pre-trains them",
-              CNN, dict(_CNN, dropout=_DROPOUT), max_epochs=3000, flip=True,
-              specialist_net="net6", **_SCHEDULES),
+              specialist_net="net6"),
 ]}
 SPECIALIST_PATIENCE = 200
-SPECIALIST_NET = "net6"
 
 
 def get_config(name: str) -> NetConfig:
@@ -95,6 +99,13 @@ def get_config(name: str) -> NetConfig:
         return CONFIGS[name]
     except KeyError:
         raise ValueError(f"unknown net {name!r}; choose one of {', '.join(CONFIGS)}") from None
+
+
+def trained_config(name: str) -> NetConfig:
+    """The configuration of the nets that ``name`` trains: its own, or for specialists
+    their ``specialist_net``'s (its epochs, schedules, module)."""
+    config = get_config(name)
+    return get_config(config.specialist_net) if config.specialist_net else config
 
 
 def build(name="net1", **overrides):
@@ -146,6 +157,9 @@ def _net(config: NetConfig) -> KeypointNet:
         callbacks=callbacks,
         device=device,
         precision="auto",
+        # the CUDA-graph step where it applies (net1-net7, the specialists; net8 falls back
+        # to skorch's), and on CPU freed memory kept for reuse during a fit: fastpath.py
+        fast_path="auto",
     )
 
 

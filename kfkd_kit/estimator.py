@@ -8,7 +8,8 @@
 - a ``seed`` makes a fit reproducible (weights, validation split, batch order, flips);
 - which rows it trains on is its own parameter (``complete_only``), so train, cv, grid and
   zoo hand every net the same rows and score it the same way;
-- on CUDA, the training step is captured once in a CUDA graph and replayed (fastpath.py).
+- on CUDA, opted in with ``fast_path`` (configs does for every named net), the training
+  step is captured once in a CUDA graph and replayed (fastpath.py).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from skorch import NeuralNetRegressor
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset
 
-from . import fastpath, precision as precisions
+from . import fastpath, malloc, precision as precisions
 from .batches import ResidentBatches
 from .callbacks import EpochTable
 from .keypoints import IMAGE_AXIS, IMAGE_SIDE, from_unit, to_unit
@@ -67,11 +68,13 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     one side), made when the net is fitted; any other ``train_split`` is skorch's own.
     ``complete_only`` - train on the rows with every target labelled only (the tutorial's
     dropna), else on all rows with the masked loss.
-    ``fast_path``: "auto" (CUDA graphs on CUDA where they apply, else skorch's plain
-    path), True (graphs or an error saying why not), "eager" (the fast step without
-    capture, any device) or False; see fastpath.py. ``precision``: "fp32", "tf32",
-    "bf16" (training and prediction under autocast) or "auto" (bf16 where the device
-    computes it natively, see precision.py); ``precision_`` is what a fit resolved it to.
+    ``fast_path``: False (the default: skorch's plain path), "auto" (CUDA graphs on CUDA
+    where they apply, else skorch's plain path; what configs' nets use), True (graphs or
+    an error saying why not) or "eager" (the fast step without capture, any device); the
+    graphs serve fastpath.SERVES (net1-net7, the specialists; not net8), see fastpath.py.
+    ``precision``: "fp32", "bf16" (training and prediction under autocast) or "auto" (bf16
+    where the device computes it natively, see precision.py); ``precision_`` is what a fit
+    resolved it to.
     ``budget``: seconds that a fit may take, or None. With a budget the net times its first
     epochs and then fixes how many epochs it runs (``planned_epochs_``, recorded in the
     history) so that the fit ends within the budget, its schedules (one-cycle, linear)
@@ -88,7 +91,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
 
     def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0, valid_fraction=0.2,
                  complete_only=False, iterator_train=ResidentBatches,
-                 iterator_valid=ResidentBatches, train_split="seeded", fast_path="auto",
+                 iterator_valid=ResidentBatches, train_split="seeded", fast_path=False,
                  precision="fp32", flip_axis="auto", budget=None, **kwargs):
         super().__init__(module, *args, criterion=criterion, iterator_train=iterator_train,
                          iterator_valid=iterator_valid, train_split=train_split, **kwargs)
@@ -224,7 +227,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             if device.type != "cuda":
                 reason = f"the data are on {device.type}; CUDA graphs need CUDA"
         if reason is not None and mode in (True, "eager"):
-            raise ValueError(f"fast_path={mode!r} cannot apply: {reason}")
+            raise ValueError(f"fast_path={mode!r} cannot apply: {reason} (the captured step "
+                             f"serves {fastpath.SERVES})")
         return reason
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
@@ -258,10 +262,10 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             epochs = max(self.planned_epochs_ - len(self.history), 0)
         if self.budget is not None and epochs is None:
             epochs = 10 ** 9   # the budget decides (notify raises _PlanDone at the end)
-        # On CPU the fast path is glibc keeping freed memory for reuse (see fastpath.py).
+        # On CPU the fast path is glibc keeping freed memory for reuse (see malloc.py).
         on_cpu = torch.device(self.device or "cpu").type == "cpu"
         try:
-            with fastpath.reuse_freed_memory(on_cpu and self.fast_path is not False):
+            with malloc.reuse_freed_memory(on_cpu and self.fast_path is not False):
                 return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except _PlanDone:
             return self

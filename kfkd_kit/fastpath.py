@@ -17,27 +17,34 @@ that are refreshed from ``optimizer.param_groups`` before each step, so schedule
 buffers are the optimizer's own ``state[p]['momentum_buffer']`` tensors, so a later plain
 skorch step, or a pickled net, carries on from them. ``p.grad`` is not filled in.
 
-Which path runs (``KeypointNet(fast_path=...)``):
+Which nets it serves: those trained with torch.optim.SGD with momentum (Nesterov or not,
+weight decay or not) on ``ResidentBatches`` with at most flip augmentation: the tutorial's
+net1 ... net7, and the specialists (net6 nets). Not net8: its AdamW, and its affine and
+intensity augmentation, are outside the captured step. ``unsupported`` says, in words, what
+keeps it from a given net (``SERVES`` names what it serves).
 
-- ``"auto"`` (default): graphs where the data are on CUDA and ``unsupported`` finds nothing
-  in the way (it wants torch.optim.SGD with momentum, ResidentBatches, no callback using
-  ``on_grad_computed``, no overridden ``train_step``); else skorch's plain path. A capture
-  that fails warns and the step runs uncaptured.
+It is opt-in (``KeypointNet(fast_path=...)``, default False); ``configs.build`` opts every
+named net in with "auto":
+
+- ``False`` (the estimator's default): always skorch's plain path.
+- ``"auto"`` (every ``configs`` net): graphs where the data are on CUDA and ``unsupported``
+  finds nothing in the way (it also wants no callback using ``on_grad_computed`` and no
+  overridden ``train_step``); else, quietly, skorch's plain path - net8's. A capture that
+  fails warns and the step runs uncaptured.
 - ``True``: graphs, or a ValueError saying why they cannot apply.
-- ``"eager"``: the same step without capture, on any device (what the CPU tests check).
-- ``False``: always skorch's plain path.
+- ``"eager"``: the same step without capture, on any device (what the CPU tests check), or
+  a ValueError saying why it cannot apply.
 
 Full batches and the last partial batch each get their own graph (the sizes repeat every
 epoch). Graphs live for one ``fit`` call and are never pickled.
 
-On CPU the fast path is ``reuse_freed_memory`` (below), used by ``KeypointNet.fit_loop``.
+On CPU the fast path is malloc.py's ``reuse_freed_memory`` (freed memory kept for reuse
+during the fit), used by ``KeypointNet.fit_loop`` unless ``fast_path`` is False.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
-import threading
 import warnings
 
 import torch
@@ -48,7 +55,9 @@ from .batches import ResidentBatches
 from .keypoints import N_TARGETS, mirror_images, mirror_targets
 
 MODES = ("auto", True, False, "eager")
-PRECISIONS = ("fp32", "tf32", "bf16")
+SERVES = ("net1-net7 and the specialists: torch.optim.SGD with momentum on ResidentBatches, "
+          "at most flip augmentation")
+PRECISIONS = ("fp32", "bf16")
 
 
 @torch.no_grad()
@@ -234,8 +243,8 @@ class PendingLosses:
 class FastTrainer:
     """One fit's training epochs for a ``KeypointNet`` (see the module docstring).
 
-    ``graphs=False`` runs the same step eagerly (any device); ``precision`` is "fp32",
-    "tf32" (TF32 matmuls as well as convolutions) or "bf16" (autocast). ``strict``: a
+    ``graphs=False`` runs the same step eagerly (any device); ``precision`` is "fp32"
+    or "bf16" (autocast), as ``KeypointNet.precision_`` resolved it. ``strict``: a
     failed capture raises; otherwise it warns and the step runs eagerly from then on.
     """
 
@@ -373,19 +382,6 @@ class FastTrainer:
             slot = self.slots[size] = _Slot(size, X, y)
         return slot
 
-    @contextlib.contextmanager
-    def _precision(self):
-        if self.precision != "tf32" or self.device.type != "cuda":
-            yield
-            return
-        # convolutions already may use TF32 (PyTorch's default); this adds the matmuls
-        before = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high")
-        try:
-            yield
-        finally:
-            torch.set_float32_matmul_precision(before)
-
     # -- one epoch --------------------------------------------------------------------
     def run_epoch(self, iterator, prefix="train"):
         """One training epoch. Batch losses stay device tensors in the history until
@@ -409,28 +405,27 @@ class FastTrainer:
         # the batch rows of this epoch are at hand (NeuralNet.on_batch_begin appends them)
         direct = type(net.history) is History
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
-        with self._precision():
-            for start in range(0, stop, bs):
-                rows = order[start:start + bs]
-                size = len(rows)
-                slot = self.slots.get(size) or self._slot(size, X, y)
-                torch.index_select(X, 0, rows, out=slot.X)
-                torch.index_select(y, 0, rows, out=slot.y)
-                batch = (slot.X, slot.y)
-                notify("on_batch_begin", batch=batch, training=True)
-                for _, _, hyper in groups:
-                    hyper.sync()
-                self._run(slot)
-                loss = self.loss_hist[count]
-                if direct:
-                    row = batches[-1]
-                    row[loss_key] = loss
-                    row[size_key] = size
-                else:
-                    net.history.record_batch(loss_key, loss)
-                    net.history.record_batch(size_key, size)
-                notify("on_batch_end", batch=batch, training=True, loss=loss, y_pred=slot.pred)
-                count += 1
+        for start in range(0, stop, bs):
+            rows = order[start:start + bs]
+            size = len(rows)
+            slot = self.slots.get(size) or self._slot(size, X, y)
+            torch.index_select(X, 0, rows, out=slot.X)
+            torch.index_select(y, 0, rows, out=slot.y)
+            batch = (slot.X, slot.y)
+            notify("on_batch_begin", batch=batch, training=True)
+            for _, _, hyper in groups:
+                hyper.sync()
+            self._run(slot)
+            loss = self.loss_hist[count]
+            if direct:
+                row = batches[-1]
+                row[loss_key] = loss
+                row[size_key] = size
+            else:
+                net.history.record_batch(loss_key, loss)
+                net.history.record_batch(size_key, size)
+            notify("on_batch_end", batch=batch, training=True, loss=loss, y_pred=slot.pred)
+            count += 1
         net.history.record(prefix + "_batch_count", count)
         self.pending.add(batches[first:first + count], prefix + "_loss", self.loss_hist[:count])
         if self.device.type != "cuda":
@@ -461,49 +456,3 @@ def run_deferred_epoch(net, iterator, training, prefix, step_fn, pending=None, *
         if losses:
             pending.add(batches[first:first + len(losses)], prefix + "_loss", torch.cat(losses))
     pending.flush()
-
-
-# -- CPU: keep freed memory for reuse during a fit ------------------------------------------
-# glibc serves allocations above 32 MB with mmap and returns them to the OS when freed, so
-# every training step of a CNN on CPU page-faults its big activations (145 MB for the first
-# conv's output at batch size 128) back in, zero-filled by the kernel: measured here, about
-# a third of a net2 epoch. For the duration of a fit, malloc is told to take everything from
-# its heap and to keep freed memory there; afterwards the defaults are restored and the
-# memory trimmed. A no-op where the C library is not glibc.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
-_reuse_lock = threading.Lock()
-_reuse_depth = 0
-
-
-def _glibc():
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-@contextlib.contextmanager
-def reuse_freed_memory(enabled=True):
-    """Within the block, freed memory stays in the process for reuse (glibc only)."""
-    global _reuse_depth
-    libc = _glibc() if enabled else None
-    if libc is None:
-        yield False
-        return
-    with _reuse_lock:
-        if _reuse_depth == 0:
-            libc.mallopt(_M_MMAP_MAX, 0)
-            libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)
-        _reuse_depth += 1
-    try:
-        yield True
-    finally:
-        with _reuse_lock:
-            _reuse_depth -= 1
-            if _reuse_depth == 0:
-                for option, value in _GLIBC_DEFAULTS.items():
-                    libc.mallopt(option, value)
-                libc.malloc_trim(0)

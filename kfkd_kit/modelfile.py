@@ -10,7 +10,8 @@ Two formats, chosen by the model path's suffix:
   opaque pickle), so the file holds a plain description of the estimator instead: every
   estimator and callback as its class and its parameters, fitted scikit-learn attributes
   as they are, and for every fitted net its weights and buffers, its optimizer's state
-  (tensors as numpy arrays), its history and the precision it ran in. Loading rebuilds
+  (tensors as numpy arrays), its history and its other fitted attributes (the precision
+  it ran in, the mirror axis flip TTA uses, its epoch plan). Loading rebuilds
   each net from its parameters and puts the weights back. The callbacks' training-time
   state (e.g. where a learning-rate schedule stood) is not stored.
 
@@ -325,8 +326,23 @@ def _encode_net(net):
             for name in getattr(net, kind):
                 parts[name] = _encode(getattr(net, name + "_").state_dict())
         node["state"] = {"parts": parts, "history": _encode(net.history_.to_list()),
-                         "precision_": getattr(net, "precision_", None)}
+                         "fitted": _encode(_fitted_attributes(net))}
     return node
+
+
+# what skorch's initialize() makes again, and the parts stored as state dicts above
+_REBUILT = {"callbacks_", "prefixes_", "cuda_dependent_attributes_", "init_context_",
+            "virtual_params_", "initialized_", "history_"}
+
+
+def _fitted_attributes(net) -> dict:
+    """The net's fitted attributes other than its torch parts and history: what a fit
+    resolved and measured (``precision_``, ``flip_axis_`` that flip TTA mirrors about,
+    ``planned_epochs_``, ``budget_plan_``, ...)."""
+    parts = {name + "_" for kind in ("_modules", "_criteria", "_optimizers")
+             for name in getattr(net, kind)}
+    return {k: v for k, v in vars(net).items()
+            if k.endswith("_") and not k.startswith("_") and k not in _REBUILT | parts}
 
 
 def _encode_tensor(tensor):
@@ -389,6 +405,8 @@ def _decode_net(cls, params, state):
     for name, saved in _decode(state["parts"]).items():
         getattr(net, name + "_").load_state_dict(saved)
     net.history_ = History(_decode(state["history"]))
-    if state.get("precision_") is not None:
+    if state.get("precision_") is not None:     # a file written before "fitted"
         net.precision_ = state["precision_"]
+    for key, value in _decode(state.get("fitted", {})).items():
+        setattr(net, key, value)
     return net

@@ -4,6 +4,11 @@ bf16 halves the bytes every convolution moves and, on CPUs with AMX or AVX512-BF
 instructions, about halves a CNN's training step (``make bench`` measures it). Elsewhere
 bf16 is emulated and slower, so ``"auto"`` picks it only where the CPU (or GPU) says it
 has native support, and otherwise says once that it stays in fp32.
+
+There is no "tf32" format: it once existed for the CUDA-graph step only, and elsewhere
+trained in fp32 without saying so. On CUDA, "fp32" leaves PyTorch's own TF32 settings as
+they are (by default cuDNN's convolutions may use TF32 on recent GPUs, matrix products
+do not); bf16 is the faster format there and runs on every path.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import warnings
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _cpu_flags() -> set:
@@ -64,13 +69,15 @@ _said = set()
 
 
 def resolve(precision, device) -> str:
-    """The format a fit on ``device`` will use: "fp32", "tf32" or "bf16".
+    """The format a fit on ``device`` will use: "fp32" or "bf16".
 
     "auto" is "bf16" where ``bf16_support`` finds native support, else "fp32" (said once
     per process and device type). An explicit "bf16" is honoured even without support.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        why = (" (tf32 is no longer a precision: use fp32, or bf16 for speed)"
+               if precision == "tf32" else "")
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}{why}")
     if precision != "auto":
         return precision
     kind = torch.device(device or "cpu").type

@@ -304,6 +304,7 @@ def assert_nothing_written(tmp_path, folder, outputs):
         assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id, spoil, line, pattern", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(case_id, spoil, line, pattern,
                                                           tmp_path, capsys, request):
@@ -335,6 +336,7 @@ SUBPROCESS_CASES = [c for c in CASES if c[0] in (
     "train-empty-file", "submit-test-pixel-256", "train-unknown-net")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id, spoil, line, pattern", SUBPROCESS_CASES,
                          ids=[c[0] for c in SUBPROCESS_CASES])
 def test_bad_input_through_python_m_kfkd_kit(case_id, spoil, line, pattern, tmp_path, request):
@@ -363,6 +365,7 @@ needs_make = pytest.mark.skipif(
     reason="needs make and a venv built by `make setup`")
 
 
+@pytest.mark.slow
 @needs_make
 def test_make_train_on_a_bad_file(tmp_path):
     folder = tmp_path / "data"
@@ -377,6 +380,7 @@ def test_make_train_on_a_bad_file(tmp_path):
     assert_nothing_written(tmp_path, folder, [tmp_path / "out"])
 
 
+@pytest.mark.slow
 @needs_make
 def test_make_submit_on_a_bad_lookup(tmp_path, trained_model):
     folder = tmp_path / "data"
@@ -416,6 +420,7 @@ def submit(folder, model, subs, capsys):
     return pd.read_csv(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_crlf_and_byte_order_mark_are_accepted_with_the_same_arrays(variant, tmp_path, capsys,
                                                                      trained_model):
@@ -437,6 +442,7 @@ def test_crlf_and_byte_order_mark_are_accepted_with_the_same_arrays(variant, tmp
                                   submit(changed, trained_model, tmp_path / "s2", capsys))
 
 
+@pytest.mark.slow
 def test_train_accepts_crlf_and_a_byte_order_mark(tmp_path, capsys):
     folder = kaggle(tmp_path / "data")
     path = folder / "training.csv"
@@ -447,6 +453,7 @@ def test_train_accepts_crlf_and_a_byte_order_mark(tmp_path, capsys):
     assert model.is_file() and capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_test_images_in_any_order_give_the_same_submission(tmp_path, capsys, trained_model):
     """Accepted, not rejected: test.csv's rows are matched to IdLookupTable.csv by ImageId
     (which must be unique: a repeated ImageId is an error), so their order carries no
@@ -465,6 +472,7 @@ def test_test_images_in_any_order_give_the_same_submission(tmp_path, capsys, tra
 
 # --------------------------------------------------------------------------- the user's files, never a stand-in
 
+@pytest.mark.slow
 def test_submit_reads_the_users_test_and_lookup_without_a_training_file(tmp_path, capsys,
                                                                         trained_model):
     folder = tmp_path / "data"
@@ -477,6 +485,7 @@ def test_submit_reads_the_users_test_and_lookup_without_a_training_file(tmp_path
         "IdLookupTable.csv", "test.csv"]                     # nothing synthetic made
 
 
+@pytest.mark.slow
 def test_train_on_a_folder_with_no_kaggle_file_says_note_and_uses_synthetic(
         tmp_path, monkeypatch, capsys):
     from kfkd_kit import synthetic

@@ -49,6 +49,7 @@ def test_bad_durations_are_refused(text):
         _options.parse_duration(text)
 
 
+@pytest.mark.slow
 def test_the_plan_follows_the_measured_epochs_and_the_one_cycle_ends(monkeypatch, faces):
     # one fake second per clock reading: the fit starts at 1 and epoch k ends at k + 1, so
     # every epoch takes 1 s and a budget of 20 s less its 2 s margin holds 18 epochs
@@ -70,6 +71,7 @@ def test_the_plan_follows_the_measured_epochs_and_the_one_cycle_ends(monkeypatch
     assert lrs[-1] == pytest.approx(final, rel=0.05)   # the cycle ran to its end
 
 
+@pytest.mark.slow
 def test_a_machine_that_slows_down_stops_the_fit_in_time(monkeypatch, faces):
     # the clock jumps 5 s at its 6th reading (epoch 5): the plan of 18 no longer fits
     monkeypatch.setattr(estimator_module, "time", FakeClock(jump_after=6, jump=5.0))
@@ -104,6 +106,7 @@ def test_a_resumed_run_keeps_its_plan(faces):
     assert net._resumed_plan() == 7
 
 
+@pytest.mark.slow
 def test_budget_through_the_cli_is_recorded_in_the_json(tmp_path):
     data, model = tmp_path / "data", tmp_path / "m.joblib"
     assert cli.main(["make-data", "--out", str(data), "--n-train", "300", "--n-test", "10"]) == 0

@@ -79,6 +79,7 @@ def test_net_applies_schedules_each_epoch(tiny_xy):
     assert pipe.named_steps["net"].optimizer_.param_groups[0]["momentum"] == pytest.approx(0.999)
 
 
+@pytest.mark.slow
 def test_pipeline_is_reproducible_clonable_and_picklable(tiny_xy, tmp_path):
     X, y = tiny_xy
     a = configs.build("net1", epochs=3, verbose=0, device="cpu", seed=3).fit(X, y)
@@ -90,6 +91,7 @@ def test_pipeline_is_reproducible_clonable_and_picklable(tiny_xy, tmp_path):
     assert np.array_equal(joblib.load(tmp_path / "m.joblib").predict(X), a.predict(X))
 
 
+@pytest.mark.slow
 def test_predictions_are_in_pixels_and_training_ignores_nan(tiny_xy):
     X, y = tiny_xy
     pipe = configs.build("net1", epochs=30, verbose=0, device="cpu")
@@ -113,7 +115,8 @@ def test_epoch_table_has_the_tutorial_columns(tiny_xy, capsys):
     assert header[-1] == "dur"
 
 
-@pytest.mark.parametrize("name", sorted(configs.CONFIGS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "specialists"
+                                  else n for n in sorted(configs.CONFIGS)])   # six nets: slow
 def test_every_named_net_fits_and_predicts(name, tiny_xy):
     X, y = tiny_xy
     pipe = configs.build(name, epochs=1, verbose=0, device="cpu")

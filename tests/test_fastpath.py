@@ -8,7 +8,8 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from kfkd_kit import configs, fastpath
+from kfkd_kit import configs, fastpath, malloc
+from kfkd_kit import precision as precisions
 from kfkd_kit.keypoints import mirror_targets
 from kfkd_kit.nets import CNN
 
@@ -95,6 +96,21 @@ def test_unknown_fast_path_value_is_an_error(tiny_xy):
         _fit("net1", X, y, net__fast_path="yes")
 
 
+def test_tf32_is_no_precision_anywhere_and_says_what_to_use(tiny_xy):
+    # it once worked inside the CUDA-graph step only and trained in fp32 elsewhere
+    from kfkd_kit.cli import build_parser
+    X, y = tiny_xy
+    assert "tf32" not in precisions.PRECISIONS and "tf32" not in fastpath.PRECISIONS
+    with pytest.raises(ValueError, match=r"got 'tf32' \(tf32 is no longer a precision: use fp32, or bf16"):
+        precisions.resolve("tf32", "cpu")
+    with pytest.raises(ValueError, match="tf32 is no longer a precision"):
+        _fit("net1", X, y, epochs=1, net__precision="tf32")
+    train = build_parser(["train"])._subparsers._group_actions[0].choices["train"]
+    [option] = [a for a in train._actions if "--precision" in a.option_strings]
+    assert tuple(option.choices) == precisions.PRECISIONS           # the CLI offers the same
+
+
+@pytest.mark.slow
 def test_eager_fast_step_gives_the_plain_paths_results_with_schedules(tiny_xy):
     X, y = tiny_xy
     plain = _fit("net4", X, y, net__fast_path=False, **SMALL_CNN)
@@ -145,6 +161,7 @@ def test_target_mirror_is_mirror_targets(columns):
     assert torch.equal(mirror(y).isnan(), expected.isnan())
 
 
+@pytest.mark.slow
 def test_eager_fast_step_with_flips_is_the_plain_path_and_pickles(tiny_xy, tmp_path):
     X, y = tiny_xy
     fast = _fit("net3", X, y, epochs=2, net__fast_path="eager", **SMALL_CNN)
@@ -171,13 +188,49 @@ def test_where_the_fast_step_cannot_apply_it_says_why(tiny_xy, settings, reason)
     from kfkd_kit.nets import MLP
     from kfkd_kit.pipeline import make_pipeline
     X, y = tiny_xy
-    net = KeypointNet(MLP, max_epochs=1, verbose=0, device="cpu", **settings)
+    net = KeypointNet(MLP, max_epochs=1, verbose=0, device="cpu", fast_path="auto", **settings)
     make_pipeline(net).fit(X, y)  # "auto" falls back quietly
     iterator = net.get_iterator(net.get_dataset(X.astype(np.float32), y), training=True)
     assert reason in fastpath.unsupported(net, iterator)
     net.set_params(fast_path="eager")
     with pytest.raises(ValueError, match=reason):
         make_pipeline(net).fit(X, y)
+
+
+def test_the_fast_path_is_opt_in_and_every_named_net_opts_in():
+    from kfkd_kit.estimator import KeypointNet
+    from kfkd_kit.nets import MLP
+    assert KeypointNet(MLP).fast_path is False
+    for name in configs.CONFIGS:
+        assert configs.inner_net(configs.build(name)).fast_path == "auto", name
+
+
+def _why_not_captured(name, X, y, **params):
+    """fastpath.unsupported for configs' ``name`` (small CNN layers) about to train on X, y."""
+    net = configs.inner_net(configs.build(name, epochs=1, verbose=0, device="cpu"))
+    if net.module is CNN:
+        params = dict({k.split("__", 1)[1]: v for k, v in SMALL_CNN.items()}, **params)
+    net.set_params(**params).initialize()
+    dataset = net.get_dataset(X.astype(np.float32) / 255, (y - 48) / 48)
+    return fastpath.unsupported(net, net.get_iterator(dataset, training=True))
+
+
+@pytest.mark.parametrize("name", ["net1", "net2", "net3", "net4", "net5", "net6", "net7",
+                                  "specialists"])
+def test_the_captured_step_serves_net1_to_net7_and_the_specialists(tiny_xy, name):
+    assert _why_not_captured(name, *tiny_xy) is None
+
+
+def test_the_captured_step_does_not_serve_net8_and_says_why(tiny_xy):
+    X, y = tiny_xy
+    assert _why_not_captured("net8", X, y) == ("affine or intensity augmentation (the captured "
+                                               "step has the flip only)")
+    still = _why_not_captured("net8", X, y, **{"iterator_train__" + k: 0.0 for k in configs.NET8_AUGMENT})
+    assert still == "the optimizer is AdamW, not torch.optim.SGD"
+    model = configs.build("net8", epochs=1, verbose=0, device="cpu")
+    with pytest.raises(ValueError, match=r"fast_path='eager' cannot apply: affine or intensity "
+                       r"augmentation .*\(the captured step serves net1-net7 and the specialists"):
+        model.set_params(net__fast_path="eager").fit(X, y)
 
 
 def test_cnn_pooling_before_relu_is_the_tutorials_function_and_gradient():
@@ -214,24 +267,24 @@ def test_reuse_freed_memory_nests_and_restores(monkeypatch):
             self.calls.append(("trim", pad))
             return 1
 
-    real_libc = fastpath._glibc()
+    real_libc = malloc._glibc()
     libc = FakeLibc()
-    monkeypatch.setattr(fastpath, "_glibc", lambda: libc)
-    keep = [(fastpath._M_MMAP_MAX, 0), (fastpath._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
-    defaults = sorted(fastpath._GLIBC_DEFAULTS.items())
-    with fastpath.reuse_freed_memory() as outer:
+    monkeypatch.setattr(malloc, "_glibc", lambda: libc)
+    keep = [(malloc._M_MMAP_MAX, 0), (malloc._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
+    defaults = sorted(malloc._GLIBC_DEFAULTS.items())
+    with malloc.reuse_freed_memory() as outer:
         assert outer is True and libc.calls == keep
-        with fastpath.reuse_freed_memory() as inner:
+        with malloc.reuse_freed_memory() as inner:
             assert inner is True and libc.calls == keep           # the inner one sets nothing
-        assert libc.calls == keep and fastpath._reuse_depth == 1  # nor restores anything
+        assert libc.calls == keep and malloc._reuse_depth == 1    # nor restores anything
     assert sorted(libc.calls[2:4]) == defaults and libc.calls[4:] == [("trim", 0)]
-    assert fastpath._reuse_depth == 0
+    assert malloc._reuse_depth == 0
     with pytest.raises(RuntimeError):                 # restored when the block raises, too
-        with fastpath.reuse_freed_memory():
+        with malloc.reuse_freed_memory():
             raise RuntimeError
-    assert sorted(libc.calls[7:9]) == defaults and fastpath._reuse_depth == 0
+    assert sorted(libc.calls[7:9]) == defaults and malloc._reuse_depth == 0
     del libc.calls[:]
-    with fastpath.reuse_freed_memory(enabled=False) as off:
+    with malloc.reuse_freed_memory(enabled=False) as off:
         assert off is False
     assert libc.calls == []
     monkeypatch.undo()
@@ -260,8 +313,8 @@ def test_reuse_freed_memory_nests_and_restores(monkeypatch):
             real_libc.free(block)
 
     assert mmapped_64mb() == 1
-    with fastpath.reuse_freed_memory():
-        with fastpath.reuse_freed_memory():
+    with malloc.reuse_freed_memory():
+        with malloc.reuse_freed_memory():
             assert mmapped_64mb() == 0
         assert mmapped_64mb() == 0                    # the inner exit restored nothing
     assert mmapped_64mb() == 1                        # the outer one restored mmap
@@ -338,7 +391,7 @@ def test_cuda_graph_follows_lr_changes_inside_an_epoch(tiny_xy):
 
 
 @cuda
-@pytest.mark.parametrize("name, precision", [("net5", "bf16"), ("net6", "fp32"), ("net1", "tf32")])
+@pytest.mark.parametrize("name, precision", [("net5", "bf16"), ("net6", "fp32"), ("net1", "bf16")])
 def test_cuda_graph_with_flips_dropout_and_precisions_trains_and_pickles(tiny_xy, tmp_path, name, precision):
     X, y = tiny_xy
     params = dict(SMALL_CNN) if name != "net1" else {}

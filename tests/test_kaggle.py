@@ -17,6 +17,7 @@ read and nothing is written outside it.
 import importlib.util
 import io
 import json
+import os
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,8 @@ import urllib3  # noqa: E402
 from kfkd_kit import data  # noqa: E402
 from kfkd_kit.cli import main  # noqa: E402
 from kfkd_kit.synthetic import write_kaggle_dataset  # noqa: E402
+
+pytestmark = pytest.mark.slow   # every test here runs a command (against the fake Kaggle)
 
 COMPETITION = "facial-keypoints-detection"
 STORAGE = ("https://storage.googleapis.com/kaggle-competitions-data/kaggle-v2/3486/"
@@ -117,7 +120,8 @@ class FakeKaggle:
 
 @contextmanager
 def kaggle_world(tmp: Path, fake: FakeKaggle, credentials="env"):
-    """HOME and the kaggle config in ``tmp``; credentials from "env", "file" or None."""
+    """HOME and the kaggle config in ``tmp``; credentials from "env", "file", "empty env"
+    (the variables set to empty strings) or None."""
     with pytest.MonkeyPatch.context() as mp:
         for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_API_ENVIRONMENT"):
             mp.delenv(name, raising=False)
@@ -131,6 +135,9 @@ def kaggle_world(tmp: Path, fake: FakeKaggle, credentials="env"):
         if credentials == "env":
             mp.setenv("KAGGLE_USERNAME", "alice")
             mp.setenv("KAGGLE_KEY", "0123456789abcdef")
+        elif credentials == "empty env":   # set, but to nothing
+            for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+                mp.setenv(name, "")
         elif credentials == "file":
             key = config / "kaggle.json"
             key.write_text(json.dumps({"username": "bob", "key": "fedcba9876543210"}))
@@ -202,6 +209,29 @@ def test_no_credentials_says_what_to_do_and_exits_2(tmp_path, capsys):
     assert "https://www.kaggle.com/settings/api" in err and "KAGGLE_USERNAME" in err
     assert "Authentication required" not in out + err                   # the package's own page
     assert not (tmp_path / "data").exists()
+
+
+def test_credential_variables_set_but_empty_are_no_credentials(tmp_path, capsys):
+    fake = FakeKaggle()
+    with kaggle_world(tmp_path, fake, credentials="empty env"):
+        code = main(["download", "--data", str(tmp_path / "data")])
+        assert os.environ["KAGGLE_USERNAME"] == os.environ["KAGGLE_KEY"] == ""  # as they were
+    err = capsys.readouterr().err
+    assert code == 2 and not fake.seen and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kfkd download: error: no Kaggle credentials")
+    assert "cannot reach Kaggle" not in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_empty_credential_variables_do_not_hide_kaggle_json(tmp_path, monkeypatch):
+    fake = FakeKaggle(zip_bytes=competition_zip(tmp_path / "made"))
+    with kaggle_world(tmp_path, fake, credentials="file"):
+        monkeypatch.setenv("KAGGLE_USERNAME", "")
+        monkeypatch.setenv("KAGGLE_KEY", "")
+        assert main(["download", "--data", str(tmp_path / "data")]) == 0
+    (_, _, headers, _), _ = fake.seen
+    assert _basic_auth(headers, "bob", "fedcba9876543210")      # kaggle.json's key
 
 
 def test_rules_not_accepted_403_is_one_line_and_the_folder_is_untouched(tmp_path, capsys):

@@ -15,6 +15,7 @@ def _net(name="net1", **kw):
     return model.set_params(net__batch_size=16)
 
 
+@pytest.mark.slow
 def test_lr_grows_geometrically_batch_by_batch(tiny_xy):
     X, y = tiny_xy
     record = lr_range_test(_net("net2"), X, y, start_lr=1e-5, end_lr=1e-2, num_batches=12,
@@ -29,6 +30,7 @@ def test_lr_grows_geometrically_batch_by_batch(tiny_xy):
     assert len(record["losses"]) == len(record["smoothed"]) == 12
 
 
+@pytest.mark.slow
 def test_divergence_stops_early(tiny_xy):
     X, y = tiny_xy
     record = lr_range_test(_net(), X, y, start_lr=1e-4, end_lr=1e6, num_batches=200)
@@ -83,6 +85,7 @@ class _History:
         return self.batches[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["net1", "net8"])
 def test_command_writes_png_and_json(tmp_path, capsys, name):
     write_kaggle_dataset(tmp_path / "data", n_train=60, n_test=4, seed=2)

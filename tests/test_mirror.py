@@ -28,6 +28,7 @@ def test_a_planted_axis_is_recovered(axis):
     assert abs(estimate_flip_axis(X, y) - axis) < 0.1
 
 
+@pytest.mark.slow
 def test_only_the_common_keypoints_and_a_column_subset_still_measure_it():
     X, y = _planted(400, 48.9, seed=3)
     common = kp.columns_of(kp.COMMON_KEYPOINTS)
@@ -88,6 +89,7 @@ def test_a_model_saved_before_nets_kept_an_axis_mirrors_about_the_image_centre()
     assert flip_axis_of(model) == kp.IMAGE_AXIS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axis", [48.0, 48.5, 49.0])
 def test_planted_axes_come_back_through_the_cli(tmp_path, axis):
     data, model = tmp_path / "data", tmp_path / "m.joblib"
@@ -100,6 +102,7 @@ def test_planted_axes_come_back_through_the_cli(tmp_path, axis):
     assert abs(record["params"]["flip_axis_used"] - axis) < 0.1
 
 
+@pytest.mark.slow
 def test_flip_axis_by_hand_through_the_cli_and_a_bad_value(tmp_path, capsys):
     data, model = tmp_path / "data", tmp_path / "m.joblib"
     assert cli.main(["make-data", "--out", str(data), "--n-train", "200", "--n-test", "10"]) == 0

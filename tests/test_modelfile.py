@@ -15,6 +15,8 @@ from kfkd_kit.cli import main
 from kfkd_kit.data import load_test, load_training
 from kfkd_kit.synthetic import write_kaggle_dataset
 
+pytestmark = pytest.mark.slow   # every test here uses the net1 `trained` through the CLI
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -187,6 +189,70 @@ def test_skops_round_trip_predicts_identically(trained, fitted, tmp_path, name):
     for index, state in after.optimizer_.state_dict()["state"].items():
         for key, value in state.items():
             assert torch.equal(value, saved_state[index][key])
+
+
+def _round_trip(model, path, X):
+    """``model`` saved as .skops at ``path`` and loaded back, checked to predict exactly as
+    it did; the loaded model."""
+    saved, _ = modelfile.save_model(model, path, {"net": path.stem})
+    assert set(sio.get_untrusted_types(file=saved)) <= set(modelfile.TRUSTED_TYPES)
+    loaded = modelfile.load_model(saved)
+    assert type(loaded) is type(model) and loaded is not model
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))   # NaN where NaN
+    return loaded
+
+
+@pytest.mark.parametrize("name", ["net1", "net8"])
+def test_skops_round_trip_of_flip_tta_keeps_the_mirror_axis(trained, fitted, tmp_path, name):
+    from sklearn.frozen import FrozenEstimator
+
+    from kfkd_kit.estimator import flip_axis_of
+    from kfkd_kit.tta import FlipTTA, flip_tta
+    training = load_training(trained[0])
+    model = flip_tta(fitted[name])
+    assert flip_axis_of(model.estimator_) != 48.5     # measured, so a lost axis would show
+    loaded = _round_trip(model, tmp_path / f"{name}-tta.skops", training.X)
+    assert isinstance(loaded, FlipTTA) and isinstance(loaded.estimator_, FrozenEstimator)
+    assert flip_axis_of(loaded.estimator_) == flip_axis_of(model.estimator_)
+
+
+def test_skops_round_trip_of_a_cross_validations_fold_ensemble(trained, tmp_path):
+    from kfkd_kit import selection
+    from kfkd_kit.ensemble import FoldEnsemble
+    training = load_training(trained[0])
+    estimator = configs.build("net1", epochs=1, device="cpu", verbose=0, precision="fp32")
+    result = selection.cross_validate_net(estimator, training.X, training.y, folds=2,
+                                          keep_models=True, say=lambda *a: None)
+    model = result.ensemble
+    loaded = _round_trip(model, tmp_path / "net1-cv2.ensemble.skops", training.X)
+    assert isinstance(loaded, FoldEnsemble) and len(loaded.estimators_) == 2
+    for (train, test), (train_after, test_after) in zip(model.folds_, loaded.folds_):
+        assert np.array_equal(train, train_after) and np.array_equal(test, test_after)
+    np.testing.assert_array_equal(loaded.predict_each(training.X), model.predict_each(training.X))
+
+
+def test_skops_round_trip_of_the_specialists(trained, tmp_path):
+    from kfkd_kit.specialists import Specialists
+    training = load_training(trained[0])
+    model = configs.build("specialists", epochs=1, device="cpu", verbose=0, precision="fp32")
+    model.set_params(estimator__net__module__filters=(4, 4, 4), estimator__net__module__dense=(8, 8))
+    model.fit(training.X, training.y)
+    loaded = _round_trip(model, tmp_path / "specialists.skops", training.X)
+    assert isinstance(loaded, Specialists) and list(loaded.models_) == list(model.models_)
+    assert loaded.columns_ == model.columns_
+    assert all(np.array_equal(loaded.rows_[k], model.rows_[k]) for k in model.rows_)
+
+
+def test_skops_round_trip_of_a_net_pretrained_from_a_frozen_base(trained, fitted, tmp_path):
+    from sklearn.frozen import FrozenEstimator
+    training = load_training(trained[0])
+    base = FrozenEstimator(fitted["net1"])
+    model = configs.build("net1", epochs=1, device="cpu", verbose=0, precision="fp32", seed=5,
+                          base=base).fit(training.X, training.y)
+    loaded = _round_trip(model, tmp_path / "net1-from-net1.skops", training.X)
+    source = dict(loaded.named_steps["net"].callbacks)["pretrained"].source
+    assert isinstance(source, FrozenEstimator)        # the base is stored with it, frozen
+    np.testing.assert_array_equal(source.predict(training.X), base.predict(training.X))
 
 
 def test_train_and_submit_with_a_skops_model(trained, tmp_path, capsys):

@@ -190,6 +190,7 @@ def test_exif_orientation_is_applied(tmp_path, orientation, turn):
 
 # --------------------------------------------------------------------------- end to end
 
+@pytest.mark.slow
 def test_scaled_and_tilted_copies_give_the_same_keypoints(photo_model, plain, tmp_path):
     image, _ = head()
     cases = [(0.6, 0.0), (1.6, 0.0), (1.0, 15.0), (1.3, -20.0)]
@@ -208,6 +209,7 @@ def test_scaled_and_tilted_copies_give_the_same_keypoints(photo_model, plain, tm
         assert error < 1.5, (scale, degrees, error)
 
 
+@pytest.mark.slow
 def test_exif_rotated_copies_give_the_same_displayed_keypoints(photo_model, plain, tmp_path):
     image = Image.fromarray(head()[0])
     image.save(tmp_path / "upright.jpg", quality=95)
@@ -223,6 +225,7 @@ def test_exif_rotated_copies_give_the_same_displayed_keypoints(photo_model, plai
         assert rmse96(keypoints_of(row), upright, 1.0) < 0.5, row["image"]
 
 
+@pytest.mark.slow
 def test_two_faces_give_two_rows_left_to_right(photo_model, plain, tmp_path):
     image, _ = head()
     left = similarity(0.8, 5.0, (20, 60), about=(0, 0))
@@ -242,6 +245,7 @@ def test_two_faces_give_two_rows_left_to_right(photo_model, plain, tmp_path):
     assert drawn.size == (640, 400)
 
 
+@pytest.mark.slow
 def test_bad_files_are_one_line_each_and_skipped(photo_model, plain, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -271,6 +275,7 @@ def test_bad_files_are_one_line_each_and_skipped(photo_model, plain, tmp_path, c
     assert len(err.strip().splitlines()) == 3 and "no image could be read" in err
 
 
+@pytest.mark.slow
 def test_no_face_and_small_faces_are_counted(photo_model, plain, tmp_path, capsys):
     Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(tmp_path / "wall.png")
     Image.fromarray(head()[0]).save(tmp_path / "head.png")
@@ -283,6 +288,7 @@ def test_no_face_and_small_faces_are_counted(photo_model, plain, tmp_path, capsy
                        "not be read (1 face under 150 px skipped)")
 
 
+@pytest.mark.slow
 def test_a_model_without_a_layout_is_one_line(tmp_path, capsys):
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import Pipeline
@@ -316,6 +322,7 @@ def tiny_net(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     import onnx
 
@@ -363,6 +370,7 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     assert "does not match" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_refuses_to_write_on_a_mismatch(tiny_net, tmp_path, monkeypatch, capsys):
     from kfkd_kit.commands import export
     monkeypatch.setattr(export, "TOLERANCE", -1.0)

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from kfkd_kit import precision, provenance
@@ -43,6 +44,7 @@ def test_machine_and_its_one_line_description(monkeypatch):
     assert provenance.describe_machine() == f"Test CPU 9000, {os.cpu_count()} cores, GPU NVIDIA Fake"
 
 
+@pytest.mark.slow
 def test_importing_provenance_or_data_does_not_import_torch():
     code = ("import sys, kfkd_kit.provenance, kfkd_kit.data; "
             "print(sorted(m for m in ('torch', 'pandas', 'skorch', 'sklearn') if m in sys.modules))")

@@ -54,6 +54,7 @@ def _by_hand(model_path, data_dir):
     return rows, y[rows].astype(np.float64), model.predict(X[rows]).astype(np.float64)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_html_path_last_and_the_page_embeds_every_figure(made, tmp_path, capsys):
     root, model = made
     code, lines, _ = _run(["--data", str(root / "data"), "--model", str(model),
@@ -72,6 +73,7 @@ def test_cli_prints_the_html_path_last_and_the_page_embeds_every_figure(made, tm
     assert not list(tmp_path.rglob(".*.tmp"))          # atomic writes left nothing behind
 
 
+@pytest.mark.slow
 def test_keypoint_table_is_masked_rmse_on_the_held_out_rows(written):
     root, model, path = written
     rows, true, predicted = _by_hand(model, root / "data")
@@ -97,6 +99,7 @@ def test_keypoint_table_is_masked_rmse_on_the_held_out_rows(written):
     assert 0 < complete.sum() < len(rows)
 
 
+@pytest.mark.slow
 def test_the_worst_16_are_the_16_highest_per_face_rmses(written):
     root, model, path = written
     rows, true, predicted = _by_hand(model, root / "data")
@@ -114,6 +117,7 @@ def test_worst_faces_ignores_faces_with_no_label():
     assert report.worst_faces([1.0, np.nan, 3.0, 2.0], n=16).tolist() == [2, 3, 0]
 
 
+@pytest.mark.slow
 def test_holdout_option_scores_a_grouped_holdout_and_says_the_rows_may_be_trained_on(
         made, tmp_path, capsys):
     root, model = made
@@ -124,6 +128,7 @@ def test_holdout_option_scores_a_grouped_holdout_and_says_the_rows_may_be_traine
     assert any(line.startswith("NOTE:") and "training part" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_a_fold_ensemble_uses_a_holdout_with_a_note(made, tmp_path):
     from kfkd_kit.ensemble import FoldEnsemble
     root, model = made
@@ -137,6 +142,7 @@ def test_a_fold_ensemble_uses_a_holdout_with_a_note(made, tmp_path):
     assert "may have been trained on" in path.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["missing", "tampered"])
 def test_a_bad_model_is_one_line_exit_2_and_no_report(made, tmp_path, capsys, kind):
     root, model = made

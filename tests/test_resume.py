@@ -15,6 +15,8 @@ from kfkd_kit import runs
 from kfkd_kit.cli import main
 from kfkd_kit.synthetic import write_kaggle_dataset
 
+pytestmark = pytest.mark.slow   # runs of the CLI, in-process and killed subprocesses
+
 EPOCHS = 600   # a few ms each: checkpoints are written every few tenths of a second
 
 

@@ -95,6 +95,7 @@ def test_masked_loss_gradient_ignores_missing_labels_by_hand():
     assert pred.grad.tolist() == [[1.0, 0.0, -1.0], [0.0, 0.0, 0.0]]
 
 
+@pytest.mark.slow
 def test_nan_targets_pass_through_sklearn_cross_validate_and_gridsearch(xy):
     X, y = xy
     assert np.isnan(y).all(axis=1).any()  # a row with no label at all
@@ -185,6 +186,7 @@ class RowSpy(Callback):
         self.rows_ = np.rint(np.asarray(X)[:, 0] * 255).astype(int)
 
 
+@pytest.mark.slow
 def test_cv_does_not_leak_the_held_out_fold(xy):
     X, y = xy
     X = X.copy()
@@ -210,6 +212,7 @@ def test_cross_validate_rejects_bad_folds(xy):
         selection.cross_validate_net(tiny_net(), X[:2], y[:2], folds=3, say=lambda _: None)
 
 
+@pytest.mark.slow
 def test_fold_ensemble_fits_clones_and_averages(xy):
     X, y = xy
     template = tiny_net(epochs=1, valid_fraction=0.0)
@@ -231,6 +234,7 @@ def test_fold_ensemble_fits_clones_and_averages(xy):
 # ---------------------------------------------------------------- grid search
 
 
+@pytest.mark.slow
 def test_grid_search_end_to_end(xy, tmp_path):
     X, y = xy
     lines = []
@@ -292,6 +296,7 @@ def test_grid_arguments_are_checked(xy):
                                   momenta=[0.9], folds=2, name=name, say=lambda _: None)
 
 
+@pytest.mark.slow
 def test_grid_search_on_dask_local_cluster_matches_in_process(xy, one_thread):
     pytest.importorskip("distributed")
     X, y = xy

@@ -26,6 +26,7 @@ def _net1(epochs=2, **overrides):
     return configs.build("net1", epochs=epochs, verbose=0, device="cpu", **overrides)
 
 
+@pytest.mark.slow
 def test_specialists_fit_on_their_own_rows_and_predict_all_columns(tiny_xy, tmp_path):
     X, y = tiny_xy  # every third row lacks columns 4..19 (eye corners, eyebrows, ...)
     model = Specialists(_net1(seed=7)).fit(X, y)
@@ -62,6 +63,19 @@ def test_build_specialists_is_a_meta_estimator_whose_overrides_reach_every_net()
     assert dict(default.callbacks)["early_stopping"].patience == configs.SPECIALIST_PATIENCE
 
 
+def test_the_specialists_configuration_is_its_net_and_nothing_else():
+    config = configs.get_config("specialists")
+    assert config.specialist_net == "net6" and config.module is None
+    assert configs.trained_config("specialists") is configs.get_config("net6")
+    assert configs.trained_config("net3") is configs.get_config("net3")
+    assert configs.trained_config("specialists").max_epochs == 3000   # the zoo's epochs column
+    net6 = configs.settings(configs.build("net6"))
+    assert configs.settings(configs.build("specialists")) == dict(
+        net6, early_stopping=configs.SPECIALIST_PATIENCE)
+    with pytest.raises(ValueError, match="give a module or a specialist_net"):
+        configs.NetConfig("neither", "no module, no specialist net")
+
+
 def test_transfer_weights_copies_all_but_the_output_layer(tiny_xy):
     X, y = tiny_xy
     base = configs.build("net2", epochs=1, verbose=0, device="cpu")
@@ -79,6 +93,7 @@ def test_transfer_weights_copies_all_but_the_output_layer(tiny_xy):
     assert target.output.weight.shape == (4, 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["path", "frozen"])
 def test_pretrained_specialists_start_from_the_base_and_survive_clone(tiny_xy, tmp_path, how):
     X, y = tiny_xy

@@ -57,6 +57,7 @@ def test_without_repeats_they_are_the_ungrouped_splits():
         assert np.array_equal(a, c) and np.array_equal(b, d)
 
 
+@pytest.mark.slow
 def test_cv_folds_keep_planted_duplicates_together(tmp_path):
     X, y, copies = _with_duplicates()
     pipe = configs.build("net1", epochs=1, device="cpu", verbose=0, complete_only=False,
@@ -67,6 +68,7 @@ def test_cv_folds_keep_planted_duplicates_together(tmp_path):
         _together([train, test], copies)
 
 
+@pytest.mark.slow
 def test_make_train_validation_split_on_a_file_with_duplicates(tmp_path):
     folder = tmp_path / "data"
     write_kaggle_dataset(folder, n_train=40, n_test=3, seed=4)

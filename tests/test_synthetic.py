@@ -176,6 +176,7 @@ def test_mirrored_faces_agree_with_mirrored_keypoints(faces):
     assert wrong["left pupil"] < 0.6 and wrong["right pupil"] < 0.6, wrong
 
 
+@pytest.mark.slow
 def test_a_linear_model_learns_the_keypoints():
     from sklearn.linear_model import Ridge
 

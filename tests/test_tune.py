@@ -60,6 +60,7 @@ def load_study(storage, name="net8"):
 # ---------------------------------------------------------------- the command
 
 
+@pytest.mark.slow
 def test_tune_writes_table_best_json_and_plots_and_train_takes_the_best(faces, tmp_path, capsys):
     out = tmp_path / "cv"
     assert tune_cli(faces, out, "--trials", "3", "--epochs", "1") == 0
@@ -102,6 +103,7 @@ def test_tune_writes_table_best_json_and_plots_and_train_takes_the_best(faces, t
     assert settings["max_epochs"] == 1   # the command line wins over the file
 
 
+@pytest.mark.slow
 def test_the_same_command_resumes_the_study_up_to_the_total(faces, tmp_path, capsys):
     out = tmp_path / "cv"
     assert tune_cli(faces, out, "--trials", "1", "--epochs", "1") == 0
@@ -122,6 +124,7 @@ def test_the_same_command_resumes_the_study_up_to_the_total(faces, tmp_path, cap
     assert len(load_study(f"sqlite:///{out / 'tune-net8.db'}").trials) == 2
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_journal_study(faces, tmp_path):
     journal = tmp_path / "shared" / "net8.journal"
     out = tmp_path / "cv"
@@ -153,6 +156,7 @@ def test_two_worker_processes_share_one_journal_study(faces, tmp_path):
 # ---------------------------------------------------------------- pruning and the objective
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Fixed parameter lr with value 30")
 def test_bad_trials_are_pruned_on_the_valid_loss(faces, tmp_path):
     storage = f"journal:{tmp_path / 'prune.journal'}"
@@ -181,6 +185,7 @@ class CtrlC(Callback):
         os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_ctrl_c_fails_the_trial_instead_of_scoring_a_cut_short_net(faces, tmp_path):
     storage = f"journal:{tmp_path / 'stop.journal'}"
     estimator = configs.build("net8", epochs=2, device="cpu", precision="fp32", verbose=0)
@@ -215,6 +220,7 @@ def test_pruning_compares_trials_of_the_same_epochs_only():
     assert tune.same_epochs_pruner(median).prune(study, trial(40, 0.4, TrialState.RUNNING))
 
 
+@pytest.mark.slow
 def test_a_trials_value_is_the_held_out_rmse_with_flip_tta(faces, tmp_path):
     storage = f"journal:{tmp_path / 'one.journal'}"
     estimator = configs.build("net8", epochs=2, device="cpu", precision="fp32", verbose=0, seed=3)
@@ -289,6 +295,7 @@ def test_params_apply_through_any_wrapper_and_refuse_unknown_names(tmp_path):
         configs.load_params(wrapped_file, net="net1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, message", [
     (None, r"missing\.json: no such parameters file"),
     ("{not json", r"bad\.json: not valid JSON \(.*line 1"),
@@ -312,6 +319,7 @@ def test_train_refuses_a_bad_params_file_in_one_line(tmp_path, capsys, content, 
 # ---------------------------------------------------------------- bad input
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [
     (["--trials", "0"], r"--trials: expected a positive integer, got '0'"),
     (["--net", "net1"], r"--net: invalid choice: 'net1'"),
@@ -324,6 +332,7 @@ def test_tune_refuses_bad_arguments(tmp_path, capsys, argv, message):
     assert err.count("\n") == 1 and re.search(message, err), err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("storage, message", [
     ("redis://localhost:6379/0", r"--storage 'redis://localhost:6379/0': not a storage"),
     ("cv/tune.db", r"--storage 'cv/tune.db': not a storage; give an RDB URL .* or journal:PATH"),
@@ -339,6 +348,7 @@ def test_tune_refuses_a_bad_storage_in_one_line(faces, tmp_path, capsys, storage
     assert not out.exists() or not list(out.iterdir())
 
 
+@pytest.mark.slow
 def test_tune_refuses_a_holdout_out_of_range(faces, tmp_path, capsys):
     assert tune_cli(faces, tmp_path / "cv", "--holdout", "1.5") == 2
     err = capsys.readouterr().err

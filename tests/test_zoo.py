@@ -19,6 +19,7 @@ def test_holdout_split_is_seeded_and_disjoint():
     assert np.array_equal(held, np.sort(order[:10]))
 
 
+@pytest.mark.slow
 def test_zoo_writes_a_markdown_row_per_net(tmp_path, capsys):
     write_kaggle_dataset(tmp_path / "data", n_train=60, n_test=4, seed=2)
     out = tmp_path / "RESULTS.md"
@@ -35,6 +36,7 @@ def test_zoo_writes_a_markdown_row_per_net(tmp_path, capsys):
     assert "[2/2] net3" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_zoo_takes_epochs_like_every_other_command(tmp_path, capsys):
     write_kaggle_dataset(tmp_path / "data", n_train=40, n_test=4, seed=2)
     out = tmp_path / "RESULTS.md"

@@ -42,11 +42,28 @@ class KaggleError(Exception):
     """Something Kaggle-side went wrong; the message is what the user should read and do."""
 
 
+# Set but empty (a common leftover in shells and CI), these would be read as credentials
+# and override kaggle.json: while the package reads its configuration they are hidden.
+_CREDENTIAL_VARIABLES = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
+
+
+@contextlib.contextmanager
+def _without_empty_credentials():
+    empty = {name: os.environ[name] for name in _CREDENTIAL_VARIABLES
+             if name in os.environ and not os.environ[name].strip()}
+    for name in empty:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(empty)
+
+
 def _import_kaggle_api():
     try:
         # Importing the package runs its own authenticate(), which prints a help page when
         # there are no credentials: keep that off the terminal, we say it in our words.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _without_empty_credentials():
             from kaggle.api.kaggle_api_extended import KaggleApi
     except ImportError:
         raise KaggleError(f"the kaggle package is not installed: run `make setup` or "
@@ -70,12 +87,13 @@ def _no_credentials(config: Path) -> str:
 
 
 def authenticated_api():
-    """kaggle's ``KaggleApi``, authenticated; KaggleError (one line) without credentials."""
+    """kaggle's ``KaggleApi``, authenticated; KaggleError (one line) without credentials.
+    Credential variables set to empty strings count as absent."""
     api = _import_kaggle_api()()
     config = _config_path(api)
     said = io.StringIO()
     try:
-        with contextlib.redirect_stdout(said):
+        with contextlib.redirect_stdout(said), _without_empty_credentials():
             api.authenticate()
     except SystemExit:           # the package prints a help page and calls exit(1)
         raise KaggleError(_no_credentials(config)) from None

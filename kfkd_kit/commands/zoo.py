@@ -53,8 +53,9 @@ def run_zoo(models: dict, data_dir="data", holdout=0.2, random_state=0, tta=True
         config = configs.CONFIGS.get(name)
         settings = configs.settings(model)
         base = None
-        if name == "specialists" and settings["base"] is None and configs.SPECIALIST_NET in trained:
-            base = configs.SPECIALIST_NET
+        specialist_net = config.specialist_net if config else None
+        if specialist_net and settings["base"] is None and specialist_net in trained:
+            base = specialist_net
             configs.configure(model, base=FrozenEstimator(trained[base]))
         fit_rows = configs.inner_net(model).fit_rows(y[train_rows])
         say(f"[{i}/{len(models)}] {name}" + (f": {config.description}" if config else "")
@@ -67,7 +68,7 @@ def run_zoo(models: dict, data_dir="data", holdout=0.2, random_state=0, tta=True
         row = {"net": name, "description": config.description if config else name,
                "train_rows": len(fit_rows), "epochs": _epochs_run(model),
                "max_epochs": settings["max_epochs"],
-               "tutorial_epochs": config.max_epochs if config else None,
+               "tutorial_epochs": configs.trained_config(name).max_epochs if config else None,
                "seconds": seconds, "device": settings["device"],
                "rmse_px": masked_rmse_px(y[held_rows], model.predict(X[held_rows]))}
         if tta:
@@ -164,7 +165,7 @@ def run(args):
         model = _options.estimator(args, name)
         cap = caps.get(name, caps.get(None))
         if args.epochs is None and cap is not None:
-            configs.configure(model, epochs=min(cap, configs.get_config(name).max_epochs))
+            configs.configure(model, epochs=min(cap, configs.trained_config(name).max_epochs))
         models[name] = model
     run_zoo(models, data_dir=args.data, holdout=args.holdout, random_state=args.seed,
             tta=not args.no_tta, out=args.out)
