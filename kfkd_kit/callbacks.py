@@ -151,7 +151,8 @@ class EpochTable(PrintLog):
     FIRST = ("epoch", "train_loss", "valid_loss", "train/val", "valid_rmse_px")
 
     def _sorted_keys(self, keys):
-        keys = super()._sorted_keys(keys)
+        # a budget's planned_epochs (recorded before the row is shown) is said in words
+        keys = [k for k in super()._sorted_keys(keys) if k != "planned_epochs"]
         first = [k for k in self.FIRST if k in keys]
         return first + [k for k in keys if k not in first]
 
