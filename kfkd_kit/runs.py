@@ -152,6 +152,7 @@ class SlotCheckpoint(Checkpoint):
     def on_train_begin(self, net, **kwargs):
         # epochs loaded by Resume count as whole
         self.epoch_done_, self.final_saved_ = len(net.history), False
+        super().on_train_begin(net, **kwargs)
 
     def on_epoch_end(self, net, **kwargs):
         super().on_epoch_end(net, **kwargs)
@@ -316,8 +317,9 @@ class Resume(LoadInitState):
 
 def checkpoint_callbacks(run_dir) -> tuple[list, list]:
     """(callbacks to put first, callbacks to put last) of a net that keeps its run in
-    ``run_dir``: resume first, so that schedules begin where the run stopped; the
-    checkpoint last, after every callback that writes into the history."""
+    ``run_dir``: resume first, so that schedules begin where the run stopped and the final
+    state is saved before other callbacks' ends change the net; the checkpoint last, after
+    every callback that writes into the history or keeps a ``run_state``."""
     last = SlotCheckpoint(run_dir, "last")
     return [("resume", Resume(SlotCheckpoint(run_dir, "last")))], [("checkpoint", last)]
 
