@@ -1,6 +1,11 @@
 """skorch callbacks: the tutorial's epoch table columns, linear schedules and early
 stopping; pre-training from a saved model; net8's one-cycle learning rate and weight
-averaging."""
+averaging.
+
+A callback whose state carries from one epoch to the next (beyond the weights, the
+optimizer and the history) has ``run_state()`` and ``restore_run_state(net, state)``: the
+run's checkpoints save it and a resumed run puts it back (runs.py), so that the resumed run
+goes on exactly as the uninterrupted one."""
 from __future__ import annotations
 
 import math
@@ -73,6 +78,19 @@ class EarlyStopping(SkorchEarlyStopping):
     def on_train_end(self, net, **kwargs):
         if self.patience:
             super().on_train_end(net, **kwargs)
+
+    def run_state(self):
+        """Its count of epochs without improvement, the best score and the best weights."""
+        if not self.patience:
+            return None
+        return {"misses_": int(self.misses_), "best_epoch_": int(self.best_epoch_),
+                "dynamic_threshold_": float(self.dynamic_threshold_),
+                # replaced, never changed in place, once taken: no copy needed
+                "best_model_weights_": self.best_model_weights_}
+
+    def restore_run_state(self, net, state):
+        for key, value in state.items():
+            setattr(self, key, value)
 
 
 class PretrainedLayers(Callback):
@@ -149,7 +167,8 @@ class EpochTable(PrintLog):
     FIRST = ("epoch", "train_loss", "valid_loss", "train/val", "valid_rmse_px")
 
     def _sorted_keys(self, keys):
-        keys = super()._sorted_keys(keys)
+        # a budget's planned_epochs (recorded before the row is shown) is said in words
+        keys = [k for k in super()._sorted_keys(keys) if k != "planned_epochs"]
         first = [k for k in self.FIRST if k in keys]
         return first + [k for k in keys if k not in first]
 
@@ -250,3 +269,12 @@ class WeightAverage(Callback):
                                       self.average_.module.state_dict().values()):
                 mine.copy_(averaged)
         self.average_ = None  # not pickled with the model
+
+    def run_state(self):
+        """The average so far: its weights, batch-norm statistics and count of steps."""
+        if getattr(self, "average_", None) is None:
+            return None
+        return {key: value.detach().clone() for key, value in self.average_.state_dict().items()}
+
+    def restore_run_state(self, net, state):
+        self.average_.load_state_dict(state)

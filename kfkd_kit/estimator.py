@@ -279,13 +279,23 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
 
     # -- a time budget ----------------------------------------------------------------
     def notify(self, method_name, **cb_kwargs):
-        super().notify(method_name, **cb_kwargs)
+        plan_done = False
+        if method_name == "on_epoch_end" and self.budget is not None:
+            # before the callbacks, so that the epoch's checkpoint holds the plan (runs.py);
+            # its lines are said after them, below the epoch's row of the table
+            self._held_lines = []
+            plan_done = self._budget_epoch_end()
+        try:
+            super().notify(method_name, **cb_kwargs)
+        finally:
+            for line in self.__dict__.pop("_held_lines", ()):
+                self._say(line)
         if method_name == "on_train_begin":
             self._epoch_ends = []
             if self.budget is not None:
                 self._check_budget()
-        elif method_name == "on_epoch_end" and self.budget is not None:
-            self._budget_epoch_end()
+        elif plan_done:
+            raise _PlanDone
         elif method_name == "on_train_end":   # after the weight average is in place
             self._refine_flip_axis()
 
@@ -297,10 +307,10 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         if not budget > 0:
             raise ValueError(f"budget must be a positive number of seconds, got {self.budget!r}")
 
-    def _budget_epoch_end(self):
+    def _budget_epoch_end(self) -> bool:
         """After each epoch of a budgeted fit: plan (after the first two epochs, from their
-        measured time), record the plan, and end the fit when it is done or when the
-        time left would not hold another epoch."""
+        measured time), record the plan, and say whether the fit ends here: its plan is
+        done, or the time left would not hold another epoch."""
         done = len(self.history)
         resumed = getattr(self, "resumed_epochs_", 0)
         now = time.perf_counter()
@@ -317,13 +327,16 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             self._replan(max(epochs, done), epoch_s, elapsed)
         self.history.record("planned_epochs", self.planned_epochs_)
         if done >= self.planned_epochs_:
-            raise _PlanDone
+            return True
         if elapsed + epoch_s > budget - margin / 2:
-            self.budget_plan_["stopped_early"] = done
+            # a new dict: a checkpoint being written may hold the old one
+            self.budget_plan_ = dict(getattr(self, "budget_plan_", None) or {},
+                                     stopped_early=done)
             self._say(f"budget: stopping after epoch {done} of {self.planned_epochs_}: "
                       f"{elapsed:.0f} s of {budget:.0f} s spent and an epoch now takes "
                       f"{epoch_s:.1f} s (slower than when it was planned)")
-            raise _PlanDone
+            return True
+        return False
 
     def _replan(self, epochs, epoch_s, elapsed):
         first = len(self.history) == 1
@@ -342,7 +355,10 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
                       "schedules run over exactly those")
 
     def _say(self, line):
-        if self.verbose:
+        held = getattr(self, "_held_lines", None)
+        if held is not None:
+            held.append(line)
+        elif self.verbose:
             print(line, flush=True)
 
     def __getstate__(self):
@@ -351,6 +367,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         state.pop("_fit_started", None)
         state.pop("_epoch_ends", None)
         state.pop("_train_rows", None)
+        state.pop("_held_lines", None)
         return state
 
     # skorch's fit() calls partial_fit(), so targets are scaled here, once.

@@ -2,6 +2,7 @@
 for real, in a subprocess running the command line."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import joblib
 import pytest
+from skorch.callbacks import Callback
 
 from kfkd_kit import runs
 from kfkd_kit.cli import main
@@ -134,3 +136,167 @@ def test_same_seed_trains_the_same_model_twice_and_records_it(folder, tmp_path):
         predictions.append(joblib.load(model).predict(test.X))
         assert json.loads(model.with_suffix(".json").read_text())["params"]["seed"] == 7
     np.testing.assert_array_equal(predictions[0], predictions[1])
+
+
+# -- exact resume: the killed and resumed run ends with the uninterrupted run's model --------
+# fp32 on the CPU, a fixed seed; net8 narrower than its default to stay quick (its recipe
+# whole: batch norm, dropout, AdamW, one-cycle, flip + affine + intensity, weight average)
+EXACT_EPOCHS = {"net1": 150, "net8": 6}
+SMALL_NET8 = {"module__width": 8, "module__hidden": 64}
+
+
+def _exact_command(folder, model, net):
+    command = _command(folder, model, net, EXACT_EPOCHS[net]) + ["--precision", "fp32",
+                                                                  "--seed", "3"]
+    if net == "net8":
+        params = folder / "small-net8.json"
+        params.write_text(json.dumps(SMALL_NET8))
+        command += ["--params", str(params)]
+    return command
+
+
+def _run(command):
+    out = subprocess.run(command, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out.stdout
+
+
+def _rows(history):
+    """The history as JSON without the epochs' wall times (NaN equals NaN)."""
+    return [json.dumps({k: v for k, v in row.items() if k != "dur"}, sort_keys=True)
+            for row in history]
+
+
+def _assert_same_model(expected, resumed, X):
+    """The same weights and buffers, predictions and history (bit for bit)."""
+    import numpy as np
+    import torch
+    nets = [model.named_steps["net"] if hasattr(model, "named_steps") else model
+            for model in (expected, resumed)]
+    states = [net.module_.state_dict() for net in nets]
+    assert list(states[0]) == list(states[1])
+    different = [name for name in states[0]
+                 if not torch.equal(states[0][name], states[1][name])]
+    assert not different, f"different after resuming: {different}"
+    np.testing.assert_array_equal(expected.predict(X), resumed.predict(X))
+    assert _rows(nets[0].history) == _rows(nets[1].history)
+    assert nets[0].flip_axis_ == nets[1].flip_axis_
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(folder):
+    """{net: the model the command gives when nothing stops it}, each trained once."""
+    models = {}
+
+    def model(net):
+        if net not in models:
+            path = folder / "whole" / f"{net}.joblib"
+            _run(_exact_command(folder, path, net))
+            models[net] = joblib.load(path)
+        return models[net]
+    return model
+
+
+@pytest.mark.parametrize("net, kill_after",
+                         [("net1", 1), ("net1", 40), ("net8", 1), ("net8", 3)])
+def test_kill_9_and_resume_ends_with_the_uninterrupted_model(folder, uninterrupted, net,
+                                                             kill_after):
+    from kfkd_kit.data import load_test
+    model = folder / f"killed-{net}-{kill_after}" / f"{net}.joblib"
+    run_dir = Path(f"{model}.run")
+    command = _exact_command(folder, model, net)
+    process = _start_and_wait(command, run_dir / "last.json", kill_after)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stopped = json.loads((run_dir / "last.json").read_text())["epoch"]
+    assert kill_after <= stopped < EXACT_EPOCHS[net] and not model.exists()
+    assert f"resuming from epoch {stopped} " in _run(command)
+    _assert_same_model(uninterrupted(net), joblib.load(model), load_test(folder / "data").X)
+
+
+# -- the same, in-process: the run folder as a kill -9 leaves it after a chosen epoch ---------
+class _KillAfter(Callback):
+    """Put after the checkpoint: after epoch ``epoch`` it has the run's checkpoint written
+    and copies the run folder to ``into``, as a kill -9 then would leave it."""
+
+    def __init__(self, epoch, into):
+        self.epoch = epoch
+        self.into = into
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            checkpoint = dict(net.callbacks_)["checkpoint"]
+            checkpoint.save_model(net, force=True)
+            checkpoint.wait()
+            shutil.copytree(checkpoint.root, self.into)
+
+
+def _with_run(estimator, run_dir, kill_after=None, into=None):
+    net = estimator.named_steps["net"]
+    first, last = runs.checkpoint_callbacks(run_dir)
+    extra = [] if kill_after is None else [("kill", _KillAfter(kill_after, into))]
+    return estimator.set_params(net__callbacks=first + list(net.callbacks) + last + extra)
+
+
+def _small_net8(**overrides):
+    from kfkd_kit import configs
+    estimator = configs.build("net8", device="cpu", precision="fp32", verbose=0, seed=3,
+                              **overrides)
+    return estimator.set_params(**{f"net__{k}": v for k, v in SMALL_NET8.items()})
+
+
+@pytest.fixture(scope="module")
+def faces():
+    from kfkd_kit.synthetic import make_faces
+    return make_faces(60, 0)
+
+
+def test_a_run_killed_after_its_last_epoch_resumes_to_the_same_model(tmp_path, faces):
+    # its final checkpoint holds the raw weights and the weight average, not the average put in
+    whole = _with_run(_small_net8(epochs=3), tmp_path / "run").fit(*faces)
+    resumed = _with_run(_small_net8(epochs=3), tmp_path / "run").fit(*faces)
+    assert resumed.named_steps["net"].resumed_epochs_ == 3
+    _assert_same_model(whole, resumed, faces[0])
+
+
+def test_early_stopping_resumes_with_its_count_and_best_weights(tmp_path, faces):
+    def build():
+        return _small_net8(epochs=12, patience=3)   # best at epoch 2, stops at 5
+    whole = _with_run(build(), tmp_path / "whole", kill_after=3,
+                      into=tmp_path / "killed").fit(*faces)
+    net = whole.named_steps["net"]
+    # early stopping ended it, and put back the weights of an earlier epoch
+    stopping = dict(net.callbacks_)["early_stopping"]
+    assert len(net.history) < 12 and stopping.best_epoch_ < len(net.history)
+    resumed = _with_run(build(), tmp_path / "killed").fit(*faces)
+    assert resumed.named_steps["net"].resumed_epochs_ == 3
+    _assert_same_model(whole, resumed, faces[0])
+
+
+class _FakeClock:
+    """perf_counter for the estimator: one second later at every reading."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_a_budgeted_run_resumes_with_its_plan_and_schedule(tmp_path, faces, monkeypatch):
+    from kfkd_kit import estimator as estimator_module
+    # one fake second an epoch: a budget of 8 s less its 2 s margin plans 6 epochs
+    monkeypatch.setattr(estimator_module, "time", _FakeClock())
+    whole = _with_run(_small_net8(epochs=50, budget=8), tmp_path / "whole", kill_after=3,
+                      into=tmp_path / "killed").fit(*faces)
+    net = whole.named_steps["net"]
+    assert net.planned_epochs_ == 6 == len(net.history)
+    monkeypatch.setattr(estimator_module, "time", _FakeClock())
+    resumed = _with_run(_small_net8(epochs=50, budget=8), tmp_path / "killed").fit(*faces)
+    again = resumed.named_steps["net"]
+    assert again.resumed_epochs_ == 3 and again.budget_plan_ == net.budget_plan_
+    cycle = dict(again.callbacks_)["lr_schedule"]
+    assert cycle.total_steps_ == dict(net.callbacks_)["lr_schedule"].total_steps_ < 50
+    _assert_same_model(whole, resumed, faces[0])
