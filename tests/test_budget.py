@@ -117,7 +117,9 @@ def test_budget_through_the_cli_is_recorded_in_the_json(tmp_path):
     assert record["params"]["budget_s"] == 12.0 and plan["budget_s"] == 12.0
     assert plan["epochs_run"] == record["metrics"]["epochs_run"] >= 1
     assert plan["epochs"] >= plan["epochs_run"] and plan["seconds_per_epoch"] > 0
-    assert record["metrics"]["train_seconds"] <= 12.0 + 1.0
+    # that the fit ends within its budget is the fake clock's tests' job above: a wall-clock
+    # check here failed whenever the machine was busy (no timed tests)
+    assert record["metrics"]["train_seconds"] > 0
 
 
 def test_budget_is_one_setting_for_every_command():
