@@ -184,6 +184,39 @@ def _assert_same_model(expected, resumed, X):
     assert nets[0].flip_axis_ == nets[1].flip_axis_
 
 
+# The command, run so that it sends itself SIGKILL once epoch K's checkpoint is on disk: a
+# real kill -9 at a chosen epoch, however busy the machine (a test polling the run folder from
+# outside was sometimes descheduled until the run had finished).
+_SELF_KILL = """
+import os, signal, sys
+from skorch.callbacks import Callback
+from kfkd_kit import runs
+from kfkd_kit.cli import main
+after = int(os.environ["KFKD_TEST_KILL_AFTER"])
+class KillNine(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == after:
+            checkpoint = dict(net.callbacks_)["checkpoint"]
+            checkpoint.save_model(net, force=True)   # it skips epochs shorter than its budget
+            checkpoint.wait()
+            os.kill(os.getpid(), signal.SIGKILL)
+plain = runs.checkpoint_callbacks
+def with_kill(run_dir):
+    first, last = plain(run_dir)
+    return first, last + [("kill_nine", KillNine())]
+runs.checkpoint_callbacks = with_kill
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _kill_itself_after(command, epoch):
+    assert command[1:3] == ["-m", "kfkd_kit"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]),
+               KFKD_TEST_KILL_AFTER=str(epoch))
+    return subprocess.run([command[0], "-c", _SELF_KILL, *command[3:]], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(folder):
     """{net: the model the command gives when nothing stops it}, each trained once."""
@@ -206,9 +239,8 @@ def test_kill_9_and_resume_ends_with_the_uninterrupted_model(folder, uninterrupt
     model = folder / f"killed-{net}-{kill_after}" / f"{net}.joblib"
     run_dir = Path(f"{model}.run")
     command = _exact_command(folder, model, net)
-    process = _start_and_wait(command, run_dir / "last.json", kill_after)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    killed = _kill_itself_after(command, kill_after)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
     stopped = json.loads((run_dir / "last.json").read_text())["epoch"]
     assert kill_after <= stopped < EXACT_EPOCHS[net] and not model.exists()
     assert f"resuming from epoch {stopped} " in _run(command)
