@@ -1,5 +1,5 @@
 """What several commands share: the training data with the record of it that a JSON
-carries, and the library versions."""
+carries."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +22,3 @@ def load_data(estimator, data_dir="data", say=print):
     record of it for the JSON. Returns (training, record)."""
     training = data.load_training(data.resolve_data_dir(data_dir, say))
     return training, data_record(training, estimator)
-
-
-def versions():
-    from ..provenance import library_versions
-    return library_versions()

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from .._atomic import create_unique, utc_stamp, write_json
 from ..modelfile import model_record, save_model
+from ..provenance import library_versions
 from ..selection import CVResult, cross_validate_net
 from . import _options
-from ._shared import load_data, versions
+from ._shared import load_data
 
 
 def add_parser(sub):
@@ -41,7 +42,7 @@ def write_cv(result: CVResult, out_dir="cv", meta=None, when=None) -> tuple[Path
                              pd.DataFrame(result.rows).to_csv(index=False))
     stem = csv_path.stem                  # the CSV's new name gives the run its own stem
     payload = dict(result.summary(), created_utc=utc_stamp(when), csv=str(csv_path),
-                   data=dict(meta or {}), versions=versions())
+                   data=dict(meta or {}), versions=library_versions())
     json_path = write_json(out_dir / f"{stem}.json", payload)
     return csv_path, json_path
 
@@ -60,7 +61,7 @@ def save_ensemble(result: CVResult, path=None, meta=None) -> tuple[Path, Path]:
         result.net, "fold-ensemble", result.mean_rmse_px, "cv",
         metrics={"epochs_run": summary["epochs"], "train_seconds": summary["seconds"]},
         **{k: v for k, v in summary.items() if k not in ("net", "kind")},
-        models=len(result.ensemble.estimators_), data=dict(meta or {}), versions=versions())
+        models=len(result.ensemble.estimators_), data=dict(meta or {}), versions=library_versions())
     return save_model(result.ensemble, path, metadata)
 
 

@@ -13,10 +13,11 @@ import numpy as np
 
 from .._atomic import create_unique, utc_stamp, write_json
 from ..modelfile import model_record, save_model
+from ..provenance import library_versions
 from ..selection import (DEFAULT_LRS, DEFAULT_MOMENTA, _lr, _momentum, fit_summary, format_grid,
                          grid_search, grid_table, heatmap_matrix, parse_floats)
 from . import _options, _plots as plots
-from ._shared import load_data, versions
+from ._shared import load_data
 
 
 def add_parser(sub):
@@ -74,7 +75,7 @@ def write_grid(search, out_dir="cv", meta=None, when=None, net=None) -> tuple[Pa
                                   for k in range(search.n_splits_)],
         "candidates": grid_table(search), "search": info,
         "files": {"cv_results": str(csv_path), "heatmap": str(png_path)},
-        "data": dict(meta or {}), "versions": versions()}
+        "data": dict(meta or {}), "versions": library_versions()}
     json_path = write_json(out_dir / f"{stem}-best.json", payload)
     return csv_path, json_path, png_path
 
@@ -98,7 +99,7 @@ def save_refit(search, path=None, meta=None) -> tuple[Path, Path]:
                  "refit_seconds": getattr(search, "refit_time_", None)},
         params={"seed": info.get("seed"), "lr": best["lr"], "momentum": best["momentum"],
                 "max_epochs": info.get("epochs")},
-        search=info, data=dict(meta or {}), versions=versions())
+        search=info, data=dict(meta or {}), versions=library_versions())
     return save_model(model, path, metadata)
 
 
