@@ -16,13 +16,15 @@ class FakeClock:
     """perf_counter for the estimator: each reading is ``step`` seconds after the one
     before; ``jump`` adds seconds once the clock has been read ``jump_after`` times."""
 
-    def __init__(self, step=1.0, jump_after=None, jump=0.0):
+    def __init__(self, step=1.0, jump_after=None, jump=0.0, then_step=None):
         self.now, self.reads, self.step = 0.0, 0, step
-        self.jump_after, self.jump = jump_after, jump
+        self.jump_after, self.jump, self.then_step = jump_after, jump, then_step
 
     def perf_counter(self):
         self.reads += 1
-        self.now += self.step + (self.jump if self.reads == self.jump_after else 0.0)
+        late = self.jump_after is not None and self.reads > self.jump_after
+        self.now += (self.then_step if late and self.then_step else self.step) + (
+            self.jump if self.reads == self.jump_after else 0.0)
         return self.now
 
 
@@ -71,13 +73,43 @@ def test_the_plan_follows_the_measured_epochs_and_the_one_cycle_ends(monkeypatch
     assert lrs[-1] == pytest.approx(final, rel=0.05)   # the cycle ran to its end
 
 
+def _lrs(net):
+    return [batch["event_lr"] for row in net.history for batch in row["batches"]
+            if "event_lr" in batch]
+
+
+def _final_lr(net):
+    cycle = dict(net.callbacks_)["lr_schedule"]
+    return cycle.kwargs["max_lr"] / cycle.kwargs["div_factor"] / cycle.kwargs["final_div_factor"]
+
+
 @pytest.mark.slow
-def test_a_machine_that_slows_down_stops_the_fit_in_time(monkeypatch, faces):
-    # the clock jumps 5 s at its 6th reading (epoch 5): the plan of 18 no longer fits
-    monkeypatch.setattr(estimator_module, "time", FakeClock(jump_after=6, jump=5.0))
+def test_one_slow_epoch_costs_its_own_seconds_and_the_cycle_still_ends(monkeypatch, faces):
+    # epoch 5 takes 6 s instead of 1 (the clock jumps 5 s at its 6th reading): the plan of
+    # 18 no longer fits, and the 5 s lost cost 5 epochs (the pace is the median of the last
+    # three epochs, so one slow epoch does not make every later one look slow)
+    clock = FakeClock(jump_after=6, jump=5.0)
+    monkeypatch.setattr(estimator_module, "time", clock)
     net = _net8(budget=20).fit(*faces).named_steps["net"]
-    assert net.planned_epochs_ == 18
-    assert len(net.history) < 18 and net.budget_plan_["stopped_early"] == len(net.history)
+    assert net.planned_epochs_ == 13 == len(net.history)
+    assert net.budget_plan_["shrunk"] == [[5, 13, 1.0]] and "stopped_early" not in net.budget_plan_
+    assert list(net.history[:, "planned_epochs"]) == [18] * 4 + [13] * 9
+    assert _lrs(net)[-1] == pytest.approx(_final_lr(net), rel=0.05)   # annealed to its end
+    assert clock.now - 1 <= 20
+
+
+@pytest.mark.slow
+def test_a_machine_that_stays_slower_plans_fewer_epochs_and_ends_in_time(monkeypatch, faces):
+    # epochs take 1 s until epoch 5, then 2 s each: the plan shrinks as the pace is seen,
+    # the fit ends within its budget, and the one-cycle still runs to its end
+    clock = FakeClock(jump_after=6, then_step=2.0)
+    monkeypatch.setattr(estimator_module, "time", clock)
+    net = _net8(budget=20).fit(*faces).named_steps["net"]
+    assert net.budget_plan_["budget_s"] == 20.0
+    assert [epochs for _, epochs, _ in net.budget_plan_["shrunk"]] == [17, 11]
+    assert net.planned_epochs_ == 11 == len(net.history)
+    assert _lrs(net)[-1] == pytest.approx(_final_lr(net), rel=0.05)
+    assert clock.now - 1 <= 20
 
 
 def test_a_budget_below_one_epoch_runs_one(monkeypatch, faces):
