@@ -38,6 +38,8 @@ END_LR ?=
 MODELS_DIR ?= models
 FLIP_AXIS ?=
 BUDGET ?=
+MODELS ?=
+JOBS ?=
 PARAMS ?=
 TRIALS ?= 20
 STORAGE ?=
@@ -67,6 +69,8 @@ help:
 	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
 	@echo "             BUDGET=10m|90s|1.5h: time per fit; the net runs as many epochs as fit"
 	@echo "             FLIP_AXIS=auto|PX (the labels' mirror axis; auto: measured from the data)"
+	@echo "             MODELS=N (train only): N nets of seeds SEED.., saved as their mean; JOBS= at a time"
+	@echo "             (default: one per core, each on its share of the cores); BUDGET= is for all N"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
 	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"
@@ -101,7 +105,8 @@ download: setup
 	$(KFKD) download --data $(DATA)
 
 train: setup
-	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) $(SETTINGS)
+	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) $(SETTINGS) \
+	  $(call opt,--models,$(MODELS)) $(call opt,--jobs,$(JOBS))
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) --out-dir $(SUBMISSIONS) \

@@ -7,7 +7,9 @@ Each variant is net8 with some parameters changed through ``set_params`` (``VARI
 below). The split is ``splits.grouped_holdout`` (20%, seed 0): the same rows for every run, and
 never the competition's test images. A line records the held-out RMSE in pixels over the
 labelled values, with and without flip TTA, the training seconds, epochs and precision.
-``--summary`` prints a Markdown table (mean and spread over seeds) of a results file.
+``--models N`` fits ``make train MODELS=N``'s seed ensemble from each of ``--seeds`` instead
+(one line per ensemble, its members' scores in it). ``--summary`` prints a Markdown table
+(mean and spread over seeds) of a results file.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import torch
 
 from kfkd_kit import configs, data, provenance
 from kfkd_kit._atomic import write_section
-from kfkd_kit.ensemble import FoldEnsemble
+from kfkd_kit.ensemble import FoldEnsemble, SeedEnsemble
 from kfkd_kit.estimator import flip_axis_of
 from kfkd_kit.metrics import masked_rmse_px
 from kfkd_kit.tta import flip_tta
@@ -142,6 +144,48 @@ def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
     }
 
 
+def run_seed_ensemble(data_dir, variant, seed, models, jobs, epochs=None, split_seed=0,
+                      budget=None, precision=None):
+    """``make train MODELS=N``'s ensemble (ensemble.SeedEnsemble: seeds seed .. seed+N-1,
+    ``jobs`` at a time, the budget for all of them), fitted on the training rows of the
+    split and scored on the held-out rows: the ensemble, with flip TTA, and each net alone."""
+    training, train_rows, held_rows, template, what = _setup(data_dir, variant, seed, epochs,
+                                                             split_seed, budget, precision)
+    X, y = training.X, training.y
+    ensemble = SeedEnsemble(template, seeds=models, n_jobs=jobs)
+    plan = ensemble.plan()
+    start = time.perf_counter()
+    ensemble.fit(X[train_rows], y[train_rows])
+    seconds = time.perf_counter() - start
+    held, truth = X[held_rows], y[held_rows]
+    each_plain = ensemble.predict_each(held)
+    each_tta = np.stack([flip_tta(m).predict(held) for m in ensemble.estimators_])
+    predictions = {"plain": each_plain.mean(axis=0), "tta": each_tta.mean(axis=0),
+                   "members_plain": each_plain, "members_tta": each_tta}
+    label = f"{variant}" + ("" if budget is None else f"/budget{budget:g}s") + f"/x{models}"
+    label += f"-jobs{plan['jobs']}" + (
+        "" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "/avx2")
+    member_nets = [m.named_steps["net"] for m in ensemble.estimators_]
+    return predictions, {
+        "variant": label, "what": f"{what}, {models} seeds averaged ({plan['jobs']} at a time, "
+                                  f"{plan['threads_per_job']} threads each)",
+        "seed": seed, "seeds": plan["seeds"], "budget_s": budget, "plan": plan,
+        "cpu": provenance.machine()["cpu"], "native_bf16": provenance.machine()["native bf16"],
+        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "epochs": max(len(n.history) for n in member_nets),
+        "members_epochs": [len(n.history) for n in member_nets],
+        "train_rows": len(train_rows), "held_rows": len(held_rows),
+        "seconds": round(seconds, 1), "precision": member_nets[0].precision_,
+        "rmse_px": masked_rmse_px(truth, predictions["plain"]),
+        "rmse_tta_px": masked_rmse_px(truth, predictions["tta"]),
+        "members_tta_px": [masked_rmse_px(truth, p) for p in each_tta],
+        "members_px": [masked_rmse_px(truth, p) for p in each_plain],
+        "data": training.fingerprint, "flip_axis": flip_axis_of(ensemble),
+        "bias_x_px": float(np.nanmean(predictions["plain"][:, 0::2] - truth[:, 0::2])),
+        "bias_x_tta_px": float(np.nanmean(predictions["tta"][:, 0::2] - truth[:, 0::2])),
+    }
+
+
 def npz_path(stem, variant, epochs, seed) -> str:
     """Where a run's held-out predictions are kept, beside the results file."""
     return f"{stem}-{variant.replace('/', '_')}-e{epochs}-s{seed}.npz"
@@ -170,14 +214,16 @@ def ensembles(path, data_dir) -> str:
     stem = Path(path).with_suffix("")
     lines = ["| variant | epochs | models | mean of single models, TTA (px) | ensemble (px) | ensemble + TTA (px) | gain vs single + TTA |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:  # fold ensembles (run_folds): their own fold models are the singles
-        if "fold_models_tta_px" in r:
-            single = statistics.mean(r["fold_models_tta_px"])
-            lines.append(f"| {r['variant']} | {r['epochs']} | {len(r['fold_models_tta_px'])} | "
+    for r in rows:  # fold and seed ensembles: their own members are the singles
+        members = r.get("fold_models_tta_px") or r.get("members_tta_px")
+        if members:
+            single = statistics.mean(members)
+            epochs = r["epochs"] if r.get("budget_s") is None else "budget"
+            lines.append(f"| {r['variant']} (seed {r['seed']}) | {epochs} | {len(members)} | "
                          f"{single:.3f} | {r['rmse_px']:.3f} | {r['rmse_tta_px']:.3f} | "
                          f"{100 * (r['rmse_tta_px'] / single - 1):+.1f}% |")
     for (variant, epochs), rs in groups.items():
-        if len(rs) < 2 or "fold_models_tta_px" in rs[0]:
+        if len(rs) < 2 or "fold_models_tta_px" in rs[0] or "members_tta_px" in rs[0]:
             continue
         runs = [np.load(npz_path(stem, variant, r["epochs"], r["seed"])) for r in rs]
         plain = masked_rmse_px(y, np.mean([p["plain"] for p in runs], axis=0))
@@ -220,6 +266,10 @@ def main(argv=None):
     parser.add_argument("--precision", default=None, help="auto (default), fp32 or bf16")
     parser.add_argument("--folds", type=int, default=0,
                         help="fit a k-fold ensemble of the variant instead of single models")
+    parser.add_argument("--models", type=int, default=1,
+                        help="fit make train MODELS=N's seed ensemble from each of --seeds "
+                             "(seeds s .. s+N-1) instead of single models")
+    parser.add_argument("--jobs", type=int, default=-1, help="with --models: nets at a time")
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--docs", default=None, metavar="MARKDOWN",
                         help="with --summary: also write the tables into this file's "
@@ -240,8 +290,13 @@ def main(argv=None):
         return
     for variant in args.variant.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            predictions, row = run(args.data, variant, seed, args.epochs,
-                                   budget=args.budget, precision=args.precision)
+            if args.models > 1:
+                predictions, row = run_seed_ensemble(
+                    args.data, variant, seed, args.models, args.jobs, args.epochs,
+                    budget=args.budget, precision=args.precision)
+            else:
+                predictions, row = run(args.data, variant, seed, args.epochs,
+                                       budget=args.budget, precision=args.precision)
             # held-out predictions, so that ensembles of runs can be scored afterwards
             stem = Path(args.out).with_suffix("")
             np.savez(npz_path(stem, row["variant"], row["epochs"], seed), **predictions)

@@ -1,27 +1,63 @@
-"""``FoldEnsemble``: the k models of a cross-validation, saved and used as one estimator.
+"""Ensembles saved and used as one estimator: the mean of their members' predictions.
 
-Each fold's model is a fitted Pipeline (pixels in, keypoints in pixels out); the ensemble
-predicts the mean of their predictions. It is an ordinary scikit-learn regressor, so
-``joblib.dump`` / ``joblib.load`` and ``make submit MODEL=models/<net>-cv5.ensemble.joblib``
-work exactly as for a single model::
+``FoldEnsemble``: the k models of a cross-validation. ``SeedEnsemble``: one model per seed,
+each on all the rows, trained side by side in worker processes (one per CPU share), which
+on a small CPU buys more epochs in the same minutes than one model on every core (a small
+net's step does not use two cores fully). Both are ordinary scikit-learn regressors, so
+``joblib.dump`` / ``joblib.load`` and ``make submit MODEL=...`` work exactly as for a
+single model::
 
     ensemble = FoldEnsemble(configs.build("net1", verbose=0), cv=5).fit(X, y)
+    ensemble = SeedEnsemble(configs.build("net8", budget=2700), seeds=2, n_jobs=2).fit(X, y)
     keypoints = ensemble.predict(X_test)          # (n, 30) pixels
 
-``selection.cross_validate_net(..., keep_models=True)`` builds one from the models it has
-already fitted (no refit) with :meth:`FoldEnsemble.from_fitted`.
+``selection.cross_validate_net(..., keep_models=True)`` builds a FoldEnsemble from the
+models it has already fitted (no refit) with :meth:`FoldEnsemble.from_fitted`.
 """
 from __future__ import annotations
 
+import contextlib
+import math
+import sys
+import time
+
 import numpy as np
+import torch
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils.validation import check_is_fitted
 
+from .configs import inner_net, net_prefix
 from .metrics import PixelRMSEScore, check_images_and_targets
 
 
-class FoldEnsemble(PixelRMSEScore, RegressorMixin, BaseEstimator):
+class _MeanEnsemble(PixelRMSEScore, RegressorMixin, BaseEstimator):
+    """The mean of ``estimators_``'s pixel predictions."""
+
+    def predict(self, X):
+        """Mean over the member models of their predictions: (n, n_outputs) pixels."""
+        check_is_fitted(self, "estimators_")
+        total = None
+        for estimator in self.estimators_:
+            pred = np.asarray(estimator.predict(X), dtype=np.float64)
+            total = pred if total is None else total + pred
+        return (total / len(self.estimators_)).astype(np.float32)
+
+    def predict_each(self, X):
+        """Every member model's predictions, stacked: (n_models, n, n_outputs) pixels."""
+        check_is_fitted(self, "estimators_")
+        return np.stack([np.asarray(e.predict(X), dtype=np.float32) for e in self.estimators_])
+
+    def member_names(self) -> list[str]:
+        """A name for each of ``estimators_`` ("fold 1", "seed 3", ...)."""
+        return [f"fold {k}" for k in range(1, len(self.estimators_) + 1)]
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "estimators_")
+
+
+class FoldEnsemble(_MeanEnsemble):
     """Mean of the pixel predictions of one fitted clone of ``estimator`` per CV fold.
 
     Parameters
@@ -82,19 +118,130 @@ class FoldEnsemble(PixelRMSEScore, RegressorMixin, BaseEstimator):
         ensemble.n_features_in_ = getattr(first, "n_features_in_", None)
         return ensemble
 
-    def predict(self, X):
-        """Mean over the fold models of their predictions: (n, n_outputs) pixels."""
-        check_is_fitted(self, "estimators_")
-        total = None
-        for estimator in self.estimators_:
-            pred = np.asarray(estimator.predict(X), dtype=np.float64)
-            total = pred if total is None else total + pred
-        return (total / len(self.estimators_)).astype(np.float32)
 
-    def predict_each(self, X):
-        """Every fold model's predictions, stacked: (n_models, n, n_outputs) pixels."""
-        check_is_fitted(self, "estimators_")
-        return np.stack([np.asarray(e.predict(X), dtype=np.float32) for e in self.estimators_])
+class SeedEnsemble(_MeanEnsemble):
+    """Mean of the pixel predictions of one clone of ``estimator`` per seed, each fitted on
+    all the rows, ``n_jobs`` of them at a time in worker processes.
 
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "estimators_")
+    Parameters
+    ----------
+    estimator : scikit-learn estimator with a KeypointNet inside (``configs.build(...)``)
+        The template. Each member is a clone with the net's ``seed`` set to its own; all
+        members hold out the same validation rows (the template's seed's split, through
+        the net's ``split_seed``), so the ensemble's validation score is a fair one.
+    seeds : int or list of int
+        The members' seeds; an int n means the template's seed and the n - 1 after it.
+    n_jobs : int or None
+        Members fitted at a time, each in its own worker process with its share of the
+        CPU threads (joblib's ``n_jobs``: None is 1, -1 all cores). With 1 they are fitted
+        one after the other in this process.
+
+    A time budget on the template's net (``budget``) is for the whole ensemble, counted from
+    the call to ``fit``: members run in ceil(len(seeds) / n_jobs) rounds, round r of R ends
+    at budget x r / R, and each member's net gets the seconds left until its round's end
+    when it starts (so starting the worker processes counts too).
+
+    Attributes (after ``fit``)
+    ----------
+    estimators_ : list of fitted estimators, one per seed
+    seeds_ : list of int
+    n_features_in_ : int
+
+    ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
+    """
+
+    def __init__(self, estimator=None, seeds=2, n_jobs=None):
+        self.estimator = estimator
+        self.seeds = seeds
+        self.n_jobs = n_jobs
+
+    def _seeds(self) -> list[int]:
+        if isinstance(self.seeds, (int, np.integer)):
+            if self.seeds < 1:
+                raise ValueError(f"SeedEnsemble needs at least one seed, got seeds={self.seeds}")
+            first = inner_net(self.estimator).seed
+            return [first + k for k in range(int(self.seeds))]
+        seeds = [int(s) for s in self.seeds]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"SeedEnsemble needs distinct seeds, got {self.seeds!r}")
+        return seeds
+
+    def plan(self) -> dict:
+        """What ``fit`` will do: seeds, jobs at a time, threads per job, rounds, and each
+        member's budget in seconds (None without one)."""
+        if self.estimator is None:
+            raise ValueError("SeedEnsemble needs an estimator to fit")
+        seeds = self._seeds()
+        jobs = max(1, min(effective_n_jobs(self.n_jobs), len(seeds)))
+        rounds = math.ceil(len(seeds) / jobs)
+        budget = inner_net(self.estimator).budget
+        return {"seeds": seeds, "jobs": jobs, "rounds": rounds,
+                "threads_per_job": max(1, torch.get_num_threads() // jobs) if jobs > 1
+                else torch.get_num_threads(),
+                "member_budget_s": None if budget is None else float(budget) / rounds}
+
+    def fit(self, X, y):
+        """Fit one clone of ``estimator`` per seed on all of (X, y)."""
+        started = time.time()      # wall-clock time: the workers' clocks are compared to it
+        plan = self.plan()
+        X, y = check_images_and_targets(self, X, y)
+        prefix = net_prefix(self.estimator)
+        members = [clone(self.estimator).set_params(**{prefix + "seed": seed,
+                                                       prefix + "split_seed": self._split_seed()})
+                   for seed in plan["seeds"]]
+        budget, jobs, rounds = inner_net(self.estimator).budget, plan["jobs"], plan["rounds"]
+        ends = [None if budget is None else started + float(budget) * (k // jobs + 1) / rounds
+                for k in range(len(members))]
+        if jobs == 1:
+            fitted = [_fit_member(member, X, y, prefix, end) for member, end in zip(members, ends)]
+        else:
+            # loky processes: each member's torch uses only its share of the threads, and
+            # its epoch table comes out line by line, labelled with its seed
+            fitted = Parallel(n_jobs=jobs, backend="loky")(
+                delayed(_fit_member)(member, X, y, prefix, end, plan["threads_per_job"],
+                                     f"seed {seed}")
+                for member, seed, end in zip(members, plan["seeds"], ends))
+        self.estimators_ = list(fitted)
+        self.seeds_ = plan["seeds"]
+        return self
+
+    def _split_seed(self):
+        net = inner_net(self.estimator)
+        return net.seed if net.split_seed is None else net.split_seed
+
+    def member_names(self) -> list[str]:
+        return [f"seed {seed}" for seed in self.seeds_]
+
+
+class _Labelled:
+    """A text stream that writes each line to ``stream`` after ``label``, at once."""
+
+    def __init__(self, label, stream):
+        self.label, self.stream, self.pending = label, stream, ""
+
+    def write(self, text):
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.stream.write(f"[{self.label}] {line}\n")
+        self.stream.flush()
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+
+    def isatty(self):
+        return False            # plain text: no colour codes between the labels
+
+
+def _fit_member(member, X, y, prefix, end=None, threads=None, label=None):
+    """One SeedEnsemble member: its budget the seconds left until ``end`` (wall clock);
+    in a worker process, ``threads`` threads and its output labelled."""
+    if end is not None:
+        # at least a moment: a budget below one epoch runs one epoch
+        member.set_params(**{prefix + "budget": max(end - time.time(), 1e-3)})
+    if threads is None:
+        return member.fit(X, y)
+    torch.set_num_threads(threads)
+    with contextlib.redirect_stdout(_Labelled(label, sys.stdout)):
+        return member.fit(X, y)

@@ -86,13 +86,17 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     ``flip_axis_images_``, what augmentation uses), then, when training ends, from the
     net's own predictions on those rows where it fits them to 2.5 px
     (mirror.flip_consistent_axis). ``flip_axis_`` is the axis flip TTA uses.
+    ``split_seed``: the seed of the validation split, or None (the default) for ``seed``;
+    the nets of an ensemble.SeedEnsemble differ in ``seed`` and share one split.
     ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
     """
+
+    split_seed = None   # models saved before the parameter existed
 
     def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0, valid_fraction=0.2,
                  complete_only=False, iterator_train=ResidentBatches,
                  iterator_valid=ResidentBatches, train_split="seeded", fast_path=False,
-                 precision="fp32", flip_axis="auto", budget=None, **kwargs):
+                 precision="fp32", flip_axis="auto", budget=None, split_seed=None, **kwargs):
         super().__init__(module, *args, criterion=criterion, iterator_train=iterator_train,
                          iterator_valid=iterator_valid, train_split=train_split, **kwargs)
         self.seed = seed
@@ -102,6 +106,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         self.precision = precision
         self.flip_axis = flip_axis
         self.budget = budget
+        self.split_seed = split_seed
 
     # -- which rows: trained on, and held out for validation ---------------------------
     def resolved_train_split(self):
@@ -111,7 +116,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
                 raise ValueError(f"train_split must be 'seeded', None or a callable, "
                                  f"got {self.train_split!r}")
             fraction = self.valid_fraction
-            return GroupedValidSplit(fraction, random_state=self.seed) if fraction else None
+            seed = self.seed if self.split_seed is None else self.split_seed
+            return GroupedValidSplit(fraction, random_state=seed) if fraction else None
         return self.train_split
 
     def get_split_datasets(self, X, y=None, **fit_params):

@@ -45,6 +45,7 @@ TRUSTED_TYPES = [
     "kfkd_kit.estimator.KeypointNet",
     "kfkd_kit.pipeline.PixelScaler",
     "kfkd_kit.ensemble.FoldEnsemble",
+    "kfkd_kit.ensemble.SeedEnsemble",
     "kfkd_kit.specialists.Specialists",
     "kfkd_kit.tta.FlipTTA",
     "kfkd_kit.nets.MLP",

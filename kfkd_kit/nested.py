@@ -1,5 +1,5 @@
 """Which nets a model holds: the one place that knows how this toolkit's models nest
-(a net in a Pipeline, Pipelines in Specialists or a FoldEnsemble, any of them in FlipTTA or
+(a net in a Pipeline, Pipelines in Specialists or an ensemble, any of them in FlipTTA or
 FrozenEstimator)."""
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ from skorch import NeuralNet
 def nets(model, fitted=True) -> dict:
     """{name: KeypointNet} inside any model of this toolkit: the one place that knows how
     they nest. A net or a Pipeline gives {"net": net}; fitted Specialists give one per
-    group, a fitted FoldEnsemble "fold k" (or "fold k <group>"); FlipTTA and
-    FrozenEstimator give their model's. ``fitted=False`` walks the templates instead (the
-    unfitted ``estimator`` of Specialists, FoldEnsemble or FlipTTA, as set_params reaches
+    group, a fitted FoldEnsemble "fold k" (or "fold k <group>"), a SeedEnsemble "seed s";
+    FlipTTA and FrozenEstimator give their model's. ``fitted=False`` walks the templates instead (the
+    unfitted ``estimator`` of Specialists, an ensemble or FlipTTA, as set_params reaches
     it), so an unfitted model gives its one template net. Empty when there is no net."""
     if isinstance(model, NeuralNet):
         return {"net": model}
     if fitted and hasattr(model, "models_"):             # Specialists
         return {name: net for group, member in model.models_.items()
                 for name, net in _renamed(nets(member), group).items()}
-    if fitted and hasattr(model, "estimators_"):         # FoldEnsemble
-        return {name: net for k, member in enumerate(model.estimators_, 1)
-                for name, net in _renamed(nets(member), f"fold {k}").items()}
+    if fitted and hasattr(model, "estimators_"):         # FoldEnsemble, SeedEnsemble
+        return {name: net for label, member in zip(model.member_names(), model.estimators_)
+                for name, net in _renamed(nets(member), label).items()}
     if fitted and hasattr(model, "estimator_"):          # FlipTTA
         return nets(model.estimator_)
     if hasattr(model, "named_steps"):

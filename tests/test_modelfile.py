@@ -231,6 +231,16 @@ def test_skops_round_trip_of_a_cross_validations_fold_ensemble(trained, tmp_path
     np.testing.assert_array_equal(loaded.predict_each(training.X), model.predict_each(training.X))
 
 
+def test_skops_round_trip_of_a_seed_ensemble(trained, tmp_path):
+    from kfkd_kit.ensemble import SeedEnsemble
+    training = load_training(trained[0])
+    template = configs.build("net1", epochs=1, device="cpu", verbose=0, precision="fp32", seed=2)
+    model = SeedEnsemble(template, seeds=2, n_jobs=1).fit(training.X, training.y)
+    loaded = _round_trip(model, tmp_path / "net1-x2.skops", training.X)
+    assert isinstance(loaded, SeedEnsemble) and loaded.seeds_ == [2, 3]
+    np.testing.assert_array_equal(loaded.predict_each(training.X), model.predict_each(training.X))
+
+
 def test_skops_round_trip_of_the_specialists(trained, tmp_path):
     from kfkd_kit.specialists import Specialists
     training = load_training(trained[0])

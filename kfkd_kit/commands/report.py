@@ -1,7 +1,7 @@
 """Error analysis of a saved model on held-out rows: `make report MODEL=... DATA=...`.
 
-Which rows: for a single-net Pipeline with a validation split, the rows the net never
-trained on, as ``KeypointNet.validation_rows`` draws them (its epoch table's rows), plus,
+Which rows: for a single-net Pipeline with a validation split (or a SeedEnsemble, whose
+nets share one), the rows the net never trained on, as ``KeypointNet.validation_rows`` draws them (its epoch table's rows), plus,
 for a net that trains on complete rows only (net1), the incomplete rows whose image no
 trained row shares. For any other model (FoldEnsemble, Specialists, FlipTTA), a net
 without a validation split, or with ``holdout=True``, a ``splits.grouped_holdout`` of the
@@ -26,6 +26,7 @@ import pandas as pd
 from .. import data, splits
 from . import _plots as plots
 from .._atomic import atomic_write, create_unique, utc_stamp, write_csv
+from ..ensemble import SeedEnsemble
 from ..estimator import flip_axis_of
 from ..nested import histories, nets
 from ..keypoints import KEYPOINTS, N_TARGETS
@@ -41,7 +42,11 @@ HOLDOUT_FRACTION = 0.2
 
 
 def _single_net(model):
-    """The fitted KeypointNet of a single-net Pipeline, or None for any other model."""
+    """The fitted KeypointNet whose validation split is the model's: a single-net
+    Pipeline's, or a SeedEnsemble's first member's (its members share one split); None for
+    any other model."""
+    if isinstance(model, SeedEnsemble):
+        model = model.estimators_[0]
     found = nets(model) if hasattr(model, "named_steps") else {}
     return found.get("net")
 

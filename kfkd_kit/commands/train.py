@@ -12,6 +12,7 @@ from ..metrics import masked_rmse_px
 from ..estimator import flip_axis_of
 from ..nested import histories, nets
 from ..modelfile import model_record, save_model
+from ..ensemble import SeedEnsemble
 from ..specialists import Specialists
 from . import _options
 from ._shared import data_record
@@ -84,9 +85,11 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             if record["complete_only"] else f"{record['rows']} rows")
     say(f"training {name}" + (f" ({description})" if description else "")
         + f" on {rows} of {training.source}")
+    if isinstance(estimator, SeedEnsemble):
+        say(_ensemble_line(estimator.plan()))
     model_path = Path(model_path or f"models/{name}.joblib")
     run_dir = model_path.with_name(model_path.name + ".run")
-    resumable = not isinstance(estimator, Specialists)
+    resumable = not isinstance(estimator, (Specialists, SeedEnsemble))
     if resumable:
         callbacks = _keep_run(estimator, name, training, run_dir, say)
     start = time.perf_counter()
@@ -111,6 +114,8 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             "interrupted": bool(interrupted),
             "budget": budget_plans(estimator),
         })
+    if isinstance(estimator, SeedEnsemble):
+        metadata["ensemble"] = estimator.plan()
     metadata |= {
         "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator),
                        flip_axis_used=flip_axis_of(estimator),
@@ -136,6 +141,17 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             runs.finish(run_dir)
         say(f"valid RMSE {shown}; model saved to {model_path}")
     return metadata
+
+
+def _ensemble_line(plan) -> str:
+    seeds = ", ".join(map(str, plan["seeds"]))
+    at_once = ("one at a time" if plan["jobs"] == 1 else
+               f"{plan['jobs']} at a time, in worker processes of {plan['threads_per_job']} "
+               f"thread{'s' if plan['threads_per_job'] > 1 else ''} each")
+    budget = ("" if plan["member_budget_s"] is None else
+              f", a budget of {plan['member_budget_s']:.0f} s each")
+    return (f"an ensemble of {len(plan['seeds'])} nets (seeds {seeds}), {at_once}{budget}; "
+            "it predicts their mean")
 
 
 def _keep_run(estimator, name, training, run_dir, say) -> list:
@@ -180,11 +196,22 @@ def add_parser(sub):
     _options.add_common(p, verbose=1)
     p.add_argument("--model", default=None, help="output path (default: models/<net>.joblib)")
     p.add_argument("--quiet", dest="verbose", action="store_const", const=0, help="no per-epoch table")
+    p.add_argument("--models", type=_options.positive_int, default=1, metavar="N",
+                   help="train N nets (seeds SEED, SEED+1, ...) and save their mean as one model; "
+                        "a --budget is for all of them (default: 1)")
+    p.add_argument("--jobs", type=int, default=-1, metavar="J",
+                   help="with --models: nets trained at a time, each in its own process with its "
+                        "share of the cores (default -1: one per core, at most N)")
     p.set_defaults(func=run)
 
 
 def run(args):
-    metadata = train(_options.estimator(args), data_dir=args.data, model_path=args.model,
+    estimator = _options.estimator(args)
+    if args.models > 1:
+        if args.net == "specialists":
+            raise ValueError("--models N trains N copies of one net; specialists are six nets already")
+        estimator = SeedEnsemble(estimator, seeds=args.models, n_jobs=args.jobs)
+    metadata = train(estimator, data_dir=args.data, model_path=args.model,
                      name=args.net, description=configs.get_config(args.net).description,
                      params_file=args.params)
     return 130 if metadata["metrics"]["interrupted"] else 0  # Ctrl-C: saved, but not finished

@@ -1,0 +1,115 @@
+"""SeedEnsemble: one net per seed on all the rows, trained side by side in worker
+processes, saved and used as one model (``make train MODELS=N``)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from kfkd_kit import configs, modelfile
+from kfkd_kit.cli import main
+from kfkd_kit.ensemble import SeedEnsemble
+from kfkd_kit.nested import nets
+from kfkd_kit.synthetic import write_kaggle_dataset
+
+
+def _net1(**settings):
+    return configs.build("net1", verbose=0, device="cpu", precision="fp32",
+                         **{"epochs": 3, "valid_fraction": 0.25, **settings})
+
+
+def test_members_differ_only_in_seed_and_share_one_validation_split(tiny_xy):
+    X, y = tiny_xy
+    ensemble = SeedEnsemble(_net1(seed=3), seeds=2, n_jobs=1).fit(X, y)
+    assert ensemble.seeds_ == [3, 4] and list(nets(ensemble)) == ["seed 3", "seed 4"]
+    each = ensemble.predict_each(X)
+    assert not np.allclose(each[0], each[1])                   # two different nets
+    np.testing.assert_allclose(ensemble.predict(X), each.mean(axis=0), rtol=1e-6)
+    # member 4 is exactly net1 with seed 4 that holds out seed 3's validation rows
+    alone = _net1(seed=4).set_params(net__split_seed=3).fit(X, y)
+    np.testing.assert_array_equal(each[1], alone.predict(X))
+    template_rows = configs.inner_net(_net1(seed=3)).validation_rows(X, y)
+    for member in ensemble.estimators_:
+        net = configs.inner_net(member)
+        np.testing.assert_array_equal(net.validation_rows(X, y), template_rows)
+    assert not np.array_equal(configs.inner_net(_net1(seed=4)).validation_rows(X, y),
+                              template_rows)             # without split_seed they would differ
+
+
+def test_members_in_worker_processes_are_the_nets_fitted_here(tiny_xy):
+    X, y = tiny_xy
+    parallel = SeedEnsemble(_net1(), seeds=[0, 7], n_jobs=2)
+    assert parallel.plan()["jobs"] == 2 and parallel.plan()["threads_per_job"] >= 1
+    parallel.fit(X, y)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(parallel.plan()["threads_per_job"])   # what each worker used
+    try:
+        here = SeedEnsemble(_net1(), seeds=[0, 7], n_jobs=1).fit(X, y)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(parallel.predict_each(X), here.predict_each(X))
+
+
+def test_a_budget_is_for_the_whole_ensemble(tiny_xy):
+    X, y = tiny_xy
+    # three members one at a time: three rounds, a third of the budget each (a budget below
+    # one epoch runs one epoch, so this is quick)
+    ensemble = SeedEnsemble(_net1(budget=0.3), seeds=3, n_jobs=1)
+    assert ensemble.plan()["rounds"] == 3
+    assert ensemble.plan()["member_budget_s"] == pytest.approx(0.1)
+    ensemble.fit(X, y)
+    for k, net in enumerate(nets(ensemble).values()):
+        # what was left of the budget until the end of the member's round, when it started
+        assert 0 < net.budget <= 0.1 * (k + 1)
+        assert net.budget_plan_["budget_s"] == net.budget
+    # side by side, every member has the whole budget
+    assert SeedEnsemble(_net1(budget=60), seeds=2, n_jobs=2).plan()["member_budget_s"] == 60
+    assert SeedEnsemble(_net1(budget=60), seeds=3, n_jobs=2).plan()["member_budget_s"] == 30
+
+
+@pytest.mark.parametrize("seeds", [0, [], [1, 1]])
+def test_bad_seeds_are_refused(seeds):
+    with pytest.raises(ValueError, match="seed"):
+        SeedEnsemble(_net1(), seeds=seeds).plan()
+
+
+def test_clone_keeps_the_parameters():
+    ensemble = SeedEnsemble(_net1(seed=5), seeds=[5, 9], n_jobs=2)
+    copy = clone(ensemble)
+    assert copy.seeds == [5, 9] and copy.n_jobs == 2
+    assert configs.inner_net(copy.estimator).seed == 5
+
+
+@pytest.mark.slow
+def test_train_models_saves_one_ensemble_that_submit_uses(tmp_path, capfd):
+    data, model = tmp_path / "data", tmp_path / "models" / "net1.joblib"
+    write_kaggle_dataset(data, n_train=60, n_test=4, seed=2)
+    assert main(["train", "--data", str(data), "--models", "2", "--jobs", "2", "--epochs", "2",
+                 "--device", "cpu", "--precision", "fp32", "--model", str(model)]) == 0
+    out = capfd.readouterr().out
+    assert "an ensemble of 2 nets (seeds 0, 1), 2 at a time" in out
+    assert "[seed 1]" in out                       # each worker's epoch table, labelled
+    record = json.loads(modelfile.json_path(model).read_text())
+    assert record["ensemble"]["seeds"] == [0, 1] and record["ensemble"]["jobs"] == 2
+    assert record["metrics"]["epochs_run"] == {"seed 0": 2, "seed 1": 2}
+    assert record["metrics"]["valid_rmse_px"] > 0
+    loaded = modelfile.load_model(model)
+    assert isinstance(loaded, SeedEnsemble) and len(loaded.estimators_) == 2
+    assert main(["submit", "--data", str(data), "--model", str(model), "--tta",
+                 "--out-dir", str(tmp_path / "subs")]) == 0
+    assert len(list((tmp_path / "subs").glob("*.csv"))) == 1
+    capfd.readouterr()
+    assert main(["report", "--data", str(data), "--model", str(model),
+                 "--out-dir", str(tmp_path / "reports")]) == 0
+    said = capfd.readouterr().out
+    assert "the model's own validation split" in said and "NOTE" not in said
+
+
+def test_models_with_specialists_is_refused(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_kaggle_dataset(data, n_train=20, n_test=2, seed=2)
+    code = main(["train", "--data", str(data), "--net", "specialists", "--models", "2",
+                 "--model", str(tmp_path / "m.joblib")])
+    assert code == 2 and "specialists" in capsys.readouterr().err
+    assert not (tmp_path / "m.joblib").exists()
