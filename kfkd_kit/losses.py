@@ -17,3 +17,14 @@ class MaskedMSELoss(nn.Module):
         labelled = ~torch.isnan(y_true)
         diff = torch.where(labelled, y_pred - torch.nan_to_num(y_true), torch.zeros_like(y_pred))
         return diff.pow(2).sum() / labelled.sum().clamp(min=1)
+
+
+class MaskedL1Loss(nn.Module):
+    """Mean of absolute errors over the labelled (non-NaN) target values only: less pull
+    from the few badly labelled keypoints than the squared error. Same conventions as
+    :class:`MaskedMSELoss` (0 for a batch with no labels; no data-dependent control flow)."""
+
+    def forward(self, y_pred, y_true):
+        labelled = ~torch.isnan(y_true)
+        diff = torch.where(labelled, y_pred - torch.nan_to_num(y_true), torch.zeros_like(y_pred))
+        return diff.abs().sum() / labelled.sum().clamp(min=1)

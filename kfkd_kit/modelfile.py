@@ -52,6 +52,7 @@ TRUSTED_TYPES = [
     "kfkd_kit.nets.CNN",
     "kfkd_kit.nets.BNCNN",
     "kfkd_kit.losses.MaskedMSELoss",
+    "kfkd_kit.losses.MaskedL1Loss",
     "kfkd_kit.batches.ResidentBatches",
     "kfkd_kit.callbacks.TrainValidRatio",
     "kfkd_kit.callbacks.EarlyStopping",

@@ -8,7 +8,7 @@ from kfkd_kit import configs
 from kfkd_kit.batches import ResidentBatches
 from kfkd_kit.callbacks import LinearSchedule
 from kfkd_kit.keypoints import mirror_images, mirror_targets
-from kfkd_kit.losses import MaskedMSELoss
+from kfkd_kit.losses import MaskedL1Loss, MaskedMSELoss
 from kfkd_kit.metrics import masked_rmse_px
 from skorch.dataset import Dataset, ValidSplit
 
@@ -20,6 +20,18 @@ def test_masked_mse_matches_hand_computation():
     assert MaskedMSELoss()(pred, true).item() == pytest.approx(7.0)
     full = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
     assert MaskedMSELoss()(pred, full).item() == pytest.approx(torch.nn.MSELoss()(pred, full).item())
+
+
+def test_masked_l1_matches_hand_computation_and_ignores_missing_labels():
+    pred = torch.tensor([[1.0, 2.0], [3.0, 5.0]], requires_grad=True)
+    true = torch.tensor([[0.0, float("nan")], [1.0, 1.0]])
+    loss = MaskedL1Loss()(pred, true)
+    assert loss.item() == pytest.approx((1 + 2 + 4) / 3)       # labelled errors 1, 2, 4
+    loss.backward()
+    assert pred.grad[0, 1] == 0 and pred.grad[1, 1] == pytest.approx(1 / 3)
+    full = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    assert MaskedL1Loss()(pred, full).item() == pytest.approx(torch.nn.L1Loss()(pred, full).item())
+    assert MaskedL1Loss()(pred, torch.full((2, 2), float("nan"))).item() == 0.0
 
 
 def test_masked_mse_of_unlabelled_batch_is_zero_not_nan():
