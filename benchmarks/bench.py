@@ -752,16 +752,55 @@ def part_predict(table, quick):
                "not counted.")
 
 
+# -- j. net8 side by side: make train MODELS=2 on a small CPU ---------------------------------
+def part_side_by_side(table, quick):
+    """Epochs a second of net8: two nets at once in SeedEnsemble's worker processes (their
+    share of the threads each) against one net on all the threads."""
+    import statistics
+
+    from kfkd_kit.ensemble import SeedEnsemble
+    from kfkd_kit.nested import nets
+    print("j. net8: two nets side by side (make train MODELS=2) vs one", flush=True)
+    n = 640 if quick else 1536
+    epochs, rounds = (3, 1) if quick else (4, 2)
+    images, points = faces(n, missing=0.7)
+
+    def median_epoch(net):   # the epoch table's durations, the first (warm-up) left out
+        return statistics.median([row["dur"] for row in net.history][1:])
+
+    one, two = [], []
+    for _ in range(rounds):
+        single = configs.build("net8", epochs=epochs, device="cpu", verbose=0, precision="auto",
+                               flip_axis=48.5).fit(images, points)
+        one.append(median_epoch(single.named_steps["net"]))
+        template = configs.build("net8", epochs=epochs, device="cpu", verbose=0,
+                                 precision="auto", flip_axis=48.5)
+        ensemble = SeedEnsemble(template, seeds=2, n_jobs=2)
+        plan = ensemble.plan()
+        ensemble.fit(images, points)
+        two.append(max(median_epoch(net) for net in nets(ensemble).values()))
+    single_rate, pair_rate = 1 / min(one), 2 / min(two)
+    table.add("j", f"net8 epochs a second: 2 nets side by side ({plan['threads_per_job']} "
+              f"thread{'s' if plan['threads_per_job'] > 1 else ''} each) vs 1 net on "
+              f"{torch.get_num_threads()} threads", pair_rate, single_rate, pair_rate / single_rate)
+    table.note(f"j. {n} synthetic rows (10% validation), {epochs} epochs, precision auto; an "
+               "epoch's seconds are the median of the epoch table's after the first (for the "
+               "pair, the slower net's), best of "
+               f"{rounds} rounds (one net: {', '.join(f'{v:.2f}' for v in one)} s; side by "
+               f"side: {', '.join(f'{v:.2f}' for v in two)} s). A ratio above 1 means "
+               "MODELS=2 trains more epochs in all in the same minutes.")
+
+
 PARTS = {"a": part_loading, "b": part_net1_cpu, "c": part_cnn_cpu, "d": part_cuda,
          "e": part_bf16_cpu, "f": part_net8_cuda, "g": part_checkpoints, "h": part_net8_avx2,
-         "i": part_predict}
+         "i": part_predict, "j": part_side_by_side}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rows, epochs and rounds")
-    parser.add_argument("--parts", default="abcdefghi", help="which parts, e.g. 'bc' (default: all)")
+    parser.add_argument("--parts", default="abcdefghij", help="which parts, e.g. 'bc' (default: all)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
                         help="Markdown file for the table ('-' for none)")
     parser.add_argument("--eager-epochs", type=int, default=None,
@@ -811,7 +850,7 @@ def main(argv=None):
 
     table = Table(save)
     for part in sorted(set(args.parts)):
-        if part in "bceghi" or args.wait_quiet:
+        if part in "bceghij" or args.wait_quiet:
             busy = wait_until_quiet(args.wait_quiet) if args.wait_quiet else cpu_busy()
             table.note(f"{part}. CPUs {100 * busy:.0f}% busy (other processes) just before this part.")
         if part == "d":

@@ -19,6 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
+import joblib
 import numpy as np
 
 import torch
@@ -27,6 +28,7 @@ from kfkd_kit import configs, data, provenance
 from kfkd_kit._atomic import write_section
 from kfkd_kit.ensemble import FoldEnsemble, SeedEnsemble
 from kfkd_kit.estimator import flip_axis_of
+from kfkd_kit.losses import MaskedL1Loss
 from kfkd_kit.metrics import masked_rmse_px
 from kfkd_kit.tta import flip_tta
 from kfkd_kit.splits import grouped_holdout
@@ -69,6 +71,7 @@ VARIANTS = {
            {"net__module__layers": ((1, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (8, 2))}),
     "slim": ("slimmer middle layers (1,2),(2,2),(3,1),(4,2),(6,1),(8,2)",
              {"net__module__layers": ((1, 2), (2, 2), (3, 1), (4, 2), (6, 1), (8, 2))}),
+    "l1": ("L1 loss (masked) instead of the squared error", {"net__criterion": MaskedL1Loss}),
     "wd0": ("no weight decay", {"net__optimizer__weight_decay": 0.0}),
     "wd0.2": ("weight decay 0.2", {"net__optimizer__weight_decay": 0.2}),
 }
@@ -106,7 +109,7 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, budget=None, precisi
     net = model.named_steps["net"]
     held = X[held_rows]
     predictions = {"plain": model.predict(held), "tta": flip_tta(model).predict(held)}
-    return predictions, {
+    return model, predictions, {
         "variant": (variant if budget is None else f"{variant}/budget{budget:g}s")
                    + ("" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "/avx2"),
         "what": what, "seed": seed, "budget_s": budget,
@@ -166,7 +169,7 @@ def run_seed_ensemble(data_dir, variant, seed, models, jobs, epochs=None, split_
     label += f"-jobs{plan['jobs']}" + (
         "" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "/avx2")
     member_nets = [m.named_steps["net"] for m in ensemble.estimators_]
-    return predictions, {
+    return ensemble, predictions, {
         "variant": label, "what": f"{what}, {models} seeds averaged ({plan['jobs']} at a time, "
                                   f"{plan['threads_per_job']} threads each)",
         "seed": seed, "seeds": plan["seeds"], "budget_s": budget, "plan": plan,
@@ -270,6 +273,8 @@ def main(argv=None):
                         help="fit make train MODELS=N's seed ensemble from each of --seeds "
                              "(seeds s .. s+N-1) instead of single models")
     parser.add_argument("--jobs", type=int, default=-1, help="with --models: nets at a time")
+    parser.add_argument("--save-models", action="store_true",
+                        help="also keep each fitted model, as .joblib beside its .npz")
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--docs", default=None, metavar="MARKDOWN",
                         help="with --summary: also write the tables into this file's "
@@ -291,15 +296,18 @@ def main(argv=None):
     for variant in args.variant.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             if args.models > 1:
-                predictions, row = run_seed_ensemble(
+                model, predictions, row = run_seed_ensemble(
                     args.data, variant, seed, args.models, args.jobs, args.epochs,
                     budget=args.budget, precision=args.precision)
             else:
-                predictions, row = run(args.data, variant, seed, args.epochs,
-                                       budget=args.budget, precision=args.precision)
+                model, predictions, row = run(args.data, variant, seed, args.epochs,
+                                              budget=args.budget, precision=args.precision)
             # held-out predictions, so that ensembles of runs can be scored afterwards
             stem = Path(args.out).with_suffix("")
             np.savez(npz_path(stem, row["variant"], row["epochs"], seed), **predictions)
+            if args.save_models:
+                joblib.dump(model, npz_path(stem, row["variant"], row["epochs"], seed)[:-4]
+                            + ".joblib")
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
