@@ -332,7 +332,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             epochs = done + max(int((budget - margin - elapsed) // epoch_s), 0)
             self._replan(max(epochs, done), epoch_s, elapsed)
         elif not resumed:
-            self._shrink_if_late(done, elapsed, budget - margin)
+            self._follow_pace(done, elapsed, budget - margin)
         self.history.record("planned_epochs", self.planned_epochs_)
         if done >= self.planned_epochs_:
             return True
@@ -346,31 +346,30 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             return True
         return False
 
-    def _shrink_if_late(self, done, elapsed, usable):
-        """When epochs have slowed down (a busier machine) so that the plan would overrun,
-        plan fewer epochs: the schedules then still run to their end (the one-cycle's lr
-        anneals) instead of the guard stopping the fit part-way. The pace is the median of
-        the last three epochs, so one slow epoch costs its own seconds, not a third of the
-        plan. Never plans more: a fit that speeds up ends early."""
+    def _follow_pace(self, done, elapsed, usable):
+        """Re-plan when the pace of the epochs has changed since the plan (a busier or a
+        quieter machine): fewer epochs as soon as the plan would overrun, more once at least
+        max(2, 3%) more fit, so that the schedules still run to their end (the one-cycle's lr
+        anneals) within the budget. The pace is the median of the last three epochs after
+        the first (which carries the warm-up), so one slow epoch costs its own seconds and
+        no more."""
         ends = [self._fit_started] + self._epoch_ends
-        recent = float(np.median(np.diff(ends)[-3:]))
-        if elapsed + (self.planned_epochs_ - done) * recent <= usable:
-            return
-        epochs = max(done + int((usable - elapsed) // recent), done)
-        if epochs >= self.planned_epochs_:
-            return
+        recent = float(np.median(np.diff(ends)[1:][-3:]))
+        fits = max(done + int((usable - elapsed) // recent), done)
         was = self.planned_epochs_
-        self.planned_epochs_ = epochs
+        if not (fits < was or fits - was >= max(2, 0.03 * was)):
+            return
+        self.planned_epochs_ = fits
         # a new dict: a checkpoint being written may hold the old one
         plan = dict(self.budget_plan_)
-        plan["epochs"] = int(epochs)
-        plan["shrunk"] = [*plan.get("shrunk", []), [done, int(epochs), round(recent, 3)]]
+        plan["epochs"] = int(fits)
+        plan["replanned"] = [*plan.get("replanned", []), [done, int(fits), round(recent, 3)]]
         self.budget_plan_ = plan
         for _, callback in self.callbacks_:
             if hasattr(callback, "replan"):
                 callback.replan(self)
         self._say(f"budget: epochs now take {recent:.1f} s (planned at "
-                  f"{plan['seconds_per_epoch']:.1f} s), so {epochs} epochs in all instead of "
+                  f"{plan['seconds_per_epoch']:.1f} s), so {fits} epochs in all instead of "
                   f"{was}; the schedules end with them")
 
     def _replan(self, epochs, epoch_s, elapsed):

@@ -92,7 +92,7 @@ def test_one_slow_epoch_costs_its_own_seconds_and_the_cycle_still_ends(monkeypat
     monkeypatch.setattr(estimator_module, "time", clock)
     net = _net8(budget=20).fit(*faces).named_steps["net"]
     assert net.planned_epochs_ == 13 == len(net.history)
-    assert net.budget_plan_["shrunk"] == [[5, 13, 1.0]] and "stopped_early" not in net.budget_plan_
+    assert net.budget_plan_["replanned"] == [[5, 13, 1.0]] and "stopped_early" not in net.budget_plan_
     assert list(net.history[:, "planned_epochs"]) == [18] * 4 + [13] * 9
     assert _lrs(net)[-1] == pytest.approx(_final_lr(net), rel=0.05)   # annealed to its end
     assert clock.now - 1 <= 20
@@ -106,10 +106,26 @@ def test_a_machine_that_stays_slower_plans_fewer_epochs_and_ends_in_time(monkeyp
     monkeypatch.setattr(estimator_module, "time", clock)
     net = _net8(budget=20).fit(*faces).named_steps["net"]
     assert net.budget_plan_["budget_s"] == 20.0
-    assert [epochs for _, epochs, _ in net.budget_plan_["shrunk"]] == [17, 11]
+    assert [epochs for _, epochs, _ in net.budget_plan_["replanned"]] == [17, 11]
     assert net.planned_epochs_ == 11 == len(net.history)
     assert _lrs(net)[-1] == pytest.approx(_final_lr(net), rel=0.05)
     assert clock.now - 1 <= 20
+
+
+@pytest.mark.slow
+def test_a_machine_that_gets_quicker_plans_more_epochs(monkeypatch, faces):
+    # the first two epochs take 3 s each (the machine was busy when the plan was made),
+    # then 1 s: the plan grows to use the budget, and the one-cycle still ends with it
+    clock = FakeClock(step=3.0, jump_after=3, then_step=1.0)
+    monkeypatch.setattr(estimator_module, "time", clock)
+    net = _net8(budget=20).fit(*faces).named_steps["net"]
+    # planned after epoch 2 for 3-s epochs: 2 + (20 - 2 - 6) // 3 = 6; after epoch 3 the
+    # pace is the median of epochs 2-3 (2 s): 8; after epoch 4, 1 s: 4 + (18 - 8) // 1 = 14
+    assert net.history[0, "planned_epochs"] == 6
+    assert net.budget_plan_["replanned"] == [[3, 8, 2.0], [4, 14, 1.0]]
+    assert net.planned_epochs_ == len(net.history) == 14
+    assert _lrs(net)[-1] == pytest.approx(_final_lr(net), rel=0.05)
+    assert clock.now - 3 <= 20
 
 
 def test_a_budget_below_one_epoch_runs_one(monkeypatch, faces):
