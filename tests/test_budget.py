@@ -3,7 +3,6 @@ many it runs, spreads its schedules over exactly those and records what it chose
 import argparse
 import json
 
-import numpy as np
 import pytest
 
 from kfkd_kit import cli, configs
