@@ -83,6 +83,9 @@ def test_clone_keeps_the_parameters():
 
 @pytest.mark.slow
 def test_train_models_saves_one_ensemble_that_submit_uses(tmp_path, capfd):
+    from joblib.externals.loky import get_reusable_executor
+    # workers that an earlier test started would write to that test's captured output
+    get_reusable_executor().shutdown(wait=True)
     data, model = tmp_path / "data", tmp_path / "models" / "net1.joblib"
     write_kaggle_dataset(data, n_train=60, n_test=4, seed=2)
     assert main(["train", "--data", str(data), "--models", "2", "--jobs", "2", "--epochs", "2",
