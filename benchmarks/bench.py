@@ -758,6 +758,8 @@ def part_side_by_side(table, quick):
     share of the threads each) against one net on all the threads."""
     import statistics
 
+    from sklearn.base import clone
+
     from kfkd_kit.ensemble import SeedEnsemble
     from kfkd_kit.nested import nets
     print("j. net8: two nets side by side (make train MODELS=2) vs one", flush=True)
@@ -768,16 +770,14 @@ def part_side_by_side(table, quick):
     def median_epoch(net):   # the epoch table's durations, the first (warm-up) left out
         return statistics.median([row["dur"] for row in net.history][1:])
 
+    template = configs.build("net8", epochs=epochs, device="cpu", verbose=0, precision="auto",
+                             flip_axis=48.5)
     one, two = [], []
     for _ in range(rounds):
-        single = configs.build("net8", epochs=epochs, device="cpu", verbose=0, precision="auto",
-                               flip_axis=48.5).fit(images, points)
+        single = clone(template).fit(images, points)
         one.append(median_epoch(single.named_steps["net"]))
-        template = configs.build("net8", epochs=epochs, device="cpu", verbose=0,
-                                 precision="auto", flip_axis=48.5)
-        ensemble = SeedEnsemble(template, seeds=2, n_jobs=2)
-        plan = ensemble.plan()
-        ensemble.fit(images, points)
+        ensemble = SeedEnsemble(template, seeds=2, n_jobs=2).fit(images, points)
+        plan = ensemble.plan_
         two.append(max(median_epoch(net) for net in nets(ensemble).values()))
     single_rate, pair_rate = 1 / min(one), 2 / min(two)
     table.add("j", f"net8 epochs a second: 2 nets side by side ({plan['threads_per_job']} "

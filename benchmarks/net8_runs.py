@@ -110,19 +110,33 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, budget=None, precisi
     held = X[held_rows]
     predictions = {"plain": model.predict(held), "tta": flip_tta(model).predict(held)}
     return model, predictions, {
-        "variant": (variant if budget is None else f"{variant}/budget{budget:g}s")
-                   + ("" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "/avx2"),
-        "what": what, "seed": seed, "budget_s": budget,
-        "cpu": provenance.machine()["cpu"], "native_bf16": provenance.machine()["native bf16"],
-        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "variant": _label(variant, budget), "what": what, "seed": seed, "budget_s": budget,
+        **_machine_fields(),
         "epochs": len(net.history), "train_rows": len(train_rows), "held_rows": len(held_rows),
         "seconds": round(seconds, 1), "precision": net.precision_,
-        "rmse_px": masked_rmse_px(y[held_rows], predictions["plain"]),
-        "rmse_tta_px": masked_rmse_px(y[held_rows], predictions["tta"]),
+        **_score_fields(predictions, y[held_rows]),
         "data": training.fingerprint, "flip_axis": flip_axis_of(model),
-        "bias_x_px": float(np.nanmean(predictions["plain"][:, 0::2] - y[held_rows][:, 0::2])),
-        "bias_x_tta_px": float(np.nanmean(predictions["tta"][:, 0::2] - y[held_rows][:, 0::2])),
     }
+
+
+def _label(variant, budget, extra=""):
+    """A run's variant as the results file names it: the budget, ``extra`` and an AVX2 cap."""
+    return (variant + ("" if budget is None else f"/budget{budget:g}s") + extra
+            + ("" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "/avx2"))
+
+
+def _machine_fields() -> dict:
+    machine = provenance.machine()
+    return {"cpu": machine["cpu"], "native_bf16": machine["native bf16"],
+            "aten_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def _score_fields(predictions, truth) -> dict:
+    """Held-out RMSE and mean x error, plain and with flip TTA."""
+    plain, tta = predictions["plain"], predictions["tta"]
+    return {"rmse_px": masked_rmse_px(truth, plain), "rmse_tta_px": masked_rmse_px(truth, tta),
+            "bias_x_px": float(np.nanmean(plain[:, 0::2] - truth[:, 0::2])),
+            "bias_x_tta_px": float(np.nanmean(tta[:, 0::2] - truth[:, 0::2]))}
 
 
 def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
@@ -156,36 +170,30 @@ def run_seed_ensemble(data_dir, variant, seed, models, jobs, epochs=None, split_
                                                              split_seed, budget, precision)
     X, y = training.X, training.y
     ensemble = SeedEnsemble(template, seeds=models, n_jobs=jobs)
-    plan = ensemble.plan()
     start = time.perf_counter()
     ensemble.fit(X[train_rows], y[train_rows])
     seconds = time.perf_counter() - start
+    plan = ensemble.plan_
     held, truth = X[held_rows], y[held_rows]
     each_plain = ensemble.predict_each(held)
     each_tta = np.stack([flip_tta(m).predict(held) for m in ensemble.estimators_])
     predictions = {"plain": each_plain.mean(axis=0), "tta": each_tta.mean(axis=0),
                    "members_plain": each_plain, "members_tta": each_tta}
-    label = f"{variant}" + ("" if budget is None else f"/budget{budget:g}s") + f"/x{models}"
-    label += f"-jobs{plan['jobs']}" + (
-        "" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "/avx2")
     member_nets = [m.named_steps["net"] for m in ensemble.estimators_]
     return ensemble, predictions, {
-        "variant": label, "what": f"{what}, {models} seeds averaged ({plan['jobs']} at a time, "
-                                  f"{plan['threads_per_job']} threads each)",
+        "variant": _label(variant, budget, f"/x{models}-jobs{plan['jobs']}"),
+        "what": f"{what}, {models} seeds averaged ({plan['jobs']} at a time, "
+                f"{plan['threads_per_job']} threads each)",
         "seed": seed, "seeds": plan["seeds"], "budget_s": budget, "plan": plan,
-        "cpu": provenance.machine()["cpu"], "native_bf16": provenance.machine()["native bf16"],
-        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        **_machine_fields(),
         "epochs": max(len(n.history) for n in member_nets),
         "members_epochs": [len(n.history) for n in member_nets],
         "train_rows": len(train_rows), "held_rows": len(held_rows),
         "seconds": round(seconds, 1), "precision": member_nets[0].precision_,
-        "rmse_px": masked_rmse_px(truth, predictions["plain"]),
-        "rmse_tta_px": masked_rmse_px(truth, predictions["tta"]),
+        **_score_fields(predictions, truth),
         "members_tta_px": [masked_rmse_px(truth, p) for p in each_tta],
         "members_px": [masked_rmse_px(truth, p) for p in each_plain],
         "data": training.fingerprint, "flip_axis": flip_axis_of(ensemble),
-        "bias_x_px": float(np.nanmean(predictions["plain"][:, 0::2] - truth[:, 0::2])),
-        "bias_x_tta_px": float(np.nanmean(predictions["tta"][:, 0::2] - truth[:, 0::2])),
     }
 
 

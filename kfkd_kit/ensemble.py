@@ -145,6 +145,7 @@ class SeedEnsemble(_MeanEnsemble):
     ----------
     estimators_ : list of fitted estimators, one per seed
     seeds_ : list of int
+    plan_ : dict, what ``plan()`` said when the fit began (what it followed)
     n_features_in_ : int
 
     ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
@@ -186,11 +187,13 @@ class SeedEnsemble(_MeanEnsemble):
         plan = self.plan()
         X, y = check_images_and_targets(self, X, y)
         prefix = net_prefix(self.estimator)
+        template = inner_net(self.estimator)
+        split_seed = template.seed if template.split_seed is None else template.split_seed
         members = [clone(self.estimator).set_params(**{prefix + "seed": seed,
-                                                       prefix + "split_seed": self._split_seed()})
+                                                       prefix + "split_seed": split_seed})
                    for seed in plan["seeds"]]
-        budget, jobs, rounds = inner_net(self.estimator).budget, plan["jobs"], plan["rounds"]
-        ends = [None if budget is None else started + float(budget) * (k // jobs + 1) / rounds
+        jobs, share = plan["jobs"], plan["member_budget_s"]
+        ends = [None if share is None else started + share * (k // jobs + 1)
                 for k in range(len(members))]
         if jobs == 1:
             fitted = [_fit_member(member, X, y, prefix, end) for member, end in zip(members, ends)]
@@ -203,11 +206,8 @@ class SeedEnsemble(_MeanEnsemble):
                 for member, seed, end in zip(members, plan["seeds"], ends))
         self.estimators_ = list(fitted)
         self.seeds_ = plan["seeds"]
+        self.plan_ = plan
         return self
-
-    def _split_seed(self):
-        net = inner_net(self.estimator)
-        return net.seed if net.split_seed is None else net.split_seed
 
     def member_names(self) -> list[str]:
         return [f"seed {seed}" for seed in self.seeds_]

@@ -353,8 +353,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         anneals) within the budget. The pace is the median of the last three epochs after
         the first (which carries the warm-up), so one slow epoch costs its own seconds and
         no more."""
-        ends = [self._fit_started] + self._epoch_ends
-        recent = float(np.median(np.diff(ends)[1:][-3:]))
+        recent = float(np.median(np.diff(self._epoch_ends[-4:])))   # epochs 2.. end to end
         fits = max(done + int((usable - elapsed) // recent), done)
         was = self.planned_epochs_
         if not (fits < was or fits - was >= max(2, 0.03 * was)):
@@ -365,9 +364,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         plan["epochs"] = int(fits)
         plan["replanned"] = [*plan.get("replanned", []), [done, int(fits), round(recent, 3)]]
         self.budget_plan_ = plan
-        for _, callback in self.callbacks_:
-            if hasattr(callback, "replan"):
-                callback.replan(self)
+        self._replan_schedules()
         self._say(f"budget: epochs now take {recent:.1f} s (planned at "
                   f"{plan['seconds_per_epoch']:.1f} s), so {fits} epochs in all instead of "
                   f"{was}; the schedules end with them")
@@ -380,13 +377,17 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
                              "seconds_per_epoch": round(epoch_s, 3),
                              "timed_epochs": len(self.history)}
         if changed:
-            for _, callback in self.callbacks_:
-                if hasattr(callback, "replan"):
-                    callback.replan(self)
+            self._replan_schedules()
         if first or changed:
             self._say(f"budget {float(self.budget):.0f} s: epoch {len(self.history)} took "
                       f"{epoch_s:.1f} s ({elapsed:.0f} s so far), so {epochs} epochs in all; the "
                       "schedules run over exactly those")
+
+    def _replan_schedules(self):
+        """Spread the schedules (the callbacks with ``replan``) over ``planned_epochs_``."""
+        for _, callback in self.callbacks_:
+            if hasattr(callback, "replan"):
+                callback.replan(self)
 
     def _say(self, line):
         held = getattr(self, "_held_lines", None)

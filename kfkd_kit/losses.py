@@ -1,8 +1,15 @@
-"""A mean squared error that ignores missing (NaN) targets."""
+"""Mean squared and absolute errors that ignore missing (NaN) targets."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def _labelled_errors(y_pred, y_true):
+    """(errors with 0 where the target is missing, the count of labelled values, at least 1)."""
+    labelled = ~torch.isnan(y_true)
+    diff = torch.where(labelled, y_pred - torch.nan_to_num(y_true), torch.zeros_like(y_pred))
+    return diff, labelled.sum().clamp(min=1)
 
 
 class MaskedMSELoss(nn.Module):
@@ -14,9 +21,8 @@ class MaskedMSELoss(nn.Module):
     """
 
     def forward(self, y_pred, y_true):
-        labelled = ~torch.isnan(y_true)
-        diff = torch.where(labelled, y_pred - torch.nan_to_num(y_true), torch.zeros_like(y_pred))
-        return diff.pow(2).sum() / labelled.sum().clamp(min=1)
+        diff, count = _labelled_errors(y_pred, y_true)
+        return diff.pow(2).sum() / count
 
 
 class MaskedL1Loss(nn.Module):
@@ -25,6 +31,5 @@ class MaskedL1Loss(nn.Module):
     :class:`MaskedMSELoss` (0 for a batch with no labels; no data-dependent control flow)."""
 
     def forward(self, y_pred, y_true):
-        labelled = ~torch.isnan(y_true)
-        diff = torch.where(labelled, y_pred - torch.nan_to_num(y_true), torch.zeros_like(y_pred))
-        return diff.abs().sum() / labelled.sum().clamp(min=1)
+        diff, count = _labelled_errors(y_pred, y_true)
+        return diff.abs().sum() / count

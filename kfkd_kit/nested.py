@@ -10,9 +10,10 @@ def nets(model, fitted=True) -> dict:
     """{name: KeypointNet} inside any model of this toolkit: the one place that knows how
     they nest. A net or a Pipeline gives {"net": net}; fitted Specialists give one per
     group, a fitted FoldEnsemble "fold k" (or "fold k <group>"), a SeedEnsemble "seed s";
-    FlipTTA and FrozenEstimator give their model's. ``fitted=False`` walks the templates instead (the
-    unfitted ``estimator`` of Specialists, an ensemble or FlipTTA, as set_params reaches
-    it), so an unfitted model gives its one template net. Empty when there is no net."""
+    FlipTTA and FrozenEstimator give their model's. ``fitted=False`` walks the templates
+    instead (the unfitted ``estimator`` of Specialists, an ensemble or FlipTTA, as
+    set_params reaches it), so an unfitted model gives its one template net. Empty when
+    there is no net."""
     if isinstance(model, NeuralNet):
         return {"net": model}
     if fitted and hasattr(model, "models_"):             # Specialists

@@ -1,9 +1,9 @@
 """Error analysis of a saved model on held-out rows: `make report MODEL=... DATA=...`.
 
 Which rows: for a single-net Pipeline with a validation split (or a SeedEnsemble, whose
-nets share one), the rows the net never trained on, as ``KeypointNet.validation_rows`` draws them (its epoch table's rows), plus,
-for a net that trains on complete rows only (net1), the incomplete rows whose image no
-trained row shares. For any other model (FoldEnsemble, Specialists, FlipTTA), a net
+nets share one), the rows the net never trained on, as ``KeypointNet.validation_rows`` draws
+them (its epoch table's rows), plus, for a net that trains on complete rows only (net1), the
+incomplete rows whose image no trained row shares. For any other model (FoldEnsemble, Specialists, FlipTTA), a net
 without a validation split, or with ``holdout=True``, a ``splits.grouped_holdout`` of the
 data (20%, seeded), with a NOTE line saying those rows may have been trained on.
 

@@ -115,7 +115,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             "budget": budget_plans(estimator),
         })
     if isinstance(estimator, SeedEnsemble):
-        metadata["ensemble"] = estimator.plan()
+        metadata["ensemble"] = estimator.plan_
     metadata |= {
         "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator),
                        flip_axis_used=flip_axis_of(estimator),
