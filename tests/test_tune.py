@@ -34,6 +34,9 @@ from kfkd_kit.tta import FlipTTA
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--device", "cpu", "--precision", "fp32"]
 TRIAL_LINE = re.compile(r"^trial (\d+) \[\d+/\d+\]: ", re.M)
+# net8's own values on the dimensions searched with the epochs held: trial 0's
+NET8_START = {"width": 16, "dropout": 0.1, "rotate": 12.0, "scale": 0.08, "shift": 3.0,
+              "weight_decay": 0.05, "lr": 0.006}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,8 @@ def test_tune_writes_table_best_json_and_plots_and_train_takes_the_best(faces, t
 
     best = json.loads((out / "tune-net8-best.json").read_text())
     study = load_study(f"sqlite:///{out / 'tune-net8.db'}")
+    assert study.trials[0].params == NET8_START          # trial 0: net8 as configured
+    assert all(t.params != NET8_START for t in study.trials[1:])
     assert best["trial"] == study.best_trial.number and best["rmse_px"] == study.best_value
     assert float(rows[best["trial"]][2]) == pytest.approx(best["rmse_px"], abs=1e-4)
     params = best["params"]
@@ -145,6 +150,7 @@ def test_two_worker_processes_share_one_journal_study(faces, tmp_path):
     assert len(study.trials) == len(finished)           # nothing failed or left running
     assert 4 <= len(finished) <= 5                      # the total; at most one in flight on top
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
+    assert study.trials[0].params == NET8_START          # the baseline, run by one worker
     draws = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(draws)) == len(draws)                # no two trials drew the same parameters
     for worker, numbers in zip(workers, ran):           # each trial ran where it was reported
@@ -257,6 +263,16 @@ def test_the_search_space_is_net8s_and_settings_hold_dimensions():
     assert "epochs" in names(()) and "lr" in names(())
     assert "epochs" not in names(("budget",)) and "epochs" not in names(("epochs",))
     assert "lr" not in names(("lr",)) and "width" in names(("epochs", "lr", "budget"))
+
+
+def test_trial_0_starts_from_the_nets_own_values_where_they_lie_in_the_space():
+    space = tune.search_space(("epochs",))
+    assert tune.starting_point(configs.build("net8"), space) == NET8_START
+    assert tune.starting_point(configs.build("net8"), tune.SPACE)["epochs"] == 80
+    odd = configs.build("net8", lr=0.05)                 # above the range: drawn instead
+    odd.set_params(net__module__width=18, net__module__dropout=0.2)   # 18: off the step of 4
+    start = tune.starting_point(odd, space)
+    assert "lr" not in start and "width" not in start and start["dropout"] == 0.2
 
 
 def test_tune_imports_no_other_command():

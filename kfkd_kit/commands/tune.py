@@ -13,10 +13,18 @@ rotate          ``iterator_train__rotate`` (degrees)                0-20 (12)
 scale           ``iterator_train__scale`` (fraction)                0-0.15 (0.08)
 shift           ``iterator_train__shift`` (pixels)                  0-6 (3)
 weight_decay    ``optimizer__weight_decay`` (AdamW)                 0.001-0.3, log (0.05)
-lr              ``lr`` and ``callbacks__lr_schedule__max_lr``       0.001-0.03, log (0.006)
+lr              ``lr`` and ``callbacks__lr_schedule__max_lr``       0.001-0.01, log (0.006)
                 (the one-cycle's peak)
 epochs          ``max_epochs``                                      40-120, step 20 (80)
 ==============  ==================================================  =====================
+
+The peak lr stops at 0.01: in the first studies on real faces (docs/RESULTS.md) every
+peak above 0.01 trained badly or was pruned, so trials spent there were wasted.
+
+Trial 0 is the net as configured: its own value on every searched dimension (where that
+lies in the range), not a draw. The study thus always holds the baseline the other trials
+must beat, and TPE starts from a known good point. It is trial *number* 0, which the
+storage hands to exactly one worker, so several workers never run it twice.
 
 A setting given on the command line is held at that value and not searched: ``--epochs``
 holds the epochs, ``--lr`` the peak lr. With a time budget (``--budget``: the net's
@@ -122,7 +130,7 @@ SPACE = (
     Dim("scale", "iterator_train__scale", 0.0, 0.15),
     Dim("shift", "iterator_train__shift", 0.0, 6.0),
     Dim("weight_decay", "optimizer__weight_decay", 1e-3, 0.3, log=True),
-    Dim("lr", "lr", 1e-3, 3e-2, log=True, also=("callbacks__lr_schedule__max_lr",), held_by=("lr",)),
+    Dim("lr", "lr", 1e-3, 1e-2, log=True, also=("callbacks__lr_schedule__max_lr",), held_by=("lr",)),
     Dim(EPOCHS, "max_epochs", 40, 120, integer=True, step=20, held_by=("epochs", "budget")),
 )
 
@@ -197,13 +205,33 @@ def open_storage(url=None, default=Path("cv/tune-net8.db")):
 # --------------------------------------------------------------------------- sampler, pruner
 
 
-def _sampler(seed, number):
-    """TPE whose random draws are seeded by (seed, trial number)."""
+def _sampler(seed, number, start=None):
+    """TPE whose random draws are seeded by (seed, trial number); ``start`` ({name: value})
+    fixes those dimensions instead (trial 0: the net as configured)."""
     import optuna
     state = int(np.random.SeedSequence([int(seed) % 2**32, int(number)]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=state, constant_liar=True)
+        sampler = optuna.samplers.TPESampler(seed=state, constant_liar=True)
+        if start:
+            sampler = optuna.samplers.PartialFixedSampler(start, sampler)
+        return sampler
+
+
+def starting_point(template, space) -> dict:
+    """{dimension: the template net's own value} for trial 0, for each dimension of
+    ``space`` whose value lies in its range (and on its step); the rest are drawn."""
+    params = configs.inner_net(template).get_params()
+    start = {}
+    for dim in space:
+        value = params.get(dim.key)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            continue
+        steps = (value - dim.low) / dim.step if dim.step else 0.0
+        if (dim.low <= value <= dim.high and abs(steps - round(steps)) < 1e-9
+                and (not dim.integer or float(value).is_integer())):
+            start[dim.name] = int(value) if dim.integer else float(value)
+    return start
 
 
 class _Peers:
@@ -369,6 +397,7 @@ def run_tune(estimator, name="net8", data_dir="data", trials=DEFAULT_TRIALS, sto
             raise KeyboardInterrupt
         return holdout_rmse(model, X[held_rows], y[held_rows])
 
+    start = starting_point(template, space)
     stem = _stem(study_name)
     write = dict(study=study, record=record, shown=shown, out_dir=out_dir, stem=stem, space=space)
     done = _count_finished(study)
@@ -386,7 +415,8 @@ def run_tune(estimator, name="net8", data_dir="data", trials=DEFAULT_TRIALS, sto
     failures = 0
     while _count_finished(study) < trials:
         trial = study.ask()
-        study.sampler = _sampler(random_state, trial.number)   # before the first suggest
+        # before the first suggest; trial 0 is the net as configured
+        study.sampler = _sampler(random_state, trial.number, start if trial.number == 0 else None)
         trial.set_user_attr("worker", worker)
         try:
             value = objective(trial)
@@ -487,7 +517,8 @@ def write_table(study, record, shown, path, space) -> Path:
         f"{record['held_out_rows']} held-out rows (grouped hold-out {record['holdout']:g}, seed "
         f"{record['seed']}) of data `{record['data']}` ({record['rows']} rows), predicted with "
         f"flip TTA; every trial trains {record['net']} on the other rows.",
-        "- Searched: " + ", ".join(f"{d.name} {d.describe()}" for d in space) + ".",
+        "- Searched: " + ", ".join(f"{d.name} {d.describe()}" for d in space) + "; trial 0 is "
+        f"{record['net']} as configured (its own values, not drawn), the baseline.",
         f"- Trials: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
         f"{counts[TrialState.FAIL]} failed, {counts[TrialState.RUNNING]} running.",
         "- Best: " + ("none yet" if best is None else
