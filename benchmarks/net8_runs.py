@@ -236,7 +236,12 @@ def ensembles(path, data_dir) -> str:
     for (variant, epochs), rs in groups.items():
         if len(rs) < 2 or "fold_models_tta_px" in rs[0] or "members_tta_px" in rs[0]:
             continue
-        runs = [np.load(npz_path(stem, variant, r["epochs"], r["seed"])) for r in rs]
+        paths = [npz_path(stem, variant, r["epochs"], r["seed"]) for r in rs]
+        if not all(Path(p).exists() for p in paths):   # predictions not kept (not committed)
+            lines.append(f"| {variant} | {epochs} | {len(rs)} | (held-out predictions not kept) "
+                         "| | | |")
+            continue
+        runs = [np.load(p) for p in paths]
         plain = masked_rmse_px(y, np.mean([p["plain"] for p in runs], axis=0))
         tta = masked_rmse_px(y, np.mean([p["tta"] for p in runs], axis=0))
         single = statistics.mean(r["rmse_tta_px"] for r in rs)
