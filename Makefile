@@ -71,6 +71,7 @@ help:
 	@echo "             FLIP_AXIS=auto|PX (the labels' mirror axis; auto: measured from the data)"
 	@echo "             MODELS=N (train only): N nets of seeds SEED.., saved as their mean; JOBS= at a time"
 	@echo "             (default: one per core, each on its share of the cores); BUDGET= is for all N"
+	@echo "             HEADS=dense,softargmax (net8): the nets' heads in turn (mixed heads average better)"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
 	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"
@@ -106,7 +107,7 @@ download: setup
 
 train: setup
 	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) $(SETTINGS) \
-	  $(call opt,--models,$(MODELS)) $(call opt,--jobs,$(JOBS))
+	  $(call opt,--models,$(MODELS)) $(call opt,--jobs,$(JOBS)) $(call opt,--heads,$(HEADS))
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) --out-dir $(SUBMISSIONS) \

@@ -49,6 +49,7 @@ VARIANTS = {
     "no-dropout": ("dropout 0", {"net__module__dropout": 0.0}),
     "width24": ("width 24", {"net__module__width": 24}),
     "width12": ("width 12", {"net__module__width": 12}),
+    "width32": ("width 32", {"net__module__width": 32}),
     "stem1": ("a stride-1 first layer (full-size 96x96 activations)",
               {"net__module__layers": ((1, 1), (2, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 2))}),
     "fp32": ("fp32 instead of bf16", {"net__precision": "fp32"}),
@@ -71,6 +72,9 @@ VARIANTS = {
            {"net__module__layers": ((1, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (8, 2))}),
     "slim": ("slimmer middle layers (1,2),(2,2),(3,1),(4,2),(6,1),(8,2)",
              {"net__module__layers": ((1, 2), (2, 2), (3, 1), (4, 2), (6, 1), (8, 2))}),
+    "softargmax": ("a soft-argmax head (heatmaps on a 12x12 last layer) instead of the dense one",
+                   {"net__module__head": "softargmax",
+                    "net__module__layers": ((1, 2), (2, 2), (3, 1), (4, 2), (6, 1), (8, 1))}),
     "l1": ("L1 loss (masked) instead of the squared error", {"net__criterion": MaskedL1Loss}),
     "wd0": ("no weight decay", {"net__optimizer__weight_decay": 0.0}),
     "wd0.2": ("weight decay 0.2", {"net__optimizer__weight_decay": 0.2}),
@@ -162,14 +166,14 @@ def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
 
 
 def run_seed_ensemble(data_dir, variant, seed, models, jobs, epochs=None, split_seed=0,
-                      budget=None, precision=None):
+                      budget=None, precision=None, heads=None):
     """``make train MODELS=N``'s ensemble (ensemble.SeedEnsemble: seeds seed .. seed+N-1,
     ``jobs`` at a time, the budget for all of them), fitted on the training rows of the
     split and scored on the held-out rows: the ensemble, with flip TTA, and each net alone."""
     training, train_rows, held_rows, template, what = _setup(data_dir, variant, seed, epochs,
                                                              split_seed, budget, precision)
     X, y = training.X, training.y
-    ensemble = SeedEnsemble(template, seeds=models, n_jobs=jobs)
+    ensemble = SeedEnsemble(template, seeds=models, n_jobs=jobs, heads=heads)
     start = time.perf_counter()
     ensemble.fit(X[train_rows], y[train_rows])
     seconds = time.perf_counter() - start
@@ -181,8 +185,11 @@ def run_seed_ensemble(data_dir, variant, seed, models, jobs, epochs=None, split_
                    "members_plain": each_plain, "members_tta": each_tta}
     member_nets = [m.named_steps["net"] for m in ensemble.estimators_]
     return ensemble, predictions, {
-        "variant": _label(variant, budget, f"/x{models}-jobs{plan['jobs']}"),
-        "what": f"{what}, {models} seeds averaged ({plan['jobs']} at a time, "
+        "variant": _label(variant, budget, f"/x{models}-jobs{plan['jobs']}"
+                          + ("-heads-" + "-".join(heads) if heads else "")),
+        "what": f"{what}, {models} seeds averaged"
+                + (f", heads {', '.join(heads)} in turn" if heads else "")
+                + f" ({plan['jobs']} at a time, "
                 f"{plan['threads_per_job']} threads each)",
         "seed": seed, "seeds": plan["seeds"], "budget_s": budget, "plan": plan,
         **_machine_fields(),
@@ -286,6 +293,8 @@ def main(argv=None):
                         help="fit make train MODELS=N's seed ensemble from each of --seeds "
                              "(seeds s .. s+N-1) instead of single models")
     parser.add_argument("--jobs", type=int, default=-1, help="with --models: nets at a time")
+    parser.add_argument("--heads", default=None,
+                        help="with --models: the nets' heads in turn (e.g. dense,softargmax)")
     parser.add_argument("--save-models", action="store_true",
                         help="also keep each fitted model, as .joblib beside its .npz")
     parser.add_argument("--summary", action="store_true")
@@ -311,7 +320,8 @@ def main(argv=None):
             if args.models > 1:
                 model, predictions, row = run_seed_ensemble(
                     args.data, variant, seed, args.models, args.jobs, args.epochs,
-                    budget=args.budget, precision=args.precision)
+                    budget=args.budget, precision=args.precision,
+                    heads=args.heads.split(",") if args.heads else None)
             else:
                 model, predictions, row = run(args.data, variant, seed, args.epochs,
                                               budget=args.budget, precision=args.precision)

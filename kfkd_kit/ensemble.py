@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .configs import inner_net, net_prefix
 from .metrics import PixelRMSEScore, check_images_and_targets
+from .nets import BNCNN
 
 
 class _MeanEnsemble(PixelRMSEScore, RegressorMixin, BaseEstimator):
@@ -131,6 +132,11 @@ class SeedEnsemble(_MeanEnsemble):
         the net's ``split_seed``), so the ensemble's validation score is a fair one.
     seeds : int or list of int
         The members' seeds; an int n means the template's seed and the n - 1 after it.
+    heads : None or list of str
+        None: every member is the template. A list of BNCNN heads ("dense",
+        "softargmax"): member k gets ``heads[k % len(heads)]`` with that head's layers
+        (``BNCNN.HEAD_LAYERS``). Nets with different heads err differently, so their mean
+        gains more than a mean of seeds alone (docs/RESULTS.md).
     n_jobs : int or None
         Members fitted at a time, each in its own worker process with its share of the
         CPU threads (joblib's ``n_jobs``: None is 1, -1 all cores). With 1 they are fitted
@@ -151,10 +157,25 @@ class SeedEnsemble(_MeanEnsemble):
     ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
     """
 
-    def __init__(self, estimator=None, seeds=2, n_jobs=None):
+    heads = None   # for models saved before heads= existed
+
+    def __init__(self, estimator=None, seeds=2, n_jobs=None, heads=None):
         self.estimator = estimator
         self.seeds = seeds
         self.n_jobs = n_jobs
+        self.heads = heads
+
+    def _heads(self, n) -> list | None:
+        if self.heads is None:
+            return None
+        heads = [self.heads] if isinstance(self.heads, str) else list(self.heads)
+        unknown = [h for h in heads if h not in BNCNN.HEADS]
+        if not heads or unknown:
+            raise ValueError(f"SeedEnsemble heads must be among {', '.join(BNCNN.HEADS)}, "
+                             f"got {self.heads!r}")
+        if not issubclass(inner_net(self.estimator).module, BNCNN):
+            raise ValueError("SeedEnsemble heads= needs a BNCNN net (net8)")
+        return [heads[k % len(heads)] for k in range(n)]
 
     def _seeds(self) -> list[int]:
         if isinstance(self.seeds, (int, np.integer)):
@@ -176,7 +197,7 @@ class SeedEnsemble(_MeanEnsemble):
         jobs = max(1, min(effective_n_jobs(self.n_jobs), len(seeds)))
         rounds = math.ceil(len(seeds) / jobs)
         budget = inner_net(self.estimator).budget
-        return {"seeds": seeds, "jobs": jobs, "rounds": rounds,
+        return {"seeds": seeds, "heads": self._heads(len(seeds)), "jobs": jobs, "rounds": rounds,
                 "threads_per_job": max(1, torch.get_num_threads() // jobs) if jobs > 1
                 else torch.get_num_threads(),
                 "member_budget_s": None if budget is None else float(budget) / rounds}
@@ -192,6 +213,9 @@ class SeedEnsemble(_MeanEnsemble):
         members = [clone(self.estimator).set_params(**{prefix + "seed": seed,
                                                        prefix + "split_seed": split_seed})
                    for seed in plan["seeds"]]
+        for member, head in zip(members, plan["heads"] or ()):
+            member.set_params(**{prefix + "module__head": head,
+                                 prefix + "module__layers": BNCNN.HEAD_LAYERS[head]})
         jobs, share = plan["jobs"], plan["member_budget_s"]
         ends = [None if share is None else started + share * (k // jobs + 1)
                 for k in range(len(members))]
@@ -201,16 +225,22 @@ class SeedEnsemble(_MeanEnsemble):
             # loky processes: each member's torch uses only its share of the threads, and
             # its epoch table comes out line by line, labelled with its seed
             fitted = Parallel(n_jobs=jobs, backend="loky")(
-                delayed(_fit_member)(member, X, y, prefix, end, plan["threads_per_job"],
-                                     f"seed {seed}")
-                for member, seed, end in zip(members, plan["seeds"], ends))
+                delayed(_fit_member)(member, X, y, prefix, end, plan["threads_per_job"], name)
+                for member, name, end in zip(members, self._names(plan), ends))
         self.estimators_ = list(fitted)
         self.seeds_ = plan["seeds"]
         self.plan_ = plan
         return self
 
+    @staticmethod
+    def _names(plan) -> list[str]:
+        heads = plan.get("heads") or [None] * len(plan["seeds"])
+        return [f"seed {seed}" + (f", {head}" if head else "")
+                for seed, head in zip(plan["seeds"], heads)]
+
     def member_names(self) -> list[str]:
-        return [f"seed {seed}" for seed in self.seeds_]
+        plan = getattr(self, "plan_", None) or {"seeds": self.seeds_}
+        return self._names(plan)
 
 
 class _Labelled:

@@ -11,6 +11,7 @@ from kfkd_kit import configs, modelfile
 from kfkd_kit.cli import main
 from kfkd_kit.ensemble import SeedEnsemble
 from kfkd_kit.nested import nets
+from kfkd_kit.nets import BNCNN
 from kfkd_kit.synthetic import write_kaggle_dataset
 
 
@@ -116,3 +117,53 @@ def test_models_with_specialists_is_refused(tmp_path, capsys):
                  "--model", str(tmp_path / "m.joblib")])
     assert code == 2 and "specialists" in capsys.readouterr().err
     assert not (tmp_path / "m.joblib").exists()
+
+
+def test_heads_alternate_over_the_members_with_their_own_layers(tiny_xy):
+    X, y = tiny_xy
+    net8 = configs.build("net8", epochs=1, verbose=0, device="cpu", precision="fp32")
+    net8.set_params(net__module__width=4, net__batch_size=16)
+    ensemble = SeedEnsemble(net8, seeds=3, n_jobs=1, heads=["dense", "softargmax"])
+    assert ensemble.plan()["heads"] == ["dense", "softargmax", "dense"]
+    ensemble.fit(X, y)
+    assert list(nets(ensemble)) == ["seed 0, dense", "seed 1, softargmax", "seed 2, dense"]
+    modules = [configs.inner_net(m).module_ for m in ensemble.estimators_]
+    assert [m.head[-1].__class__.__name__ for m in modules] == ["Linear", "SoftArgmax", "Linear"]
+    assert [configs.inner_net(m).module__layers for m in ensemble.estimators_] == [
+        BNCNN.LAYERS, BNCNN.LAYERS_12, BNCNN.LAYERS]
+    assert "module__head" not in configs.inner_net(net8).get_params()   # the template is untouched
+    assert ensemble.predict(X[:3]).shape == (3, 30)
+
+
+@pytest.mark.parametrize("estimator, heads, message", [
+    ("net8", ["dense", "heatmap"], "heads must be among dense, softargmax"),
+    ("net8", [], "heads must be among"),
+    ("net1", ["softargmax"], "needs a BNCNN net"),
+])
+def test_bad_heads_are_refused(estimator, heads, message):
+    with pytest.raises(ValueError, match=message):
+        SeedEnsemble(configs.build(estimator), heads=heads).plan()
+
+
+def test_train_heads_is_refused_for_a_net_without_heads(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path / "data"), "--net", "net2", "--heads", "softargmax",
+                 "--model", str(tmp_path / "m.joblib")])
+    assert code == 2 and "only net8 has a choice of heads" in capsys.readouterr().err
+    assert not (tmp_path / "m.joblib").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_train_heads_saves_a_mixed_ensemble_as_skops(tmp_path, capsys):
+    data, model = tmp_path / "data", tmp_path / "models" / "net8.skops"
+    write_kaggle_dataset(data, n_train=40, n_test=4, seed=2)
+    assert main(["train", "--data", str(data), "--net", "net8", "--models", "2", "--jobs", "1",
+                 "--heads", "dense,softargmax", "--epochs", "1", "--device", "cpu",
+                 "--precision", "fp32", "--model", str(model), "--quiet"]) == 0
+    assert "(seeds 0, 1, heads dense, softargmax)" in capsys.readouterr().out
+    record = json.loads(modelfile.json_path(model).read_text())
+    assert record["ensemble"]["heads"] == ["dense", "softargmax"]
+    assert record["metrics"]["epochs_run"] == {"seed 0, dense": 1, "seed 1, softargmax": 1}
+    loaded = modelfile.load_model(model)
+    assert configs.inner_net(loaded.estimators_[1]).module__head == "softargmax"
+    X = np.random.default_rng(0).integers(0, 256, (2, 9216)).astype(np.float32)
+    assert loaded.predict(X).shape == (2, 30)

@@ -150,7 +150,8 @@ def _ensemble_line(plan) -> str:
                f"thread{'s' if plan['threads_per_job'] > 1 else ''} each")
     budget = ("" if plan["member_budget_s"] is None else
               f", a budget of {plan['member_budget_s']:.0f} s each")
-    return (f"an ensemble of {len(plan['seeds'])} nets (seeds {seeds}), {at_once}{budget}; "
+    heads = "" if not plan.get("heads") else f", heads {', '.join(plan['heads'])}"
+    return (f"an ensemble of {len(plan['seeds'])} nets (seeds {seeds}{heads}), {at_once}{budget}; "
             "it predicts their mean")
 
 
@@ -202,15 +203,22 @@ def add_parser(sub):
     p.add_argument("--jobs", type=int, default=-1, metavar="J",
                    help="with --models: nets trained at a time, each in its own process with its "
                         "share of the cores (default -1: one per core, at most N)")
+    p.add_argument("--heads", default=None, metavar="H1,H2",
+                   help="with --models (net8): the nets' heads in turn, from dense and "
+                        "softargmax (e.g. dense,softargmax: the nets differ in head as well as "
+                        "seed, which averages better)")
     p.set_defaults(func=run)
 
 
 def run(args):
     estimator = _options.estimator(args)
-    if args.models > 1:
+    heads = args.heads.split(",") if args.heads else None
+    if heads and args.net != "net8":
+        raise ValueError(f"--heads: only net8 has a choice of heads, not {args.net}")
+    if args.models > 1 or heads:
         if args.net == "specialists":
             raise ValueError("--models N trains N copies of one net; specialists are six nets already")
-        estimator = SeedEnsemble(estimator, seeds=args.models, n_jobs=args.jobs)
+        estimator = SeedEnsemble(estimator, seeds=args.models, n_jobs=args.jobs, heads=heads)
     metadata = train(estimator, data_dir=args.data, model_path=args.model,
                      name=args.net, description=configs.get_config(args.net).description,
                      params_file=args.params)
