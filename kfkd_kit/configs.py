@@ -202,6 +202,18 @@ def inner_net(estimator) -> KeypointNet:
     return next(iter(found.values()))
 
 
+def set_head(estimator, head: str):
+    """Give the BNCNN (net8) inside ``estimator`` the head ``head`` ("dense" or
+    "softargmax") and that head's layers (``BNCNN.HEAD_LAYERS``); returns ``estimator``."""
+    if head not in BNCNN.HEADS:
+        raise ValueError(f"heads must be among {', '.join(BNCNN.HEADS)}, got {head!r}")
+    if not issubclass(inner_net(estimator).module, BNCNN):
+        raise ValueError("a choice of heads needs a BNCNN net (net8)")
+    prefix = net_prefix(estimator)
+    return estimator.set_params(**{prefix + "module__head": head,
+                                   prefix + "module__layers": BNCNN.HEAD_LAYERS[head]})
+
+
 def configure(estimator, **overrides):
     """Apply overrides by their one name (``OVERRIDES``) with ``set_params``; None leaves
     a setting as it is. Returns ``estimator``.

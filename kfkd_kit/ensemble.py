@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils.validation import check_is_fitted
 
-from .configs import inner_net, net_prefix
+from .configs import inner_net, net_prefix, set_head
 from .metrics import PixelRMSEScore, check_images_and_targets
 from .nets import BNCNN
 
@@ -169,12 +169,11 @@ class SeedEnsemble(_MeanEnsemble):
         if self.heads is None:
             return None
         heads = [self.heads] if isinstance(self.heads, str) else list(self.heads)
-        unknown = [h for h in heads if h not in BNCNN.HEADS]
-        if not heads or unknown:
+        if not heads:
             raise ValueError(f"SeedEnsemble heads must be among {', '.join(BNCNN.HEADS)}, "
                              f"got {self.heads!r}")
-        if not issubclass(inner_net(self.estimator).module, BNCNN):
-            raise ValueError("SeedEnsemble heads= needs a BNCNN net (net8)")
+        for head in heads:   # checked now, not after the first member's hours
+            set_head(clone(self.estimator), head)
         return [heads[k % len(heads)] for k in range(n)]
 
     def _seeds(self) -> list[int]:
@@ -214,8 +213,7 @@ class SeedEnsemble(_MeanEnsemble):
                                                        prefix + "split_seed": split_seed})
                    for seed in plan["seeds"]]
         for member, head in zip(members, plan["heads"] or ()):
-            member.set_params(**{prefix + "module__head": head,
-                                 prefix + "module__layers": BNCNN.HEAD_LAYERS[head]})
+            set_head(member, head)
         jobs, share = plan["jobs"], plan["member_budget_s"]
         ends = [None if share is None else started + share * (k // jobs + 1)
                 for k in range(len(members))]

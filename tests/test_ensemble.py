@@ -167,3 +167,20 @@ def test_train_heads_saves_a_mixed_ensemble_as_skops(tmp_path, capsys):
     assert configs.inner_net(loaded.estimators_[1]).module__head == "softargmax"
     X = np.random.default_rng(0).integers(0, 256, (2, 9216)).astype(np.float32)
     assert loaded.predict(X).shape == (2, 30)
+
+
+@pytest.mark.slow
+def test_train_heads_softargmax_alone_is_one_plain_net(tmp_path, capsys):
+    data, model = tmp_path / "data", tmp_path / "models" / "net8.joblib"
+    write_kaggle_dataset(data, n_train=40, n_test=4, seed=2)
+    assert main(["train", "--data", str(data), "--net", "net8", "--heads", "dense,softargmax",
+                 "--model", str(model), "--quiet"]) == 2
+    assert "one net has one head" in capsys.readouterr().err and not model.exists()
+    assert main(["train", "--data", str(data), "--net", "net8", "--heads", "softargmax",
+                 "--epochs", "1", "--device", "cpu", "--precision", "fp32", "--model", str(model),
+                 "--quiet"]) == 0
+    loaded = modelfile.load_model(model)
+    assert not isinstance(loaded, SeedEnsemble)
+    assert type(configs.inner_net(loaded).module_.output).__name__ == "SoftArgmax"
+    record = json.loads(modelfile.json_path(model).read_text())
+    assert record["params"]["module"]["head"] == "softargmax"

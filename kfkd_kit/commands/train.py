@@ -204,9 +204,9 @@ def add_parser(sub):
                    help="with --models: nets trained at a time, each in its own process with its "
                         "share of the cores (default -1: one per core, at most N)")
     p.add_argument("--heads", default=None, metavar="H1,H2",
-                   help="with --models (net8): the nets' heads in turn, from dense and "
-                        "softargmax (e.g. dense,softargmax: the nets differ in head as well as "
-                        "seed, which averages better)")
+                   help="net8's head: dense (default) or softargmax; with --models N, the "
+                        "nets' heads in turn (dense,softargmax: the nets differ in head as well "
+                        "as seed, which averages better)")
     p.set_defaults(func=run)
 
 
@@ -215,7 +215,12 @@ def run(args):
     heads = args.heads.split(",") if args.heads else None
     if heads and args.net != "net8":
         raise ValueError(f"--heads: only net8 has a choice of heads, not {args.net}")
-    if args.models > 1 or heads:
+    if heads and args.models == 1:
+        if len(heads) > 1:
+            raise ValueError(f"--heads {args.heads}: one net has one head (--models N trains "
+                             "N nets, their heads in turn)")
+        configs.set_head(estimator, heads[0])      # one net: a plain pipeline, as always
+    elif args.models > 1:
         if args.net == "specialists":
             raise ValueError("--models N trains N copies of one net; specialists are six nets already")
         estimator = SeedEnsemble(estimator, seeds=args.models, n_jobs=args.jobs, heads=heads)
