@@ -30,6 +30,7 @@ from kfkd_kit.ensemble import FoldEnsemble, SeedEnsemble
 from kfkd_kit.estimator import flip_axis_of
 from kfkd_kit.losses import MaskedL1Loss
 from kfkd_kit.metrics import masked_rmse_px
+from kfkd_kit.nets import BNCNN
 from kfkd_kit.tta import flip_tta
 from kfkd_kit.splits import grouped_holdout
 
@@ -73,8 +74,7 @@ VARIANTS = {
     "slim": ("slimmer middle layers (1,2),(2,2),(3,1),(4,2),(6,1),(8,2)",
              {"net__module__layers": ((1, 2), (2, 2), (3, 1), (4, 2), (6, 1), (8, 2))}),
     "softargmax": ("a soft-argmax head (heatmaps on a 12x12 last layer) instead of the dense one",
-                   {"net__module__head": "softargmax",
-                    "net__module__layers": ((1, 2), (2, 2), (3, 1), (4, 2), (6, 1), (8, 1))}),
+                   {"net__module__head": "softargmax", "net__module__layers": BNCNN.LAYERS_12}),
     "l1": ("L1 loss (masked) instead of the squared error", {"net__criterion": MaskedL1Loss}),
     "wd0": ("no weight decay", {"net__optimizer__weight_decay": 0.0}),
     "wd0.2": ("weight decay 0.2", {"net__optimizer__weight_decay": 0.2}),

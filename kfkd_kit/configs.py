@@ -202,16 +202,21 @@ def inner_net(estimator) -> KeypointNet:
     return next(iter(found.values()))
 
 
-def set_head(estimator, head: str):
-    """Give the BNCNN (net8) inside ``estimator`` the head ``head`` ("dense" or
-    "softargmax") and that head's layers (``BNCNN.HEAD_LAYERS``); returns ``estimator``."""
+def head_params(estimator, head: str) -> dict:
+    """The set_params that give the BNCNN (net8) inside ``estimator`` the head ``head``
+    ("dense" or "softargmax") and that head's layers (``BNCNN.HEAD_LAYERS``); a one-line
+    ValueError for another head or another net."""
     if head not in BNCNN.HEADS:
         raise ValueError(f"heads must be among {', '.join(BNCNN.HEADS)}, got {head!r}")
     if not issubclass(inner_net(estimator).module, BNCNN):
         raise ValueError("a choice of heads needs a BNCNN net (net8)")
     prefix = net_prefix(estimator)
-    return estimator.set_params(**{prefix + "module__head": head,
-                                   prefix + "module__layers": BNCNN.HEAD_LAYERS[head]})
+    return {prefix + "module__head": head, prefix + "module__layers": BNCNN.HEAD_LAYERS[head]}
+
+
+def set_head(estimator, head: str):
+    """``estimator`` with the head ``head`` (``head_params``)."""
+    return estimator.set_params(**head_params(estimator, head))
 
 
 def configure(estimator, **overrides):

@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils.validation import check_is_fitted
 
-from .configs import inner_net, net_prefix, set_head
+from .configs import head_params, inner_net, net_prefix, set_head
 from .metrics import PixelRMSEScore, check_images_and_targets
 from .nets import BNCNN
 
@@ -173,7 +173,7 @@ class SeedEnsemble(_MeanEnsemble):
             raise ValueError(f"SeedEnsemble heads must be among {', '.join(BNCNN.HEADS)}, "
                              f"got {self.heads!r}")
         for head in heads:   # checked now, not after the first member's hours
-            set_head(clone(self.estimator), head)
+            head_params(self.estimator, head)
         return [heads[k % len(heads)] for k in range(n)]
 
     def _seeds(self) -> list[int]:

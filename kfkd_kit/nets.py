@@ -136,19 +136,17 @@ class BNCNN(_ConvNet):
             channels, side = out, (side - 1) // stride + 1
         self.features = nn.Sequential(*convs)
         if head == "softargmax":
-            self.head = nn.Sequential(*([nn.Dropout2d(dropout)] if dropout else []),
-                                      SoftArgmax(channels, side, n_outputs))
-            if channels_last:
-                self.to(memory_format=torch.channels_last)
-            return
-        head, features = [nn.Flatten()], channels * side * side
-        if dropout:
-            head.append(nn.Dropout(dropout))
-        if hidden:
-            head += [nn.Linear(features, hidden), nn.ReLU(inplace=True)]
-            features = hidden
-        head.append(nn.Linear(features, n_outputs))
-        self.head = nn.Sequential(*head)
+            ends = [nn.Dropout2d(dropout)] if dropout else []
+            ends.append(SoftArgmax(channels, side, n_outputs))
+        else:
+            ends, features = [nn.Flatten()], channels * side * side
+            if dropout:
+                ends.append(nn.Dropout(dropout))
+            if hidden:
+                ends += [nn.Linear(features, hidden), nn.ReLU(inplace=True)]
+                features = hidden
+            ends.append(nn.Linear(features, n_outputs))
+        self.head = nn.Sequential(*ends)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
