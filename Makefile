@@ -20,6 +20,7 @@ REFIT ?=
 KEEP ?=
 BASE ?=
 TTA ?=
+TTA_SHIFT ?=
 TRUST ?=
 NETS ?=
 EPOCH_CAP ?=
@@ -72,7 +73,7 @@ help:
 	@echo "             MODELS=N (train only): N nets of seeds SEED.., saved as their mean; JOBS= at a time"
 	@echo "             (default: one per core, each on its share of the cores); BUDGET= is for all N"
 	@echo "             HEADS=dense,softargmax (net8): the nets' heads in turn (mixed heads average better)"
-	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation]"
+	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation] [TTA_SHIFT=2: and a 3x3 grid of shifts]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
 	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"
 	@echo "             [KAGGLE=1 MESSAGE=\"...\": then upload the CSV to the competition]"
@@ -88,7 +89,7 @@ help:
 	@echo "             + settings: Optuna search of net8 -> cv/tune-NET.md, -best.json (PARAMS=), PNGs"
 	@echo "make compare [MODELS_DIR=models]  the saved models side by side, best first"
 	@echo "make predict MODEL=models/net8.joblib IMAGES=\"photo.jpg folder/\" [OUT=keypoints.csv]"
-	@echo "             [ANNOTATED=dir] [TTA=1] [DETECTOR=mtcnn|haar] [TRUST=1]: faces in your photos"
+	@echo "             [ANNOTATED=dir] [TTA=1] [TTA_SHIFT=2] [DETECTOR=mtcnn|haar] [TRUST=1]: faces in your photos"
 	@echo "make export  [MODEL=models/net1.joblib] [OUT=MODEL.onnx]  the net as ONNX, checked"
 	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
 	@echo "make test    run the test suite"
@@ -111,7 +112,7 @@ train: setup
 
 submit: setup
 	$(KFKD) submit --data $(DATA) --model $(MODEL) --out-dir $(SUBMISSIONS) \
-	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(if $(TRUST),--trust-model) \
+	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(call opt,--tta-shift,$(TTA_SHIFT)) $(if $(TRUST),--trust-model) \
 	  $(if $(KAGGLE),--kaggle) $(if $(MESSAGE),--message "$$MESSAGE")
 
 report: setup
@@ -144,7 +145,7 @@ compare: setup
 predict: setup
 	@test -n "$(IMAGES)" || { echo "make predict: give IMAGES=\"photo.jpg folder/ ...\"" >&2; exit 2; }
 	$(KFKD) predict --model $(MODEL) $(IMAGES) $(call opt,--out,$(OUT)) \
-	  $(call opt,--annotated,$(ANNOTATED)) $(call opt,--detector,$(DETECTOR)) $(if $(TTA),--tta) \
+	  $(call opt,--annotated,$(ANNOTATED)) $(call opt,--detector,$(DETECTOR)) $(if $(TTA),--tta) $(call opt,--tta-shift,$(TTA_SHIFT)) \
 	  $(if $(TRUST),--trust-model)
 
 export: setup

@@ -9,7 +9,8 @@ never the competition's test images. A line records the held-out RMSE in pixels 
 labelled values, with and without flip TTA, the training seconds, epochs and precision.
 ``--models N`` fits ``make train MODELS=N``'s seed ensemble from each of ``--seeds`` instead
 (one line per ensemble, its members' scores in it). ``--summary`` prints a Markdown table
-(mean and spread over seeds) of a results file.
+(mean and spread over seeds) of a results file. ``--rescore M.joblib ...`` scores models kept
+with ``--save-models`` again, with flip TTA alone and over a grid of shifts (``--tta-shift``).
 """
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, budget=None, precisi
     seconds = time.perf_counter() - start
     net = model.named_steps["net"]
     held = X[held_rows]
-    predictions = {"plain": model.predict(held), "tta": flip_tta(model).predict(held)}
+    predictions = {"plain": model.predict(held), "tta": flip_tta(model).predict(held),
+                   "tta_shift2": flip_tta(model, shift=2).predict(held)}
     return model, predictions, {
         "variant": _label(variant, budget), "what": what, "seed": seed, "budget_s": budget,
         **_machine_fields(),
@@ -136,11 +138,15 @@ def _machine_fields() -> dict:
 
 
 def _score_fields(predictions, truth) -> dict:
-    """Held-out RMSE and mean x error, plain and with flip TTA."""
-    plain, tta = predictions["plain"], predictions["tta"]
-    return {"rmse_px": masked_rmse_px(truth, plain), "rmse_tta_px": masked_rmse_px(truth, tta),
-            "bias_x_px": float(np.nanmean(plain[:, 0::2] - truth[:, 0::2])),
-            "bias_x_tta_px": float(np.nanmean(tta[:, 0::2] - truth[:, 0::2]))}
+    """Held-out RMSE and mean x error, plain, with flip TTA and (where predicted) with flip
+    TTA over the 3x3 grid of 2-pixel shifts."""
+    names = [n for n in ("plain", "tta", "tta_shift2") if n in predictions]
+    fields = {}
+    for name in names:
+        key = "" if name == "plain" else f"_{name}"
+        fields[f"rmse{key}_px"] = masked_rmse_px(truth, predictions[name])
+        fields[f"bias_x{key}_px"] = float(np.nanmean(predictions[name][:, 0::2] - truth[:, 0::2]))
+    return fields
 
 
 def run_folds(data_dir, variant, folds, seed=0, epochs=None, split_seed=0):
@@ -204,6 +210,48 @@ def run_seed_ensemble(data_dir, variant, seed, models, jobs, epochs=None, split_
     }
 
 
+def tta_scores(model, held, truth, shift) -> dict:
+    """A fitted model (one net8 or a SeedEnsemble) scored on the held-out rows with flip TTA
+    and with flip TTA over a 3x3 grid of ``shift``-pixel shifts: the model and each of its
+    nets alone (ensemble members are averaged as the ensemble averages them)."""
+    members = getattr(model, "estimators_", [model])
+    row = {"tta_shift": shift}
+    for name, step in (("tta", 0), (f"tta_shift{shift}", shift)):
+        each = np.stack([flip_tta(m, shift=step).predict(held) for m in members])
+        together = each.mean(axis=0)
+        row[f"rmse_{name}_px"] = masked_rmse_px(truth, together)
+        row[f"members_{name}_px"] = [masked_rmse_px(truth, p) for p in each]
+        row[f"bias_x_{name}_px"] = float(np.nanmean(together[:, 0::2] - truth[:, 0::2]))
+    return row
+
+
+def rescore(paths, data_dir, shift, out=None, split_seed=0) -> str:
+    """Saved models (``--save-models``) scored again on the same held-out rows, with flip TTA
+    and with the shift grid; one JSON line each appended to ``out``; a Markdown table."""
+    training = data.load_training(data_dir)
+    held_rows = grouped_holdout(training.X, 0.2, split_seed)[1]
+    held, truth = training.X[held_rows], training.y[held_rows]
+    lines = [f"| model | nets | each net, flip TTA (px) | each net, + shifts {shift} (px) | "
+             f"flip TTA (px) | + shifts {shift} (px) | x bias, + shifts (px) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for path in paths:
+        start = time.perf_counter()
+        row = {"model": Path(path).name, **tta_scores(joblib.load(path), held, truth, shift),
+               **_machine_fields(), "data": training.fingerprint,
+               "held_rows": len(held_rows), "split_seed": split_seed}
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        if out:
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        shifted = f"tta_shift{shift}"
+        lines.append(f"| {row['model']} | {len(row['members_tta_px'])} | "
+                     + ", ".join(f"{v:.3f}" for v in row["members_tta_px"]) + " | "
+                     + ", ".join(f"{v:.3f}" for v in row[f"members_{shifted}_px"])
+                     + f" | {row['rmse_tta_px']:.4f} | {row[f'rmse_{shifted}_px']:.4f} | "
+                     f"{row[f'bias_x_{shifted}_px']:+.3f} |")
+    return "\n".join(lines)
+
+
 def npz_path(stem, variant, epochs, seed) -> str:
     """Where a run's held-out predictions are kept, beside the results file."""
     return f"{stem}-{variant.replace('/', '_')}-e{epochs}-s{seed}.npz"
@@ -259,8 +307,8 @@ def ensembles(path, data_dir) -> str:
 
 def summary(path) -> str:
     _, groups = _runs(path)
-    lines = ["| variant | what | epochs | seeds | held-out RMSE px (mean ± sd) | + flip TTA | min-max (TTA) | train s (mean) | x bias, TTA (px) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| variant | what | epochs | seeds | held-out RMSE px (mean ± sd) | + flip TTA | min-max (TTA) | train s (mean) | x bias, TTA (px) | + shifts 2 (TTA_SHIFT=2) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (variant, epochs), rs in groups.items():
         plain = [r["rmse_px"] for r in rs]
         tta = [r["rmse_tta_px"] for r in rs]
@@ -273,7 +321,10 @@ def summary(path) -> str:
                      f"{min(tta):.3f}-{max(tta):.3f} | "
                      f"{statistics.mean(r['seconds'] for r in rs):.0f} | "
                      + (f"{statistics.mean(r['bias_x_tta_px'] for r in rs):+.3f} |"
-                        if all("bias_x_tta_px" in r for r in rs) else " |"))
+                        if all("bias_x_tta_px" in r for r in rs) else " |")
+                     + (f" {statistics.mean(shifted):.3f} ± {sd(shifted):.3f} |"
+                        if (shifted := [r.get("rmse_tta_shift2_px") for r in rs])
+                        and None not in shifted else " |"))
     return "\n".join(lines)
 
 
@@ -298,10 +349,18 @@ def main(argv=None):
     parser.add_argument("--save-models", action="store_true",
                         help="also keep each fitted model, as .joblib beside its .npz")
     parser.add_argument("--summary", action="store_true")
+    parser.add_argument("--rescore", nargs="+", default=None, metavar="JOBLIB",
+                        help="score models saved with --save-models again, with flip TTA and "
+                             "with --tta-shift's grid; appends to --out, prints a table")
+    parser.add_argument("--tta-shift", type=int, default=2, metavar="PX",
+                        help="with --rescore: the shift grid's step (default 2)")
     parser.add_argument("--docs", default=None, metavar="MARKDOWN",
                         help="with --summary: also write the tables into this file's "
                              "'net8-runs' section (e.g. docs/RESULTS.md)")
     args = parser.parse_args(argv)
+    if args.rescore:
+        print(rescore(args.rescore, args.data, args.tta_shift, args.out))
+        return
     if args.summary:
         text = "\n".join([summary(args.out), "", ensembles(args.out, args.data)])
         print(text)

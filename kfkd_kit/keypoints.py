@@ -146,6 +146,40 @@ def mirror_images(X):
     return out
 
 
+def shift_images(X, dx: int, dy: int):
+    """Move image content ``dx`` whole pixels right and ``dy`` down; the uncovered pixels are
+    0, as outside an ``affine_images`` warp. ``X`` is a numpy array (n, 9216) or (n, 96, 96);
+    returns a new array of its shape and dtype."""
+    X = np.asarray(X)
+    images = X.reshape(len(X), IMAGE_SIDE, IMAGE_SIDE)
+    out = np.zeros_like(images)
+    side, dx, dy = IMAGE_SIDE, int(dx), int(dy)
+    if abs(dx) < side and abs(dy) < side:
+        out[:, max(dy, 0):side + min(dy, 0), max(dx, 0):side + min(dx, 0)] = \
+            images[:, max(-dy, 0):side - max(dy, 0), max(-dx, 0):side - max(dx, 0)]
+    return out.reshape(X.shape)
+
+
+def check_shift(shift) -> int:
+    """A TTA shift as a whole number of pixels, 0 <= shift < 48, or a one-line ValueError."""
+    try:
+        value = float(shift)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(shift, bool) or not value.is_integer() or not 0 <= value < IMAGE_SIDE // 2:
+        raise ValueError(f"the TTA shift must be a whole number of pixels from 0 to "
+                         f"{IMAGE_SIDE // 2 - 1}, got {shift!r}")
+    return int(value)
+
+
+def shift_grid(shift) -> list[tuple[int, int]]:
+    """The (dx, dy) of a 3x3 grid of shifts ``shift`` pixels apart, (0, 0) first; just
+    (0, 0) for shift 0."""
+    shift = check_shift(shift)
+    steps = (0, -shift, shift) if shift else (0,)
+    return [(dx, dy) for dy in steps for dx in steps]
+
+
 def keypoint_xy_positions(columns=None) -> tuple[list[int], list[int]]:
     """Positions of each keypoint's x and y within ``columns`` (default: all 30), for the
     keypoints whose x and y are both among them: two equally long lists."""

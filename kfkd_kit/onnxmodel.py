@@ -10,17 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .keypoints import IMAGE_SIDE, N_TARGETS, flip_pairs
+from .keypoints import IMAGE_SIDE, N_TARGETS, flip_pairs, shift_grid, shift_images
 
 
 class OnnxKeypoints:
     """An exported graph run by onnxruntime: ``obj(crops)`` -> (n, 30) keypoints in pixels
-    for float crops (n, 96, 96); flip TTA with ``tta`` (the mirror axis stored at export).
+    for float crops (n, 96, 96); flip TTA with ``tta`` (the mirror axis stored at export),
+    over a 3x3 grid of shifts ``tta_shift`` pixels apart as well (as ``tta.FlipTTA``).
     ``layout``: the mean keypoint layout stored at export (None if the model had none)."""
 
     BATCH = 256
 
-    def __init__(self, path=None, trust=False, tta=False, payload=None):
+    def __init__(self, path=None, trust=False, tta=False, payload=None, tta_shift=0):
         import onnxruntime as ort
         if payload is None:
             path = Path(path)
@@ -44,6 +45,7 @@ class OnnxKeypoints:
         if tta and self.mirror_sum is None:
             raise ValueError(f"{path}: exported without a mirror axis; export it again for --tta")
         self.tta = tta
+        self.offsets = shift_grid(tta_shift)
         self.input = self.session.get_inputs()[0].name
         shape = self.session.get_outputs()[0].shape
         if len(shape) != 2 or shape[1] != N_TARGETS:
@@ -61,14 +63,22 @@ class OnnxKeypoints:
         return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, N_TARGETS))
 
     def __call__(self, crops) -> np.ndarray:
-        direct = self.raw(crops)
         if not self.tta:
-            return direct
-        mirrored = self.raw(np.asarray(crops, dtype=np.float32)[..., ::-1])
-        mirrored[:, 0::2] = self.mirror_sum - mirrored[:, 0::2]
-        for a, b in flip_pairs():
-            mirrored[:, [a, b]] = mirrored[:, [b, a]]
-        return (direct + mirrored) / 2
+            return self.raw(crops)
+        crops = np.asarray(crops, dtype=np.float32).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+        total = 0.0
+        for dx, dy in self.offsets:
+            moved = shift_images(crops, dx, dy) if dx or dy else crops
+            direct = self.raw(moved)
+            mirrored = self.raw(moved[..., ::-1])
+            mirrored[:, 0::2] = self.mirror_sum - mirrored[:, 0::2]
+            for a, b in flip_pairs():
+                mirrored[:, [a, b]] = mirrored[:, [b, a]]
+            view = (direct + mirrored) / 2
+            view[:, 0::2] -= dx
+            view[:, 1::2] -= dy
+            total = total + view
+        return total / len(self.offsets)
 
 
 def check_onnx_sha256(path) -> None:

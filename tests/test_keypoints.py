@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from kfkd_kit import keypoints as kp
@@ -64,3 +65,27 @@ def test_mirror_in_unit_scale_agrees_with_pixels():
         via_unit = kp.from_unit(kp.mirror_targets(kp.to_unit(y), unit=True, axis=axis))
         assert np.allclose(via_unit, kp.mirror_targets(y, axis=axis))
         assert np.allclose(kp.mirror_targets(y, axis=axis)[:, 20], 2 * axis - y[:, 20])  # nose x
+
+
+def test_shift_images_moves_content_and_zero_fills_what_it_uncovers():
+    X = np.arange(2 * kp.N_PIXELS, dtype=np.float32).reshape(2, kp.N_PIXELS) % 250 + 1
+    images = X.reshape(2, 96, 96)
+    moved = kp.shift_images(X, 3, -2)
+    assert moved.shape == X.shape and moved.dtype == X.dtype
+    out = moved.reshape(2, 96, 96)
+    np.testing.assert_array_equal(out[:, 0:94, 3:96], images[:, 2:96, 0:93])  # (r, c) <- (r+2, c-3)
+    assert (out[:, :, :3] == 0).all() and (out[:, 94:, :] == 0).all()
+    square = kp.shift_images(images.astype(np.uint8), -5, 4)                   # (n, 96, 96) too
+    np.testing.assert_array_equal(square[:, 4:, :91], images.astype(np.uint8)[:, :92, 5:])
+    np.testing.assert_array_equal(kp.shift_images(X, 0, 0), X)
+    assert not kp.shift_images(X, 96, 0).any()
+
+
+def test_shift_grid_is_a_3x3_grid_centre_first_and_refuses_other_steps():
+    assert kp.shift_grid(0) == [(0, 0)]
+    grid = kp.shift_grid(2)
+    assert grid[0] == (0, 0) and len(set(grid)) == 9
+    assert {dx for dx, _ in grid} == {dy for _, dy in grid} == {-2, 0, 2}
+    for bad in (-1, 1.5, 48, True, "two"):
+        with pytest.raises(ValueError, match="whole number of pixels"):
+            kp.shift_grid(bad)

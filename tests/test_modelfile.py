@@ -5,6 +5,7 @@ import os
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import skops.io as sio
 import torch
@@ -273,6 +274,17 @@ def test_train_and_submit_with_a_skops_model(trained, tmp_path, capsys):
     assert json.loads(modelfile.json_path(model).read_text())["model_file"]["format"] == "skops"
     assert _submit(data, model, tmp_path / "subs", "--tta") == 0
     assert len(list((tmp_path / "subs").glob("net1-tta-*.csv"))) == 1
+    # --tta-shift implies --tta; its submission is named apart and differs from flip alone
+    assert _submit(data, model, tmp_path / "subs", "--tta-shift", "2") == 0
+    flip, = (tmp_path / "subs").glob("net1-tta-2*.csv")
+    shifted, = (tmp_path / "subs").glob("net1-tta-shift2-*.csv")
+    flip, shifted = (pd.read_csv(p)["Location"].to_numpy() for p in (flip, shifted))
+    assert flip.shape == shifted.shape and not np.allclose(flip, shifted)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:                  # argparse's one-line error
+        _submit(data, model, tmp_path / "refused", "--tta-shift", "1.5")
+    line = _refused(capsys, stop.value.code, tmp_path / "refused")
+    assert "--tta-shift" in line and "whole number of pixels" in line
 
 
 def _skops_with(tmp_path, estimator_node):

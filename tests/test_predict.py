@@ -345,17 +345,19 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     from kfkd_kit.tta import flip_tta
     np.testing.assert_allclose(OnnxKeypoints(onnx_path, tta=True)(crops),
                                flip_tta(model).predict(crops.reshape(20, -1)), atol=1e-3)
+    np.testing.assert_allclose(OnnxKeypoints(onnx_path, tta=True, tta_shift=2)(crops),
+                               flip_tta(model, shift=2).predict(crops.reshape(20, -1)), atol=1e-3)
 
     # predict through onnxruntime, in a fresh interpreter that never imports torch
     Image.fromarray(head()[0]).save(tmp_path / "head.png")
     script = ("import sys; from kfkd_kit.cli import main; "
-              f"code = main(['predict', '--model', {str(onnx_path)!r}, '--tta', '--out', "
+              f"code = main(['predict', '--model', {str(onnx_path)!r}, '--tta-shift', '2', '--out', "
               f"{str(tmp_path / 'onnx.csv')!r}, {str(tmp_path / 'head.png')!r}]); "
               "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                          text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=900)
     assert run.returncode == 0, run.stderr
-    assert main(["predict", "--model", str(tiny_net), "--tta", "--detector", "haar", "--out",
+    assert main(["predict", "--model", str(tiny_net), "--tta-shift", "2", "--detector", "haar", "--out",
                  str(tmp_path / "torch.csv"), str(tmp_path / "head.png")]) == 0
     via_onnx, via_torch = pd.read_csv(tmp_path / "onnx.csv"), pd.read_csv(tmp_path / "torch.csv")
     assert len(via_onnx) == len(via_torch) == 1

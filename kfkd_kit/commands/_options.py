@@ -70,6 +70,23 @@ def add_trust(p):
                         "elsewhere; a .joblib file runs code when loaded, so only one you trust)")
 
 
+def add_tta(p, what):
+    p.add_argument("--tta", action="store_true", help=what)
+    p.add_argument("--tta-shift", type=tta_shift, default=0, metavar="PX",
+                   help="with flip TTA (implies --tta), also average over a 3x3 grid of shifts "
+                        "PX whole pixels apart: 18 passes per image instead of 2; 2 is the one "
+                        "measured (docs/RESULTS.md; default 0: no shifts)")
+
+
+def tta_shift(text):
+    from ..keypoints import check_shift
+    try:
+        return check_shift(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of pixels from 0 to 47, got {text!r}") from None
+
+
 def parse_duration(text):
     """'10m', '90s', '1.5h' or plain seconds -> seconds (float)."""
     units = {"s": 1, "m": 60, "h": 3600}

@@ -47,11 +47,11 @@ COLUMNS = ("image", "face", *BOX_COLUMNS, *FEATURE_NAMES)
 class SavedModel:
     """A fitted keypoint model (modelfile.load_model), flip TTA around it when asked."""
 
-    def __init__(self, model, tta=False):
+    def __init__(self, model, tta=False, tta_shift=0):
         self.layout = framing.layout_of(model)
-        if tta:
+        if tta or tta_shift:
             from ..tta import flip_tta
-            model = flip_tta(model)
+            model = flip_tta(model, shift=tta_shift)
         self.model = model
 
     def __call__(self, crops) -> np.ndarray:
@@ -59,7 +59,7 @@ class SavedModel:
         return np.asarray(self.model.predict(crops.reshape(len(crops), -1)), dtype=np.float64)
 
 
-def load_keypoints(model_path, trust=False, tta=False, data_dir=None):
+def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=0):
     """The backend for ``model_path``: an ``.onnx`` file through onnxruntime (no torch), any
     other through modelfile.load_model. Its mean layout comes with the model; a model saved
     without one (before ``mean_keypoints_``, or not by ``kfkd train``) takes it from the
@@ -67,10 +67,10 @@ def load_keypoints(model_path, trust=False, tta=False, data_dir=None):
     path = Path(model_path)
     if path.suffix == ".onnx":
         from ..onnxmodel import OnnxKeypoints
-        backend = OnnxKeypoints(path, trust=trust, tta=tta)
+        backend = OnnxKeypoints(path, trust=trust, tta=tta or bool(tta_shift), tta_shift=tta_shift)
     else:
         from ..modelfile import load_model
-        backend = SavedModel(load_model(path, trust=trust), tta=tta)
+        backend = SavedModel(load_model(path, trust=trust), tta=tta, tta_shift=tta_shift)
     if data_dir is not None:
         from ..data import load_training
         backend.layout = framing.mean_layout(load_training(data_dir).y)
@@ -272,14 +272,15 @@ def write_annotated(paths, rows, folder, warn=None) -> list[Path]:
 
 
 def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, trust=False,
-                detector="auto", passes=None, min_size=MIN_SIZE, data_dir=None, say=print):
+                detector="auto", passes=None, min_size=MIN_SIZE, data_dir=None, say=print,
+                tta_shift=0):
     """`kfkd predict`: read, detect, frame, predict; CSV (and annotated photos). Returns the
     summary. ValueError (exit 2) only when no image could be read at all."""
     from ..photos import list_images
     paths = list_images(inputs)
     if not paths:
         raise ValueError(f"no image files in {', '.join(map(str, inputs))}")
-    keypoints = load_keypoints(model, trust=trust, tta=tta, data_dir=data_dir)
+    keypoints = load_keypoints(model, trust=trust, tta=tta, data_dir=data_dir, tta_shift=tta_shift)
     if detector == "auto":
         detector = "haar" if Path(model).suffix == ".onnx" else "mtcnn"
     warn = lambda message: print(f"kfkd predict: {message}", file=sys.stderr)  # noqa: E731
@@ -306,8 +307,7 @@ def add_parser(sub):
     p.add_argument("--out", default="keypoints.csv", help="the CSV (default: keypoints.csv)")
     p.add_argument("--annotated", default=None, metavar="DIR",
                    help="also write each photo with its boxes and keypoints drawn into DIR")
-    p.add_argument("--tta", action="store_true",
-                   help="flip test-time augmentation, as for submit")
+    _options.add_tta(p, "flip test-time augmentation, as for submit")
     p.add_argument("--detector", default="auto", choices=("auto", "mtcnn", "haar"),
                    help="auto (default): mtcnn (facenet-pytorch, needs torch) for a torch "
                         "model, haar (OpenCV) for an .onnx one, which then runs without torch")
@@ -326,4 +326,4 @@ def add_parser(sub):
 def run(args):
     run_predict(args.images, args.model, out=args.out, annotated=args.annotated, tta=args.tta,
                 trust=args.trust_model, detector=args.detector, passes=args.passes,
-                min_size=args.min_size, data_dir=args.data)
+                min_size=args.min_size, data_dir=args.data, tta_shift=args.tta_shift)

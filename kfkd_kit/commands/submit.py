@@ -15,8 +15,8 @@ def add_parser(sub):
     p.add_argument("--lookup", default=None, help="IdLookupTable.csv (default: the data folder's)")
     p.add_argument("--out-dir", default="submissions")
     p.add_argument("--output", default=None, help="exact output path (overrides --out-dir)")
-    p.add_argument("--tta", action="store_true",
-                   help="flip test-time augmentation: average with the mirrored image's prediction")
+    _options.add_tta(p, "flip test-time augmentation: average with the mirrored image's "
+                        "prediction")
     _options.add_trust(p)
     p.add_argument("--kaggle", action="store_true",
                    help="then upload the CSV to the competition (the kaggle package, credentials "
@@ -47,9 +47,10 @@ def run(args):
 
     model_path = Path(args.model)
     model = load_model(model_path, trust=args.trust_model)
-    if args.tta:
+    tta = args.tta or args.tta_shift > 0
+    if tta:
         from ..tta import flip_tta
-        model = flip_tta(model)
+        model = flip_tta(model, shift=args.tta_shift)
     folder = data.data_folder(args.data)     # the user's own files, never a synthetic stand-in
     synthetic = folder / data.SYNTHETIC_FOLDER
     if data.find_file(folder, "test") is None and data.find_file(synthetic, "test") is not None:
@@ -60,7 +61,8 @@ def run(args):
     lookup = data.load_lookup(args.lookup or folder)
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
     table = build_submission(predict_in_chunks(model, test.X), test.image_ids, lookup)
-    name = model_path.stem + ("-tta" if args.tta else "")
+    name = (model_path.stem + ("-tta" if tta else "")
+            + (f"-shift{args.tta_shift}" if args.tta_shift else ""))
     if args.output:
         path = write_submission(table, lookup, args.output)
     else:                                  # a new file: never replaces an earlier submission
