@@ -278,8 +278,8 @@ def ensembles(path, data_dir) -> str:
     rows, groups = _runs(path)
     y = held_out_targets(data_dir)
     stem = Path(path).with_suffix("")
-    lines = ["| variant | epochs | models | mean of single models, TTA (px) | ensemble (px) | ensemble + TTA (px) | gain vs single + TTA |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| variant | epochs | models | mean of single models, TTA (px) | ensemble (px) | ensemble + TTA (px) | gain vs single + TTA | ensemble + shifts 2 (px) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:  # fold and seed ensembles: their own members are the singles
         members = r.get("fold_models_tta_px") or r.get("members_tta_px")
         if members:
@@ -287,21 +287,23 @@ def ensembles(path, data_dir) -> str:
             epochs = r["epochs"] if r.get("budget_s") is None else "budget"
             lines.append(f"| {r['variant']} (seed {r['seed']}) | {epochs} | {len(members)} | "
                          f"{single:.3f} | {r['rmse_px']:.3f} | {r['rmse_tta_px']:.3f} | "
-                         f"{100 * (r['rmse_tta_px'] / single - 1):+.1f}% |")
+                         f"{100 * (r['rmse_tta_px'] / single - 1):+.1f}% | |")
     for (variant, epochs), rs in groups.items():
         if len(rs) < 2 or "fold_models_tta_px" in rs[0] or "members_tta_px" in rs[0]:
             continue
         paths = [npz_path(stem, variant, r["epochs"], r["seed"]) for r in rs]
         if not all(Path(p).exists() for p in paths):   # predictions not kept (not committed)
             lines.append(f"| {variant} | {epochs} | {len(rs)} | (held-out predictions not kept) "
-                         "| | | |")
+                         "| | | | |")
             continue
         runs = [np.load(p) for p in paths]
         plain = masked_rmse_px(y, np.mean([p["plain"] for p in runs], axis=0))
         tta = masked_rmse_px(y, np.mean([p["tta"] for p in runs], axis=0))
         single = statistics.mean(r["rmse_tta_px"] for r in rs)
+        shifted = (f"{masked_rmse_px(y, np.mean([p['tta_shift2'] for p in runs], axis=0)):.3f}"
+                   if all("tta_shift2" in p for p in runs) else "")
         lines.append(f"| {variant} | {epochs} | {len(rs)} | {single:.3f} | {plain:.3f} | "
-                     f"{tta:.3f} | {100 * (tta / single - 1):+.1f}% |")
+                     f"{tta:.3f} | {100 * (tta / single - 1):+.1f}% | {shifted} |")
     return "\n".join(lines)
 
 
@@ -356,7 +358,10 @@ def main(argv=None):
                         help="with --rescore: the shift grid's step (default 2)")
     parser.add_argument("--docs", default=None, metavar="MARKDOWN",
                         help="with --summary: also write the tables into this file's "
-                             "'net8-runs' section (e.g. docs/RESULTS.md)")
+                             "--section (e.g. docs/RESULTS.md)")
+    parser.add_argument("--section", default="net8-runs",
+                        help="with --docs: the section's name (net8-runs, or net8-budget for "
+                             "benchmarks/net8-budget-runs.jsonl)")
     args = parser.parse_args(argv)
     if args.rescore:
         print(rescore(args.rescore, args.data, args.tta_shift, args.out))
@@ -365,7 +370,7 @@ def main(argv=None):
         text = "\n".join([summary(args.out), "", ensembles(args.out, args.data)])
         print(text)
         if args.docs:
-            write_section(args.docs, "net8-runs", text)
+            write_section(args.docs, args.section, text)
         return
     if args.folds:
         row = run_folds(args.data, args.variant, args.folds, int(args.seeds.split(",")[0]),
