@@ -51,7 +51,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from kfkd_kit import configs, provenance, synthetic
-from kfkd_kit._atomic import atomic_write
+from kfkd_kit._atomic import atomic_write, write_section
 from kfkd_kit.batches import flip_half
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, N_TARGETS, SCALE, columns_of, to_unit
 from kfkd_kit.losses import MaskedMSELoss
@@ -802,7 +802,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer rows, epochs and rounds")
     parser.add_argument("--parts", default="abcdefghij", help="which parts, e.g. 'bc' (default: all)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
-                        help="Markdown file for the table ('-' for none)")
+                        help="Markdown file for the table ('-' for none); a run of some parts "
+                             "only replaces its own section of it (bench-parts-PARTS)")
     parser.add_argument("--eager-epochs", type=int, default=None,
                         help="d: run the eager loop for this many epochs and scale (default: all)")
     parser.add_argument("--compile-epochs", type=int, default=0,
@@ -828,12 +829,17 @@ def main(argv=None):
     print(" | ".join(f"{k}: {v}" for k, v in info.items()), flush=True)
     command = "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     start = time.perf_counter()
+    # a run of some parts only goes into its own section of --out, so that the full run's
+    # table (and other machines' sections) stay
+    parts = "".join(sorted(set(args.parts)))
+    partial = parts != "".join(sorted(PARTS))
 
     def markdown(table, done=False):
         took = time.perf_counter() - start
         status = f"{took:.0f} s in all" if done else f"INCOMPLETE: cut short after {took:.0f} s"
         return "\n".join([
-            "# kfkd benchmark results", "",
+            f"## Parts {parts}, {info.get('cpu', 'this CPU')}" if partial
+            else "# kfkd benchmark results", "",
             (f"`{command.strip()}` ({'quick, ' if args.quick else ''}{status}), written by "
             "benchmarks/bench.py; ratios are kfkd / baseline, measured side by side in one run."), "",
             "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), "",
@@ -844,6 +850,9 @@ def main(argv=None):
         if args.out == "-":
             return
         out = Path(args.out)
+        if partial:
+            write_section(out, f"bench-parts-{parts}", markdown(table, done))
+            return
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(out, "w") as f:
             f.write(markdown(table, done))
