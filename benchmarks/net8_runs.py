@@ -113,8 +113,9 @@ def run(data_dir, variant, seed, epochs=None, split_seed=0, budget=None, precisi
     seconds = time.perf_counter() - start
     net = model.named_steps["net"]
     held = X[held_rows]
-    predictions = {"plain": model.predict(held), "tta": flip_tta(model).predict(held),
-                   "tta_shift2": flip_tta(model, shift=2).predict(held)}
+    views = flip_tta(model, shift=2).predict_views(held)    # views[0]: flip TTA alone
+    predictions = {"plain": model.predict(held), "tta": views[0].astype(np.float32),
+                   "tta_shift2": views.mean(axis=0).astype(np.float32)}
     return model, predictions, {
         "variant": _label(variant, budget), "what": what, "seed": seed, "budget_s": budget,
         **_machine_fields(),
@@ -215,9 +216,10 @@ def tta_scores(model, held, truth, shift) -> dict:
     and with flip TTA over a 3x3 grid of ``shift``-pixel shifts: the model and each of its
     nets alone (ensemble members are averaged as the ensemble averages them)."""
     members = getattr(model, "estimators_", [model])
+    views = [flip_tta(m, shift=shift).predict_views(held) for m in members]  # [0]: flip alone
     row = {"tta_shift": shift}
-    for name, step in (("tta", 0), (f"tta_shift{shift}", shift)):
-        each = np.stack([flip_tta(m, shift=step).predict(held) for m in members])
+    for name, each in (("tta", np.stack([v[0] for v in views])),
+                       (f"tta_shift{shift}", np.stack([v.mean(axis=0) for v in views]))):
         together = each.mean(axis=0)
         row[f"rmse_{name}_px"] = masked_rmse_px(truth, together)
         row[f"members_{name}_px"] = [masked_rmse_px(truth, p) for p in each]

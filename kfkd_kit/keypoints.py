@@ -180,6 +180,21 @@ def shift_grid(shift) -> list[tuple[int, int]]:
     return [(dx, dy) for dy in steps for dx in steps]
 
 
+def flip_shift_views(predict, X, axis, shift=0) -> np.ndarray:
+    """(views, n, 30): for each (dx, dy) of ``shift_grid(shift)``, the mean of ``predict`` on
+    the shifted images and, mirrored back about ``axis``, on their mirrors, moved back by
+    (dx, dy). ``predict`` maps images shaped like ``X`` to (n, 30) float64 pixels; both flip
+    TTA paths (``tta.FlipTTA``, and ``onnxmodel`` without torch) average these views."""
+    views = []
+    for dx, dy in shift_grid(shift):
+        moved = shift_images(X, dx, dy) if dx or dy else X
+        view = (predict(moved) + mirror_targets(predict(mirror_images(moved)), axis=axis)) / 2
+        view[:, 0::2] -= dx
+        view[:, 1::2] -= dy
+        views.append(view)
+    return np.stack(views)
+
+
 def keypoint_xy_positions(columns=None) -> tuple[list[int], list[int]]:
     """Positions of each keypoint's x and y within ``columns`` (default: all 30), for the
     keypoints whose x and y are both among them: two equally long lists."""

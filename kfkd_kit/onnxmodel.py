@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .keypoints import IMAGE_SIDE, N_TARGETS, flip_pairs, shift_grid, shift_images
+from .keypoints import IMAGE_SIDE, N_TARGETS, check_shift, flip_shift_views
 
 
 class OnnxKeypoints:
@@ -45,7 +45,7 @@ class OnnxKeypoints:
         if tta and self.mirror_sum is None:
             raise ValueError(f"{path}: exported without a mirror axis; export it again for --tta")
         self.tta = tta
-        self.offsets = shift_grid(tta_shift)
+        self.shift = check_shift(tta_shift)
         self.input = self.session.get_inputs()[0].name
         shape = self.session.get_outputs()[0].shape
         if len(shape) != 2 or shape[1] != N_TARGETS:
@@ -66,19 +66,7 @@ class OnnxKeypoints:
         if not self.tta:
             return self.raw(crops)
         crops = np.asarray(crops, dtype=np.float32).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
-        total = 0.0
-        for dx, dy in self.offsets:
-            moved = shift_images(crops, dx, dy) if dx or dy else crops
-            direct = self.raw(moved)
-            mirrored = self.raw(moved[..., ::-1])
-            mirrored[:, 0::2] = self.mirror_sum - mirrored[:, 0::2]
-            for a, b in flip_pairs():
-                mirrored[:, [a, b]] = mirrored[:, [b, a]]
-            view = (direct + mirrored) / 2
-            view[:, 0::2] -= dx
-            view[:, 1::2] -= dy
-            total = total + view
-        return total / len(self.offsets)
+        return flip_shift_views(self.raw, crops, self.mirror_sum / 2, self.shift).mean(0)
 
 
 def check_onnx_sha256(path) -> None:

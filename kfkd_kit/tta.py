@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .keypoints import N_PIXELS, check_shift, mirror_images, mirror_targets, shift_images, shift_grid
+from .keypoints import N_PIXELS, check_shift, flip_shift_views
 from .metrics import PixelRMSEScore, check_images
 
 
@@ -40,29 +40,15 @@ class FlipTTA(PixelRMSEScore, RegressorMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator).fit(X, y)
         return self
 
-    def offsets(self) -> list[tuple[int, int]]:
-        """The (dx, dy) shifts averaged over, (0, 0) first."""
-        return shift_grid(getattr(self, "shift", 0))     # models saved before shift had none
-
     def predict_views(self, X) -> np.ndarray:
         """(views, n, 30): each shifted view's flip-averaged prediction, moved back; ``predict``
         is their mean, and their spread says how sure the model is of a keypoint."""
         check_is_fitted(self, "estimator_")
         X = check_images(self, X)
         from .estimator import flip_axis_of   # torch only when a model is asked to predict
-        axis = flip_axis_of(self.estimator_)
-        views = []
-        for dx, dy in self.offsets():
-            moved = shift_images(X, dx, dy) if dx or dy else X
-            direct = np.asarray(self.estimator_.predict(moved), dtype=np.float64)
-            mirrored = mirror_targets(
-                np.asarray(self.estimator_.predict(mirror_images(moved)), dtype=np.float64),
-                axis=axis)
-            view = (direct + mirrored) / 2
-            view[:, 0::2] -= dx
-            view[:, 1::2] -= dy
-            views.append(view)
-        return np.stack(views)
+        return flip_shift_views(
+            lambda images: np.asarray(self.estimator_.predict(images), dtype=np.float64),
+            X, flip_axis_of(self.estimator_), getattr(self, "shift", 0))  # older models: none
 
     def predict(self, X):
         return self.predict_views(X).mean(0).astype(np.float32)

@@ -49,7 +49,7 @@ class SavedModel:
 
     def __init__(self, model, tta=False, tta_shift=0):
         self.layout = framing.layout_of(model)
-        if tta or tta_shift:
+        if tta:
             from ..tta import flip_tta
             model = flip_tta(model, shift=tta_shift)
         self.model = model
@@ -65,9 +65,10 @@ def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=
     without one (before ``mean_keypoints_``, or not by ``kfkd train``) takes it from the
     training data in ``data_dir``, and without that is refused in one line."""
     path = Path(model_path)
+    tta = tta or bool(tta_shift)                 # a shift grid is flip TTA on shifted copies
     if path.suffix == ".onnx":
         from ..onnxmodel import OnnxKeypoints
-        backend = OnnxKeypoints(path, trust=trust, tta=tta or bool(tta_shift), tta_shift=tta_shift)
+        backend = OnnxKeypoints(path, trust=trust, tta=tta, tta_shift=tta_shift)
     else:
         from ..modelfile import load_model
         backend = SavedModel(load_model(path, trust=trust), tta=tta, tta_shift=tta_shift)
