@@ -38,6 +38,7 @@ START_LR ?=
 END_LR ?=
 MODELS_DIR ?= models
 FLIP_AXIS ?=
+VALID ?=
 BUDGET ?=
 MODELS ?=
 JOBS ?=
@@ -57,7 +58,7 @@ DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK
 SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
   $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
   $(call opt,--base,$(BASE)) $(call opt,--flip-axis,$(FLIP_AXIS)) $(call opt,--budget,$(BUDGET)) \
-  $(call opt,--params,$(PARAMS))
+  $(call opt,--valid-fraction,$(VALID)) $(call opt,--params,$(PARAMS))
 
 .PHONY: setup download train submit report cv grid zoo lrfind tune compare predict export bench test data clean help
 
@@ -70,6 +71,7 @@ help:
 	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
 	@echo "             BUDGET=10m|90s|1.5h: time per fit; the net runs as many epochs as fit"
 	@echo "             FLIP_AXIS=auto|PX (the labels' mirror axis; auto: measured from the data)"
+	@echo "             VALID=0.1: the share held out for the epoch table (VALID=0: train on every row)"
 	@echo "             MODELS=N (train only): N nets of seeds SEED.., saved as their mean; JOBS= at a time"
 	@echo "             (default: one per core, each on its share of the cores); BUDGET= is for all N"
 	@echo "             HEADS=dense,softargmax (net8): the nets' heads in turn (mixed heads average better)"

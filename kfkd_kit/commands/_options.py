@@ -52,6 +52,10 @@ def add_settings(p, verbose):
     p.add_argument("--budget", type=parse_duration, default=None, metavar="TIME",
                    help="time per fit, e.g. 10m, 90s, 1.5h: the net times its first epochs and "
                         "runs as many as fit, its schedules spread over them (replaces --epochs)")
+    p.add_argument("--valid-fraction", type=fraction, default=None, metavar="F",
+                   help="the share of the training rows held out for the epoch table's valid "
+                        "loss (train's default: the net's own, 0.2, net8 0.1; cv and grid: 0); "
+                        "0 trains on every row, and the table shows the train loss only")
     p.add_argument("--flip-axis", type=flip_axis, default=None, metavar="PX|auto",
                    help="the labels' mirror axis for flip augmentation and flip TTA, in pixels "
                         "(x -> 2 PX - x); default auto: measured from the training rows")
@@ -112,6 +116,16 @@ def flip_axis(text):
     return value
 
 
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -137,8 +151,8 @@ def add_selection(p, folds):
     """The options cv and grid share."""
     p.add_argument("--folds", type=int, default=folds,
                    help=f"k of the shuffled, seeded k-fold CV (default: {folds})")
-    p.add_argument("--valid-fraction", type=float, default=0.0,
-                   help="the net's own validation split, from each fold's training part (default 0: off)")
+    # --valid-fraction (add_settings) splits each fold's training part; off unless asked
+    p.set_defaults(valid_fraction=0.0)
     rows = p.add_mutually_exclusive_group()
     rows.add_argument("--complete-only", dest="complete_only", action="store_true",
                       help="only rows with all 30 keypoints (default: as the net's config)")
