@@ -79,6 +79,8 @@ VARIANTS = {
     "l1": ("L1 loss (masked) instead of the squared error", {"net__criterion": MaskedL1Loss}),
     "wd0": ("no weight decay", {"net__optimizer__weight_decay": 0.0}),
     "wd0.2": ("weight decay 0.2", {"net__optimizer__weight_decay": 0.2}),
+    "valid0": ("no validation split inside the fit: it trains on all its rows",
+               {"net__valid_fraction": 0.0}),
 }
 
 
