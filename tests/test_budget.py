@@ -177,7 +177,7 @@ def test_budget_is_one_setting_for_every_command():
     assert configs.inner_net(_options.estimator(args)).budget == 120
 
 
-def test_valid_fraction_is_one_setting_for_every_command(tmp_path, capsys):
+def test_valid_fraction_is_one_setting_for_every_command(capsys):
     for command in ("train", "cv", "grid", "tune"):
         args = cli.build_parser().parse_args([command, "--net", "net8", "--valid-fraction", "0"])
         assert configs.inner_net(_options.estimator(args)).resolved_train_split() is None
