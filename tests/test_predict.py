@@ -383,6 +383,31 @@ def test_export_refuses_to_write_on_a_mismatch(tiny_net, tmp_path, monkeypatch, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
+def test_a_seed_ensemble_exports_as_one_graph_of_its_mean(tmp_path, capsys):
+    from kfkd_kit import configs
+    from kfkd_kit.commands.export import check_batch
+    from kfkd_kit.ensemble import SeedEnsemble
+    from kfkd_kit.modelfile import load_model
+    from kfkd_kit.onnxmodel import OnnxKeypoints
+    from kfkd_kit.synthetic import make_faces
+    X, y = make_faces(120, seed=1)
+    model = SeedEnsemble(configs.build("net1", epochs=2, device="cpu", precision="fp32",
+                                       verbose=0), seeds=2, n_jobs=1).fit(X, y)
+    framing.attach_layout(model, y)
+    path = tmp_path / "pair.joblib"
+    save_model(model, path, {"net": "net1"})
+    assert main(["export", "--model", str(path)]) == 0
+    capsys.readouterr()
+    crops = check_batch(16, seed=3)
+    model = load_model(path)
+    each = model.predict_each(crops.reshape(16, -1))
+    assert np.abs(each[0] - each[1]).max() > 0.01       # two different nets, not one twice
+    runtime = OnnxKeypoints(path.with_suffix(".onnx"))
+    np.testing.assert_allclose(runtime(crops), model.predict(crops.reshape(16, -1)), atol=1e-3)
+    assert json.loads(path.with_suffix(".json").read_text())["onnx"]["nets_averaged"] == 2
+
+
 def test_the_mean_layout_travels_with_joblib_and_skops_models(tiny_net, tmp_path):
     from kfkd_kit.modelfile import load_model
     model = load_model(tiny_net)

@@ -4,7 +4,8 @@ through onnxruntime for `kfkd predict --model M.onnx`, without importing torch.
 The graph is the net as it predicts: input ``crops``, float32 (n, 96, 96) grey levels 0..255
 (a uint8 crop cast to float); the pixel scaling (/ 255) inside; output ``keypoints``, float32
 (n, 30) in pixels, Kaggle's columns and coordinates. For net8 its weights are the weight
-average that the fitted net carries. It is computed in fp32: a net that predicts in bf16 on
+average that the fitted net carries. A seed ensemble (`kfkd train --models N`) becomes one
+graph that holds its N nets and outputs the mean of their keypoints. It is computed in fp32: a net that predicts in bf16 on
 a CPU with AMX gives answers that differ by a few hundredths of a pixel.
 
 Before anything is written the export runs onnxruntime and the torch net (in fp32) on one
@@ -49,13 +50,13 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
         raise ValueError(f"{out}: the ONNX file would replace the model it comes from; "
                          "give --out another name")
     model = modelfile.load_model(model_path, trust=trust)
-    net = _single_net(model, model_path)
+    nets = _nets(model, model_path)
     layout = framing.layout_of(model)
     mirror = mirror_sum_of(model)
-    wrapper = _Graph(net.module_).eval()
+    wrapper = _Graph([net.module_ for net in nets]).eval()
     batch = check_batch()
     payload = _onnx_bytes(wrapper, batch)
-    expected = _fp32_predictions(model, net, batch)
+    expected = _fp32_predictions(model, nets, batch)
     got = OnnxKeypoints.from_bytes(payload).raw(batch)
     worst = float(np.max(np.abs(got - expected)))
     if not np.isfinite(worst) or worst > TOLERANCE:
@@ -80,11 +81,11 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
     record = {"file": out.name, "format": ONNX_FORMAT, "bytes": len(payload),
               "sha256": hashlib.sha256(payload).hexdigest()}
     check = {"batch": len(batch), "max_abs_diff_px": worst, "tolerance_px": TOLERANCE,
-             "precision_of_torch_predict": getattr(net, "precision_", "fp32"),
+             "precision_of_torch_predict": getattr(nets[0], "precision_", "fp32"),
              "max_abs_diff_vs_torch_predict_px": float(np.max(np.abs(got - as_predicted)))}
     onnx_record = {"source_model": str(model_path), "source_sha256": modelfile.sha256_of(model_path),
                    "opset": OPSET, "check": check, "mean_keypoints": metadata["mean_keypoints"],
-                   "mirror_sum": mirror}
+                   "mirror_sum": mirror, "nets_averaged": len(nets)}
     json_file = modelfile.json_path(out)
     existing = modelfile.read_record(json_file)
     described = (existing.get("model_file") or {}).get("file") if existing else None
@@ -101,7 +102,21 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
     return out
 
 
-def _single_net(model, path):
+def _nets(model, path) -> list:
+    """The KeypointNets the graph computes: one net's pipeline (pixels -> net), as kfkd
+    train saves net1 ... net8, or each member of a SeedEnsemble of such pipelines (the
+    graph then averages them, as the ensemble's predict does)."""
+    from ..ensemble import SeedEnsemble
+    members = model.estimators_ if isinstance(model, SeedEnsemble) else [model]
+    nets = [_pipeline_net(member) for member in members]
+    if None in nets:
+        raise ValueError(f"{path}: holds a {type(model).__name__}; export handles one net's "
+                         "pipeline (pixels -> net), as kfkd train saves net1 ... net8, or a "
+                         "seed ensemble of them (kfkd train --models N)")
+    return nets
+
+
+def _pipeline_net(model):
     from sklearn.pipeline import Pipeline
     from ..estimator import KeypointNet
     from ..pipeline import PixelScaler
@@ -110,8 +125,7 @@ def _single_net(model, path):
             and isinstance(model.steps[1][1], KeypointNet)
             and model.steps[0][1].n_pixels in (None, IMAGE_SIDE * IMAGE_SIDE)):
         return model.steps[1][1]
-    raise ValueError(f"{path}: holds a {type(model).__name__}; export handles one net's "
-                     "pipeline (pixels -> net), as kfkd train saves net1 ... net8")
+    return None
 
 
 def _torch_graph():
@@ -120,27 +134,33 @@ def _torch_graph():
     from ..keypoints import CENTER, SCALE
 
     class Graph(torch.nn.Module):
-        """crops (n, 96, 96) grey levels -> keypoints (n, 30) pixels."""
+        """crops (n, 96, 96) grey levels -> keypoints (n, 30) pixels: the mean of the
+        nets' keypoints (one net: its own)."""
 
-        def __init__(self, module):
+        def __init__(self, modules):
             super().__init__()
-            self.module = module
+            self.nets = torch.nn.ModuleList(modules)
 
         def forward(self, crops):
             x = crops.reshape(crops.shape[0], IMAGE_SIDE * IMAGE_SIDE) / 255.0
-            return self.module(x) * SCALE + CENTER
+            total = sum(net(x) for net in self.nets)
+            return total / len(self.nets) * SCALE + CENTER
 
     return Graph
 
 
-def _Graph(module):
+def _Graph(modules):
     import copy
-    module = copy.deepcopy(module).float().eval()
+
     import torch
-    module = module.to(memory_format=torch.contiguous_format)
-    if hasattr(module, "channels_last"):
-        module.channels_last = False     # NHWC is a CPU speed-up for training; same numbers
-    return _torch_graph()(module)
+    copies = []
+    for module in modules:
+        module = copy.deepcopy(module).float().eval()
+        module = module.to(memory_format=torch.contiguous_format)
+        if hasattr(module, "channels_last"):
+            module.channels_last = False     # NHWC is a CPU speed-up for training; same numbers
+        copies.append(module)
+    return _torch_graph()(copies)
 
 
 def _onnx_bytes(wrapper, batch) -> bytes:
@@ -172,16 +192,18 @@ def _with_metadata(payload, metadata) -> bytes:
     return graph.SerializeToString()
 
 
-def _fp32_predictions(model, net, batch):
-    """The fitted model's predictions for ``batch``, its net computing in fp32."""
-    saved = getattr(net, "precision_", None)
+def _fp32_predictions(model, nets, batch):
+    """The fitted model's predictions for ``batch``, its nets computing in fp32."""
+    saved = [getattr(net, "precision_", None) for net in nets]
     try:
-        if saved is not None:
-            net.precision_ = "fp32"
+        for net, precision in zip(nets, saved):
+            if precision is not None:
+                net.precision_ = "fp32"
         return np.asarray(model.predict(batch.reshape(len(batch), -1)), dtype=np.float64)
     finally:
-        if saved is not None:
-            net.precision_ = saved
+        for net, precision in zip(nets, saved):
+            if precision is not None:
+                net.precision_ = precision
 
 
 def check_batch(n=CHECK_BATCH, seed=0) -> np.ndarray:
