@@ -75,6 +75,8 @@ help:
 	@echo "             MODELS=N (train only): N nets of seeds SEED.., saved as their mean; JOBS= at a time"
 	@echo "             (default: one per core, each on its share of the cores); BUDGET= is for all N"
 	@echo "             HEADS=dense,softargmax (net8): the nets' heads in turn (mixed heads average better)"
+	@echo "             NET=net8 BUDGET=10m or more, 2+ cores, native bf16, no MODELS/HEADS: a pair"
+	@echo "             (MODELS=2 HEADS=dense,softargmax) by default; MODELS=1 for one net"
 	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation] [TTA_SHIFT=2: and a 3x3 grid of shifts]"
 	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
 	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"

@@ -110,6 +110,54 @@ def test_train_models_saves_one_ensemble_that_submit_uses(tmp_path, capfd):
     assert "the model's own validation split" in said and "NOTE" not in said
 
 
+@pytest.mark.parametrize("argv, cores, bf16, pair", [
+    (["--budget", "10m"], 2, "AMX", True),
+    (["--budget", "45m"], 16, "AVX512-BF16", True),
+    (["--budget", "10m"], 2, None, False),                 # fp32: the pair only tied one net
+    (["--budget", "10m", "--precision", "fp32"], 2, "AMX", False),
+    (["--budget", "9m"], 2, "AMX", False),                 # not measured: one net
+    (["--budget", "10m"], 1, "AMX", False),                # one core: one net
+    (["--budget", "10m", "--device", "cuda"], 2, "CUDA", False),
+    (["--budget", "10m", "--models", "1"], 2, "AMX", False),
+    (["--budget", "10m", "--heads", "softargmax"], 2, "AMX", False),
+    ([], 2, "AMX", False),                                 # no budget: one net
+    (["--budget", "10m", "--net", "net5"], 2, "AMX", False),
+])
+def test_net8_with_a_budget_of_10_minutes_trains_a_pair_by_default(argv, cores, bf16, pair,
+                                                                   monkeypatch):
+    from kfkd_kit import precision
+    from kfkd_kit.cli import build_parser
+    from kfkd_kit.commands import _options, train
+    monkeypatch.setattr(train, "_cores", lambda: cores)
+    monkeypatch.setattr(precision, "bf16_support", lambda device: bf16)
+    args = build_parser().parse_args(["train", "--net", "net8", "--device", "cpu", *argv])
+    assert train.pair_by_default(args, _options.estimator(args)) is pair
+
+
+@pytest.mark.slow
+def test_the_default_pair_is_said_and_saved(tmp_path, monkeypatch, capfd):
+    from joblib.externals.loky import get_reusable_executor
+
+    from kfkd_kit import precision
+    from kfkd_kit.commands import train
+    get_reusable_executor().shutdown(wait=True)
+    monkeypatch.setattr(train, "PAIR_FROM_S", 5)      # the rule, not 10 minutes of training
+    monkeypatch.setattr(train, "_cores", lambda: 2)
+    monkeypatch.setattr(precision, "bf16_support", lambda device: "AMX")   # in this process only
+    data, model = tmp_path / "data", tmp_path / "models" / "net8.joblib"
+    write_kaggle_dataset(data, n_train=40, n_test=4, seed=2)
+    # the workers train in what their CPU computes (auto): bf16 here only where it is native
+    assert main(["train", "--data", str(data), "--net", "net8", "--budget", "6s", "--jobs", "2",
+                 "--device", "cpu", "--model", str(model), "--quiet"]) == 0
+    out = capfd.readouterr().out
+    assert "net8 trains as two nets side by side (heads dense,softargmax, each on half" in out
+    assert "--models 1 (MODELS=1) trains one net" in out
+    record = json.loads(modelfile.json_path(model).read_text())
+    assert record["ensemble"]["heads"] == ["dense", "softargmax"]
+    assert record["ensemble"]["member_budget_s"] == 6
+    assert isinstance(modelfile.load_model(model), SeedEnsemble)
+
+
 def test_models_with_specialists_is_refused(tmp_path, capsys):
     data = tmp_path / "data"
     write_kaggle_dataset(data, n_train=20, n_test=2, seed=2)
