@@ -17,9 +17,11 @@ models it has already fitted (no refit) with :meth:`FoldEnsemble.from_fitted`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +30,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils.validation import check_is_fitted
 
-from .configs import head_params, inner_net, net_prefix, set_head
+from . import runs
+from .configs import head_params, inner_net, net_prefix, set_head, settings
 from .metrics import PixelRMSEScore, check_images_and_targets
 from .nets import BNCNN
 
@@ -147,6 +150,11 @@ class SeedEnsemble(_MeanEnsemble):
     at budget x r / R, and each member's net gets the seconds left until its round's end
     when it starts (so starting the worker processes counts too).
 
+    ``fit(X, y, run_dir=...)`` keeps each member's checkpoints in ``run_dir/seed-S/`` while
+    it trains (runs.py, as ``make train`` does for one net): the same call after the process
+    died resumes every member where its checkpoint left it, a member that had finished
+    included, and ends with the model the uninterrupted fit gives (on the CPU in fp32).
+
     Attributes (after ``fit``)
     ----------
     estimators_ : list of fitted estimators, one per seed
@@ -201,8 +209,9 @@ class SeedEnsemble(_MeanEnsemble):
                 else torch.get_num_threads(),
                 "member_budget_s": None if budget is None else float(budget) / rounds}
 
-    def fit(self, X, y):
-        """Fit one clone of ``estimator`` per seed on all of (X, y)."""
+    def fit(self, X, y, run_dir=None):
+        """Fit one clone of ``estimator`` per seed on all of (X, y). ``run_dir``: a folder
+        for the members' checkpoints, resumed from when it holds this fit's (see above)."""
         started = time.time()      # wall-clock time: the workers' clocks are compared to it
         plan = self.plan()
         X, y = check_images_and_targets(self, X, y)
@@ -214,17 +223,23 @@ class SeedEnsemble(_MeanEnsemble):
                    for seed in plan["seeds"]]
         for member, head in zip(members, plan["heads"] or ()):
             set_head(member, head)
+        own_callbacks = None
+        if run_dir is not None:
+            own_callbacks = _keep_member_runs(self.estimator, members, plan, run_dir, X, y)
         jobs, share = plan["jobs"], plan["member_budget_s"]
         ends = [None if share is None else started + share * (k // jobs + 1)
                 for k in range(len(members))]
         if jobs == 1:
-            fitted = [_fit_member(member, X, y, prefix, end) for member, end in zip(members, ends)]
+            fitted = [_fit_in_turn(member, X, y, prefix, end) for member, end in zip(members, ends)]
         else:
             # loky processes: each member's torch uses only its share of the threads, and
             # its epoch table comes out line by line, labelled with its seed
             fitted = Parallel(n_jobs=jobs, backend="loky")(
                 delayed(_fit_member)(member, X, y, prefix, end, plan["threads_per_job"], name)
                 for member, name, end in zip(members, self._names(plan), ends))
+        if own_callbacks is not None:   # the saved members carry their own callbacks, not this run's
+            for member, callbacks in zip(fitted, own_callbacks):
+                member.set_params(**{prefix + "callbacks": callbacks})
         self.estimators_ = list(fitted)
         self.seeds_ = plan["seeds"]
         self.plan_ = plan
@@ -239,6 +254,38 @@ class SeedEnsemble(_MeanEnsemble):
     def member_names(self) -> list[str]:
         plan = getattr(self, "plan_", None) or {"seeds": self.seeds_}
         return self._names(plan)
+
+
+def _keep_member_runs(template, members, plan, run_dir, X, y) -> list:
+    """Give each member checkpoint callbacks in ``run_dir/seed-S/`` (runs.py); returns
+    the members' own callbacks. ``run_dir`` records the ensemble, its template and a hash
+    of the data; a folder of another fit is set aside, never resumed (runs.prepare)."""
+    prefix = net_prefix(template)
+    record = {"ensemble": {"seeds": plan["seeds"], "heads": plan["heads"]},
+              "settings": settings(template), "data": _data_hash(X, y)}
+    runs.prepare(run_dir, record)
+    own = []
+    for member, seed, head in zip(members, plan["seeds"], plan["heads"] or [None] * len(members)):
+        net = inner_net(member)
+        member_dir = Path(run_dir) / f"seed-{seed}"
+        epoch = runs.prepare(member_dir, {"seed": seed, "head": head,
+                                          "settings": settings(member)})
+        if epoch:
+            print(f"seed {seed}: resuming from epoch {epoch} (checkpoint in {member_dir})",
+                  flush=True)
+        first, last = runs.checkpoint_callbacks(member_dir)
+        own.append(list(net.callbacks))
+        member.set_params(**{prefix + "callbacks": first + list(net.callbacks) + last})
+    return own
+
+
+def _data_hash(X, y) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (X, y):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 class _Labelled:
@@ -260,6 +307,16 @@ class _Labelled:
 
     def isatty(self):
         return False            # plain text: no colour codes between the labels
+
+
+def _fit_in_turn(member, X, y, prefix, end):
+    """One member in this process. skorch ends a fit quietly on Ctrl-C; here Ctrl-C ends
+    the ensemble's fit, rather than the next member starting."""
+    with runs.stop_on_ctrl_c() as interrupted:
+        fitted = _fit_member(member, X, y, prefix, end)
+    if interrupted:
+        raise KeyboardInterrupt
+    return fitted
 
 
 def _fit_member(member, X, y, prefix, end=None, threads=None, label=None):

@@ -208,7 +208,9 @@ class SlotCheckpoint(Checkpoint):
         best, self.best_ = self.best_, None
         last = (len(net.history), self._state(net)) if whole_epoch else None
         self.writer_ = threading.Thread(target=self._write, name=f"kfkd-checkpoint-{self.name}",
-                                        args=(last, best), daemon=True)
+                                        args=(last, best))
+        # not a daemon: a process that ends mid-write (Ctrl-C while a fit ends) finishes
+        # the write first; a daemon thread killed inside torch.save aborts the interpreter
         self.writer_.start()
 
     def _write(self, last, best):

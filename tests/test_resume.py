@@ -184,22 +184,23 @@ def _assert_same_model(expected, resumed, X):
     assert nets[0].flip_axis_ == nets[1].flip_axis_
 
 
-# The command, run so that it sends itself SIGKILL once epoch K's checkpoint is on disk: a
-# real kill -9 at a chosen epoch, however busy the machine (a test polling the run folder from
-# outside was sometimes descheduled until the run had finished).
+# The command, run so that it sends itself SIGKILL (or another signal) once epoch K's
+# checkpoint is on disk: a real kill -9 at a chosen epoch, however busy the machine (a test
+# polling the run folder from outside was sometimes descheduled until the run had finished).
 _SELF_KILL = """
 import os, signal, sys
 from skorch.callbacks import Callback
 from kfkd_kit import runs
 from kfkd_kit.cli import main
 after = int(os.environ["KFKD_TEST_KILL_AFTER"])
+signum = int(os.environ.get("KFKD_TEST_SIGNAL", signal.SIGKILL))
 class KillNine(Callback):
     def on_epoch_end(self, net, **kwargs):
         if len(net.history) == after:
             checkpoint = dict(net.callbacks_)["checkpoint"]
             checkpoint.save_model(net, force=True)   # it skips epochs shorter than its budget
             checkpoint.wait()
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signum)
 plain = runs.checkpoint_callbacks
 def with_kill(run_dir):
     first, last = plain(run_dir)
@@ -209,10 +210,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _kill_itself_after(command, epoch):
+def _kill_itself_after(command, epoch, signum=signal.SIGKILL):
     assert command[1:3] == ["-m", "kfkd_kit"]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]),
-               KFKD_TEST_KILL_AFTER=str(epoch))
+               KFKD_TEST_KILL_AFTER=str(epoch), KFKD_TEST_SIGNAL=str(int(signum)))
     return subprocess.run([command[0], "-c", _SELF_KILL, *command[3:]], capture_output=True,
                           text=True, env=env, timeout=600)
 
@@ -332,3 +333,65 @@ def test_a_budgeted_run_resumes_with_its_plan_and_schedule(tmp_path, faces, monk
     cycle = dict(again.callbacks_)["lr_schedule"]
     assert cycle.total_steps_ == dict(net.callbacks_)["lr_schedule"].total_steps_ < 50
     _assert_same_model(whole, resumed, faces[0])
+
+
+# -- seed ensembles (MODELS=N): a run folder per net -------------------------------------------
+def _small_pair(n_jobs):
+    from kfkd_kit.ensemble import SeedEnsemble
+    return SeedEnsemble(_small_net8(epochs=3), seeds=[3, 4], n_jobs=n_jobs,
+                        heads=["dense", "softargmax"])
+
+
+def _assert_same_ensemble(expected, resumed, X):
+    assert len(expected.estimators_) == len(resumed.estimators_) == 2
+    for a, b in zip(expected.estimators_, resumed.estimators_):
+        _assert_same_model(a, b, X)
+        names = [name for name, _ in b.named_steps["net"].callbacks]
+        assert "checkpoint" not in names and "resume" not in names   # this run's, not kept
+
+
+def test_an_ensemble_killed_mid_run_resumes_each_net_to_the_uninterrupted_model(
+        tmp_path, faces, monkeypatch):
+    killed = tmp_path / "killed"
+    plain = runs.checkpoint_callbacks
+
+    def with_copy(run_dir):
+        first, last = plain(run_dir)
+        return first, last + [("copy", _KillAfter(1, killed / Path(run_dir).name))]
+    monkeypatch.setattr(runs, "checkpoint_callbacks", with_copy)
+    whole = _small_pair(n_jobs=1).fit(*faces, run_dir=tmp_path / "whole")
+    monkeypatch.setattr(runs, "checkpoint_callbacks", plain)
+    shutil.copy(tmp_path / "whole" / runs.RUN_RECORD, killed)   # the ensemble's own record
+    resumed = _small_pair(n_jobs=1).fit(*faces, run_dir=killed)
+    assert [e.named_steps["net"].resumed_epochs_ for e in resumed.estimators_] == [1, 1]
+    _assert_same_ensemble(whole, resumed, faces[0])
+
+
+def test_an_ensemble_whose_nets_had_finished_resumes_to_the_same_model(tmp_path, faces, capsys):
+    whole = _small_pair(n_jobs=2).fit(*faces, run_dir=tmp_path / "run")   # in worker processes
+    resumed = _small_pair(n_jobs=2).fit(*faces, run_dir=tmp_path / "run")
+    assert [e.named_steps["net"].resumed_epochs_ for e in resumed.estimators_] == [3, 3]
+    assert "seed 4: resuming from epoch 3" in capsys.readouterr().out
+    _assert_same_ensemble(whole, resumed, faces[0])
+    # another net's run in the folder is set aside, not resumed
+    from kfkd_kit.ensemble import SeedEnsemble
+    again = SeedEnsemble(_small_net8(epochs=2), seeds=[3, 4], n_jobs=1).fit(
+        *faces, run_dir=tmp_path / "run")
+    assert [len(e.named_steps["net"].history) for e in again.estimators_] == [2, 2]
+    assert "other settings or data" in capsys.readouterr().out
+    assert (tmp_path / "run.old" / "seed-3").is_dir()
+
+
+def test_ctrl_c_stops_an_ensemble_and_the_same_command_resumes_it(folder):
+    model = folder / "pair" / "net1.joblib"
+    run_dir = Path(f"{model}.run")
+    command = _command(folder, model, epochs=60) + ["--models", "2", "--jobs", "1", "--seed", "3"]
+    stopped = _kill_itself_after(command, 15, signal.SIGINT)    # Ctrl-C after the 15th epoch
+    assert stopped.returncode == 130, stopped.stdout[-2000:] + stopped.stderr[-2000:]
+    assert "run the same command to resume" in stopped.stdout and not model.exists()
+    assert json.loads((run_dir / "seed-3" / "last.json").read_text())["epoch"] == 15
+    assert not (run_dir / "seed-4" / "last.json").exists()   # the second net never started
+    assert "seed 3: resuming from epoch 15" in _run(command)
+    ensemble = joblib.load(model)
+    assert [len(e.named_steps["net"].history) for e in ensemble.estimators_] == [60, 60]
+    assert not run_dir.exists()                       # finished: checkpoints removed

@@ -75,7 +75,8 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
 
     A single net keeps checkpoints in ``<model>.run/`` while it trains (runs.py): the same
     call after the process died resumes there, and Ctrl-C stops it and saves the best
-    model so far.
+    model so far. An ensemble of seeds (``--models N``) keeps one such folder per net in
+    ``<model>.run/seed-S/`` and resumes each net; Ctrl-C stops it without a model.
     """
     given = configs.load_params(params_file) if params_file else None  # read now, not after hours
     folder = data.resolve_data_dir(data_dir, say)
@@ -89,16 +90,23 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
         say(_ensemble_line(estimator.plan()))
     model_path = Path(model_path or f"models/{name}.joblib")
     run_dir = model_path.with_name(model_path.name + ".run")
+    ensemble = isinstance(estimator, SeedEnsemble)
     resumable = not isinstance(estimator, (Specialists, SeedEnsemble))
     if resumable:
         callbacks = _keep_run(estimator, name, training, run_dir, say)
     start = time.perf_counter()
     with runs.stop_on_ctrl_c() as interrupted:
-        estimator.fit(training.X, training.y)
+        if ensemble:
+            estimator.fit(training.X, training.y, run_dir=run_dir)
+        else:
+            estimator.fit(training.X, training.y)
     seconds = time.perf_counter() - start
     if interrupted and resumable:
         _best_so_far(estimator, run_dir, say)
     elif interrupted:
+        if ensemble:
+            say(f"interrupted: no model saved; run the same command to resume each net "
+                f"from its checkpoint in {run_dir}")
         raise KeyboardInterrupt
     rmse = validation_rmse(estimator, training.X, training.y)
     framing.attach_layout(estimator, training.y)   # for framing faces in photos (predict)
@@ -137,7 +145,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
         say(f"interrupted: the best model so far (valid RMSE {shown}) is saved to {model_path}; "
             f"run the same command to resume from {run_dir}")
     else:
-        if resumable:
+        if resumable or ensemble:
             runs.finish(run_dir)
         say(f"valid RMSE {shown}; model saved to {model_path}")
     return metadata
@@ -221,7 +229,7 @@ def add_parser(sub):
 # as a pair by default: a dense and a soft-argmax net side by side, one core each, beat one
 # net on both cores in the same 10 minutes (1.236 against 1.255 px on faces15). In fp32
 # (a CPU without native bf16) the pair only tied one net at 10 minutes (1.297 against 1.299),
-# so there it stays one net, which can also resume. Shorter budgets were not measured.
+# so there it stays one net. Shorter budgets were not measured.
 # docs/RESULTS.md has the runs.
 PAIR_FROM_S = 600
 PAIR_HEADS = "dense,softargmax"
