@@ -50,12 +50,14 @@ import torch
 from skorch.callbacks import Callback
 from torch import nn
 
-from kfkd_kit import configs, provenance, synthetic
-from kfkd_kit._atomic import atomic_write, write_section
-from kfkd_kit.batches import flip_half
+from kfkd_kit import configs
+from kfkd_kit.utils import provenance
+from kfkd_kit.data import synthetic
+from kfkd_kit.utils.atomic import atomic_write, write_section
+from kfkd_kit.net.batches import flip_half
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, N_TARGETS, SCALE, columns_of, to_unit
-from kfkd_kit.losses import MaskedMSELoss
-from kfkd_kit.nets import CNN
+from kfkd_kit.net.losses import MaskedMSELoss
+from kfkd_kit.net.nets import CNN
 
 DATA_DIR = ROOT / "build" / "bench"
 KAGGLE_ROWS = 7049          # rows of Kaggle's training.csv
@@ -399,8 +401,8 @@ def paired(a, b):
 
 def part_net1_cpu(table, quick):
     print("b. net1 epoch on CPU", flush=True)
-    from kfkd_kit.malloc import reuse_freed_memory
-    from kfkd_kit.nets import MLP
+    from kfkd_kit.utils.malloc import reuse_freed_memory
+    from kfkd_kit.net.nets import MLP
     n = 600 if quick else KAGGLE_COMPLETE
     epochs, rounds = (4, 2) if quick else (5, 9)
     images, points = faces(n)
@@ -582,7 +584,7 @@ def part_checkpoints(table, quick):
     """What make train's per-epoch checkpoints (runs.py) cost a net1 epoch."""
     import tempfile
 
-    from kfkd_kit import runs
+    from kfkd_kit.utils import runs
     print("g. checkpoint cost (net1)", flush=True)
     n, epochs, rounds = KAGGLE_COMPLETE, (10 if quick else 40), (1 if quick else 3)
     images, points = faces(n)
@@ -609,7 +611,7 @@ def part_checkpoints(table, quick):
 # -- main ------------------------------------------------------------------------------------
 # -- e. bf16 on CPU --------------------------------------------------------------------------
 def part_bf16_cpu(table, quick):
-    from kfkd_kit.precision import cpu_bf16_support
+    from kfkd_kit.utils.precision import cpu_bf16_support
     support = cpu_bf16_support()
     print(f"e. fp32 vs bf16 on CPU (native bf16: {support or 'none'})", flush=True)
     n = 320 if quick else 640
@@ -644,7 +646,7 @@ def net8_fp32_steps(quick, rounds=None):
     """{"v1": [ms per step, ...], "now": [...], "capability": ...}: net8's fp32 training step
     (epoch seconds over training batches; augmentation, weight average and its share of
     the validation pass included) with BNCNN.LAYERS_V1 and with today's layers, alternately."""
-    from kfkd_kit.nets import BNCNN
+    from kfkd_kit.net.nets import BNCNN
     n = 384 if quick else 1152
     epochs, rounds = (2, 1) if quick else (3, rounds or 3)
     images, points = faces(n, missing=0.7)
@@ -695,12 +697,13 @@ def part_predict(table, quick):
     """h: predict's three stages on this CPU: detection, alignment, the net (torch vs ORT)."""
     import tempfile
 
-    from kfkd_kit import configs, framing
+    from kfkd_kit import configs
+    from kfkd_kit.photo import framing
     from kfkd_kit.commands.export import check_batch, export_onnx
-    from kfkd_kit.onnxmodel import OnnxKeypoints
-    from kfkd_kit.faces import make_detector
-    from kfkd_kit.modelfile import load_model, save_model
-    from kfkd_kit.photos import read_photo
+    from kfkd_kit.photo.onnxmodel import OnnxKeypoints
+    from kfkd_kit.photo.faces import make_detector
+    from kfkd_kit.utils.modelfile import load_model, save_model
+    from kfkd_kit.photo.photos import read_photo
     from kfkd_kit.commands.predict import SavedModel
     print("i. predict: detection, alignment, net8 through torch and onnxruntime", flush=True)
     n, rounds = (128, 2) if quick else (512, 3)
@@ -760,8 +763,8 @@ def part_side_by_side(table, quick):
 
     from sklearn.base import clone
 
-    from kfkd_kit.ensemble import SeedEnsemble
-    from kfkd_kit.nested import nets
+    from kfkd_kit.meta.ensemble import SeedEnsemble
+    from kfkd_kit.net.nested import nets
     print("j. net8: two nets side by side (make train MODELS=2) vs one", flush=True)
     n = 640 if quick else 1536
     epochs, rounds = (3, 1) if quick else (4, 2)

@@ -25,15 +25,16 @@ import numpy as np
 
 import torch
 
-from kfkd_kit import configs, data, provenance
-from kfkd_kit._atomic import write_section
-from kfkd_kit.ensemble import FoldEnsemble, SeedEnsemble
-from kfkd_kit.estimator import flip_axis_of
-from kfkd_kit.losses import MaskedL1Loss
-from kfkd_kit.metrics import masked_rmse_px
-from kfkd_kit.nets import BNCNN
-from kfkd_kit.tta import flip_tta
-from kfkd_kit.splits import grouped_holdout
+from kfkd_kit import configs, data
+from kfkd_kit.utils import provenance
+from kfkd_kit.utils.atomic import write_section
+from kfkd_kit.meta.ensemble import FoldEnsemble, SeedEnsemble
+from kfkd_kit.net.estimator import flip_axis_of
+from kfkd_kit.net.losses import MaskedL1Loss
+from kfkd_kit.net.metrics import masked_rmse_px
+from kfkd_kit.net.nets import BNCNN
+from kfkd_kit.meta.tta import flip_tta
+from kfkd_kit.data.splits import grouped_holdout
 
 NO_AUGMENT = {f"net__iterator_train__{k}": 0.0
               for k in ("rotate", "scale", "shift", "brightness", "contrast")}

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kfkd_kit import configs, data, framing
+from kfkd_kit import configs, data
+from kfkd_kit.photo import framing
 from kfkd_kit.keypoints import IMAGE_SIDE, PIXEL_CENTRE
 
 
@@ -137,8 +138,8 @@ def main(argv=None):
                         "(default: faces.MTCNN_THRESHOLD)")
     args = p.parse_args(argv)
 
-    from kfkd_kit import faces
-    from kfkd_kit.modelfile import load_model
+    from kfkd_kit.photo import faces
+    from kfkd_kit.utils.modelfile import load_model
     from kfkd_kit.commands.predict import SavedModel, predict_photos
     if args.mtcnn_threshold is not None:
         faces.MTCNN_THRESHOLD = args.mtcnn_threshold

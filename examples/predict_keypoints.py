@@ -14,7 +14,7 @@ import pandas as pd
 
 from kfkd_kit.data import load_test
 from kfkd_kit.keypoints import FEATURE_NAMES
-from kfkd_kit.modelfile import load_model
+from kfkd_kit.utils.modelfile import load_model
 
 
 def main(model_path, images_csv, out_csv):

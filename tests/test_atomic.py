@@ -1,4 +1,4 @@
-"""kfkd_kit._atomic.atomic_write, and the writers that use it (plots, synthetic): a reader
+"""kfkd_kit.utils.atomic.atomic_write, and the writers that use it (plots, synthetic): a reader
 sees the old file or the complete new one; a writer that fails leaves the old file as it was."""
 import os
 
@@ -6,9 +6,9 @@ import matplotlib.figure
 import numpy as np
 import pytest
 
-from kfkd_kit import synthetic
+from kfkd_kit.data import synthetic
 from kfkd_kit.commands import _plots as plots
-from kfkd_kit._atomic import atomic_write
+from kfkd_kit.utils.atomic import atomic_write
 
 OLD = b"old content, complete\n" * 1000
 

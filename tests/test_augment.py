@@ -7,7 +7,7 @@ import torch
 from skorch.dataset import Dataset
 
 from kfkd_kit import configs
-from kfkd_kit.batches import ResidentBatches, jitter_intensity, random_affine
+from kfkd_kit.net.batches import ResidentBatches, jitter_intensity, random_affine
 from kfkd_kit.keypoints import (FEATURE_INDEX, IMAGE_SIDE, PIXEL_ORIGIN, affine_images,
                                 affine_targets, columns_of, from_unit, to_unit)
 

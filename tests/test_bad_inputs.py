@@ -27,7 +27,7 @@ import pytest
 from kfkd_kit import data
 from kfkd_kit.cli import main
 from kfkd_kit.keypoints import FEATURE_NAMES
-from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.data.synthetic import write_kaggle_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).resolve().parent.parent if (
@@ -488,7 +488,7 @@ def test_submit_reads_the_users_test_and_lookup_without_a_training_file(tmp_path
 @pytest.mark.slow
 def test_train_on_a_folder_with_no_kaggle_file_says_note_and_uses_synthetic(
         tmp_path, monkeypatch, capsys):
-    from kfkd_kit import synthetic
+    from kfkd_kit.data import synthetic
     monkeypatch.setattr(synthetic, "write_kaggle_dataset",
                         lambda folder, seed: write_kaggle_dataset(folder, n_train=12, n_test=3,
                                                                   seed=seed))

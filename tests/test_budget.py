@@ -8,8 +8,8 @@ import pytest
 
 from kfkd_kit import cli, configs
 from kfkd_kit.commands import _options
-from kfkd_kit import estimator as estimator_module
-from kfkd_kit.synthetic import make_faces
+from kfkd_kit.net import estimator as estimator_module
+from kfkd_kit.data.synthetic import make_faces
 
 
 class FakeClock:

@@ -13,7 +13,8 @@ from hypothesis import given, settings, strategies as st
 
 from kfkd_kit import data
 from kfkd_kit.data import _pixels
-from kfkd_kit.data import DataError, find_file, has_kaggle_data, load_lookup, load_test, load_training
+from kfkd_kit.data import (DataError, find_file, has_kaggle_data, load_lookup, load_test,
+                           load_training)
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, FEATURE_INDEX, FEATURE_NAMES, N_PIXELS
 
 COMMON_COLUMNS = [FEATURE_INDEX[f"{k}_{a}"] for k in COMMON_KEYPOINTS for a in "xy"]

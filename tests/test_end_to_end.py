@@ -9,7 +9,7 @@ import pytest
 
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_lookup, load_test
-from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.data.synthetic import write_kaggle_dataset
 
 pytestmark = pytest.mark.slow   # every test here runs commands through the CLI
 
@@ -74,7 +74,7 @@ def test_submit_writes_a_valid_kaggle_csv(trained, capsys):
 def test_missing_data_folder_falls_back_to_synthetic(tmp_path, monkeypatch, capsys):
     """`make train` on a fresh clone: no data/ at all -> built-in synthetic data, once."""
     monkeypatch.chdir(tmp_path)
-    from kfkd_kit import synthetic
+    from kfkd_kit.data import synthetic
     calls = []
     monkeypatch.setattr(synthetic, "write_kaggle_dataset",
                         lambda folder, seed: calls.append(folder) or

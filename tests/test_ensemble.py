@@ -7,12 +7,13 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from kfkd_kit import configs, modelfile
+from kfkd_kit import configs
+from kfkd_kit.utils import modelfile
 from kfkd_kit.cli import main
-from kfkd_kit.ensemble import SeedEnsemble
-from kfkd_kit.nested import nets
-from kfkd_kit.nets import BNCNN
-from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.meta.ensemble import SeedEnsemble
+from kfkd_kit.net.nested import nets
+from kfkd_kit.net.nets import BNCNN
+from kfkd_kit.data.synthetic import write_kaggle_dataset
 
 
 def _net1(**settings):
@@ -125,7 +126,7 @@ def test_train_models_saves_one_ensemble_that_submit_uses(tmp_path, capfd):
 ])
 def test_net8_with_a_budget_of_10_minutes_trains_a_pair_by_default(argv, cores, bf16, pair,
                                                                    monkeypatch):
-    from kfkd_kit import precision
+    from kfkd_kit.utils import precision
     from kfkd_kit.cli import build_parser
     from kfkd_kit.commands import _options, train
     monkeypatch.setattr(train, "_cores", lambda: cores)
@@ -138,7 +139,7 @@ def test_net8_with_a_budget_of_10_minutes_trains_a_pair_by_default(argv, cores, 
 def test_the_default_pair_is_said_and_saved(tmp_path, monkeypatch, capfd):
     from joblib.externals.loky import get_reusable_executor
 
-    from kfkd_kit import precision
+    from kfkd_kit.utils import precision
     from kfkd_kit.commands import train
     get_reusable_executor().shutdown(wait=True)
     monkeypatch.setattr(train, "PAIR_FROM_S", 5)      # the rule, not 10 minutes of training

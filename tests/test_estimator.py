@@ -5,11 +5,11 @@ import torch
 from sklearn.base import clone
 
 from kfkd_kit import configs
-from kfkd_kit.batches import ResidentBatches
-from kfkd_kit.callbacks import LinearSchedule
+from kfkd_kit.net.batches import ResidentBatches
+from kfkd_kit.net.callbacks import LinearSchedule
 from kfkd_kit.keypoints import mirror_images, mirror_targets
-from kfkd_kit.losses import MaskedL1Loss, MaskedMSELoss
-from kfkd_kit.metrics import masked_rmse_px
+from kfkd_kit.net.losses import MaskedL1Loss, MaskedMSELoss
+from kfkd_kit.net.metrics import masked_rmse_px
 from skorch.dataset import Dataset, ValidSplit
 
 
@@ -186,9 +186,9 @@ def test_a_sink_of_ones_own_gets_the_epoch_table_even_when_quiet(tiny_xy):
 
 
 def test_score_is_the_negative_rmse_in_pixels_everywhere(tiny_xy):
-    from kfkd_kit.ensemble import FoldEnsemble
-    from kfkd_kit.specialists import Specialists
-    from kfkd_kit.tta import FlipTTA
+    from kfkd_kit.meta.ensemble import FoldEnsemble
+    from kfkd_kit.meta.specialists import Specialists
+    from kfkd_kit.meta.tta import FlipTTA
     X, y = tiny_xy
     for model in (_net1(), FlipTTA(_net1()), FoldEnsemble(_net1(epochs=1), cv=2),
                   Specialists(_net1(epochs=1), groups={"nose": ["nose_tip"]})):

@@ -8,10 +8,12 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from kfkd_kit import configs, fastpath, malloc
-from kfkd_kit import precision as precisions
+from kfkd_kit import configs
+from kfkd_kit.net import fastpath
+from kfkd_kit.utils import malloc
+from kfkd_kit.utils import precision as precisions
 from kfkd_kit.keypoints import mirror_targets
-from kfkd_kit.nets import CNN
+from kfkd_kit.net.nets import CNN
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -184,9 +186,9 @@ class _GradWatcher(Callback):
     ({"optimizer__momentum": 0.9, "callbacks": [("watch", _GradWatcher())]}, "on_grad_computed"),
 ])
 def test_where_the_fast_step_cannot_apply_it_says_why(tiny_xy, settings, reason):
-    from kfkd_kit.estimator import KeypointNet
-    from kfkd_kit.nets import MLP
-    from kfkd_kit.pipeline import make_pipeline
+    from kfkd_kit.net.estimator import KeypointNet
+    from kfkd_kit.net.nets import MLP
+    from kfkd_kit.net.pipeline import make_pipeline
     X, y = tiny_xy
     net = KeypointNet(MLP, max_epochs=1, verbose=0, device="cpu", fast_path="auto", **settings)
     make_pipeline(net).fit(X, y)  # "auto" falls back quietly
@@ -198,8 +200,8 @@ def test_where_the_fast_step_cannot_apply_it_says_why(tiny_xy, settings, reason)
 
 
 def test_the_fast_path_is_opt_in_and_every_named_net_opts_in():
-    from kfkd_kit.estimator import KeypointNet
-    from kfkd_kit.nets import MLP
+    from kfkd_kit.net.estimator import KeypointNet
+    from kfkd_kit.net.nets import MLP
     assert KeypointNet(MLP).fast_path is False
     for name in configs.CONFIGS:
         assert configs.inner_net(configs.build(name)).fast_path == "auto", name

@@ -32,7 +32,7 @@ import urllib3  # noqa: E402
 
 from kfkd_kit import data  # noqa: E402
 from kfkd_kit.cli import main  # noqa: E402
-from kfkd_kit.synthetic import write_kaggle_dataset  # noqa: E402
+from kfkd_kit.data.synthetic import write_kaggle_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow   # every test here runs a command (against the fake Kaggle)
 
@@ -315,7 +315,7 @@ def test_the_toolkit_imports_without_the_kaggle_package():
     import subprocess
     import sys
     code = ("import sys; sys.modules['kaggle'] = None\n"
-            "import kfkd_kit.cli, kfkd_kit.data, kfkd_kit.submission, kfkd_kit.commands._kaggle\n"
+            "import kfkd_kit.cli, kfkd_kit.data, kfkd_kit.data.submission, kfkd_kit.commands._kaggle\n"
             "from kfkd_kit.commands import _kaggle as kaggle_api\n"
             "try:\n    kaggle_api.authenticated_api()\n"
             "except kaggle_api.KaggleError as e:\n    print(e)\n")

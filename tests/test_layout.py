@@ -1,15 +1,27 @@
-"""The package's shape: the estimator side, the commands above it, the CLI on top; no import
-cycles; training settings in one place."""
+"""The package's shape, read top to bottom (docs/ARCHITECTURE.md): each layer imports only the
+layers below it; commands never import one another; no import cycles; training settings in
+one place."""
 import ast
 import inspect
 from pathlib import Path
 
 import kfkd_kit
-from kfkd_kit import configs, selection
+from kfkd_kit import configs
+from kfkd_kit.net import settings as net_settings
+from kfkd_kit.search import selection
 from kfkd_kit.commands import NAMES, cv, grid, train, zoo
 
 PACKAGE = Path(kfkd_kit.__file__).parent
 FRONT_DOOR = {"cli", "__main__"}
+# bottom to top: a module may import its own package and the layers below its own, never
+# one beside or above it (net and photo sit side by side: photo runs without torch)
+LAYERS = [{"", "_moved", "keypoints"}, {"utils"}, {"data"}, {"net", "photo"}, {"meta"},
+          {"configs"}, {"search"}, {"commands"}, {"cli"}, {"__main__"}]
+
+
+def _layer(module):
+    group = module.split(".")[0]
+    return next(rank for rank, names in enumerate(LAYERS) if group in names)
 
 
 def _module_name(path: Path) -> str:
@@ -58,9 +70,24 @@ def _is_command(module):
 
 
 def test_the_graph_sees_the_packages_modules():
-    assert {"estimator", "commands.train", "commands._options", "cli"} <= set(GRAPH)
+    assert {"net.estimator", "commands.train", "commands._options", "cli"} <= set(GRAPH)
     assert "commands._options" in GRAPH["commands.train"] and "configs" in GRAPH["commands.train"]
     assert {f"commands.{name}" for name in NAMES} <= set(GRAPH)
+
+
+def test_every_module_belongs_to_a_layer():
+    for module in GRAPH:
+        _layer(module)   # StopIteration names a module outside LAYERS
+
+
+def test_each_layer_imports_only_its_own_package_and_the_layers_below():
+    for module, imports in GRAPH.items():
+        group, rank = module.split(".")[0], _layer(module)
+        for other in imports:
+            if other.split(".")[0] == group:
+                continue
+            below = _layer(other) < rank or _layer(other) == rank == 0   # the root, one layer
+            assert below, f"{module} imports {other}, which is not below it"
 
 
 def test_the_estimator_side_never_imports_commands_or_the_cli():
@@ -101,13 +128,13 @@ def test_the_import_graph_has_no_cycle():
 
     for module in sorted(GRAPH):
         visit(module, [])
-    assert GRAPH["configs"] >= {"specialists"} and "configs" not in GRAPH["specialists"]
+    assert GRAPH["configs"] >= {"meta.specialists"} and "configs" not in GRAPH["meta.specialists"]
 
 
 def test_training_settings_are_applied_in_one_place():
     # train, cv, grid and zoo take an estimator; only configs.configure (and the CLI that
     # reads the command) knows the settings by name
-    settings = set(configs.OVERRIDES) | {"max_epochs", "early_stopping"}
+    settings = set(net_settings.OVERRIDES) | {"max_epochs", "early_stopping"}
     for function in (train.train, selection.cross_validate_net, selection.grid_search,
                      cv.run_cv, grid.run_grid, zoo.run_zoo):
         loose = settings & set(inspect.signature(function).parameters)

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from kfkd_kit import cli, configs, keypoints as kp
-from kfkd_kit.batches import flip_half
-from kfkd_kit.estimator import flip_axis_of
-from kfkd_kit.mirror import (MAX_RMSE_TO_REFINE_PX, estimate_flip_axis, flip_consistent_axis,
-                             label_midlines)
-from kfkd_kit.synthetic import make_faces
-from kfkd_kit.tta import flip_tta
+from kfkd_kit.net.batches import flip_half
+from kfkd_kit.net.estimator import flip_axis_of
+from kfkd_kit.data.mirror import (MAX_RMSE_TO_REFINE_PX, estimate_flip_axis, flip_consistent_axis,
+                                  label_midlines)
+from kfkd_kit.data.synthetic import make_faces
+from kfkd_kit.meta.tta import flip_tta
 
 
 def _planted(n, axis, seed=0):

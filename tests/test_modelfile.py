@@ -10,10 +10,11 @@ import pytest
 import skops.io as sio
 import torch
 
-from kfkd_kit import configs, modelfile
+from kfkd_kit import configs
+from kfkd_kit.utils import modelfile
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_test, load_training
-from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.data.synthetic import write_kaggle_dataset
 
 pytestmark = pytest.mark.slow   # every test here uses the net1 `trained` through the CLI
 
@@ -206,8 +207,8 @@ def _round_trip(model, path, X):
 def test_skops_round_trip_of_flip_tta_keeps_the_mirror_axis(trained, fitted, tmp_path, name):
     from sklearn.frozen import FrozenEstimator
 
-    from kfkd_kit.estimator import flip_axis_of
-    from kfkd_kit.tta import FlipTTA, flip_tta
+    from kfkd_kit.net.estimator import flip_axis_of
+    from kfkd_kit.meta.tta import FlipTTA, flip_tta
     training = load_training(trained[0])
     model = flip_tta(fitted[name])
     assert flip_axis_of(model.estimator_) != 48.5     # measured, so a lost axis would show
@@ -217,8 +218,8 @@ def test_skops_round_trip_of_flip_tta_keeps_the_mirror_axis(trained, fitted, tmp
 
 
 def test_skops_round_trip_of_a_cross_validations_fold_ensemble(trained, tmp_path):
-    from kfkd_kit import selection
-    from kfkd_kit.ensemble import FoldEnsemble
+    from kfkd_kit.search import selection
+    from kfkd_kit.meta.ensemble import FoldEnsemble
     training = load_training(trained[0])
     estimator = configs.build("net1", epochs=1, device="cpu", verbose=0, precision="fp32")
     result = selection.cross_validate_net(estimator, training.X, training.y, folds=2,
@@ -232,7 +233,7 @@ def test_skops_round_trip_of_a_cross_validations_fold_ensemble(trained, tmp_path
 
 
 def test_skops_round_trip_of_a_seed_ensemble(trained, tmp_path):
-    from kfkd_kit.ensemble import SeedEnsemble
+    from kfkd_kit.meta.ensemble import SeedEnsemble
     training = load_training(trained[0])
     template = configs.build("net1", epochs=1, device="cpu", verbose=0, precision="fp32", seed=2)
     model = SeedEnsemble(template, seeds=2, n_jobs=1).fit(training.X, training.y)
@@ -242,7 +243,7 @@ def test_skops_round_trip_of_a_seed_ensemble(trained, tmp_path):
 
 
 def test_skops_round_trip_of_the_specialists(trained, tmp_path):
-    from kfkd_kit.specialists import Specialists
+    from kfkd_kit.meta.specialists import Specialists
     training = load_training(trained[0])
     model = configs.build("specialists", epochs=1, device="cpu", verbose=0, precision="fp32")
     model.set_params(estimator__net__module__filters=(4, 4, 4), estimator__net__module__dense=(8, 8))

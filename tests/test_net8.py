@@ -7,9 +7,11 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from kfkd_kit import configs, keypoints, precision, synthetic
-from kfkd_kit.metrics import masked_rmse_px
-from kfkd_kit.nets import BNCNN, SoftArgmax
+from kfkd_kit import configs, keypoints
+from kfkd_kit.utils import precision
+from kfkd_kit.data import synthetic
+from kfkd_kit.net.metrics import masked_rmse_px
+from kfkd_kit.net.nets import BNCNN, SoftArgmax
 
 SMALL = dict(net__module__width=4, net__batch_size=16)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kfkd_kit.synthetic import make_faces
+from kfkd_kit.data.synthetic import make_faces
 
 OLD = Path(__file__).parent / "data" / "old_models"
 EXPECTED = json.loads((OLD / "expected.json").read_text())
@@ -18,7 +18,7 @@ FILES = {"net1": "net1.joblib", "net1 skops": "net1-skops.skops", "net8": "net8.
 
 @pytest.mark.parametrize("label", sorted(FILES))
 def test_an_old_model_loads_and_predicts_as_it_did(label):
-    from kfkd_kit.modelfile import load_model
+    from kfkd_kit.utils.modelfile import load_model
     model = load_model(OLD / FILES[label])          # its sha256 checked against its JSON
     images, _ = make_faces(8, seed=1)
     expected = np.asarray(EXPECTED[label.split()[0]], dtype=np.float32)

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from kfkd_kit import framing
+from kfkd_kit.photo import framing
 from kfkd_kit.cli import main
 from kfkd_kit.keypoints import FEATURE_NAMES, IMAGE_SIDE
-from kfkd_kit.modelfile import save_model
+from kfkd_kit.utils.modelfile import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "tests" / "data" / "astronaut.jpg"
@@ -66,7 +66,7 @@ def photo_model(tmp_path_factory):
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import Pipeline
 
-    from kfkd_kit.pipeline import PixelScaler
+    from kfkd_kit.net.pipeline import PixelScaler
     image, keypoints = head()
     grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     points = framing.points(keypoints)
@@ -145,7 +145,7 @@ def test_similarity_fit_recovers_a_transform_and_crops_keep_kaggle_coordinates()
 # --------------------------------------------------------------------------- reading
 
 def test_reads_every_format_as_the_same_grey_photo(tmp_path):
-    from kfkd_kit.photos import read_photo
+    from kfkd_kit.photo.photos import read_photo
     image = np.asarray(Image.open(ASTRONAUT).convert("RGB").crop(HEAD))
     reference = read_photo(ASTRONAUT).grey[HEAD[1]:HEAD[3], HEAD[0]:HEAD[2]]
     rgb = Image.fromarray(image)
@@ -179,7 +179,7 @@ def test_reads_every_format_as_the_same_grey_photo(tmp_path):
                                                (6, Image.Transpose.ROTATE_90),
                                                (8, Image.Transpose.ROTATE_270)])
 def test_exif_orientation_is_applied(tmp_path, orientation, turn):
-    from kfkd_kit.photos import read_photo
+    from kfkd_kit.photo.photos import read_photo
     image = Image.open(ASTRONAUT).convert("RGB").crop(HEAD)
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -293,7 +293,7 @@ def test_a_model_without_a_layout_is_one_line(tmp_path, capsys):
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import Pipeline
 
-    from kfkd_kit.pipeline import PixelScaler
+    from kfkd_kit.net.pipeline import PixelScaler
     rng = np.random.default_rng(0)
     model = Pipeline([("pixels", PixelScaler()), ("net", Ridge())]).fit(
         rng.uniform(0, 255, (5, 9216)), rng.uniform(20, 70, (5, 30)))
@@ -312,7 +312,7 @@ def test_a_model_without_a_layout_is_one_line(tmp_path, capsys):
 def tiny_net(tmp_path_factory):
     """net1 fitted for a few epochs on synthetic faces, fp32, saved like `kfkd train` does."""
     from kfkd_kit import configs
-    from kfkd_kit.synthetic import make_faces
+    from kfkd_kit.data.synthetic import make_faces
     X, y = make_faces(160, seed=0)
     model = configs.build("net1", epochs=3, device="cpu", precision="fp32", verbose=0)
     model.fit(X, y)
@@ -327,8 +327,8 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     import onnx
 
     from kfkd_kit.commands.export import check_batch
-    from kfkd_kit.onnxmodel import OnnxKeypoints
-    from kfkd_kit.modelfile import load_model, sha256_of
+    from kfkd_kit.photo.onnxmodel import OnnxKeypoints
+    from kfkd_kit.utils.modelfile import load_model, sha256_of
     assert main(["export", "--model", str(tiny_net)]) == 0
     out = capsys.readouterr().out.splitlines()
     onnx_path = tiny_net.with_suffix(".onnx")
@@ -342,7 +342,7 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     crops = check_batch(20, seed=5)
     np.testing.assert_allclose(runtime(crops), model.predict(crops.reshape(20, -1)), atol=1e-3)
     np.testing.assert_allclose(runtime.layout, framing.layout_of(model))
-    from kfkd_kit.tta import flip_tta
+    from kfkd_kit.meta.tta import flip_tta
     np.testing.assert_allclose(OnnxKeypoints(onnx_path, tta=True)(crops),
                                flip_tta(model).predict(crops.reshape(20, -1)), atol=1e-3)
     np.testing.assert_allclose(OnnxKeypoints(onnx_path, tta=True, tta_shift=2)(crops),
@@ -387,10 +387,10 @@ def test_export_refuses_to_write_on_a_mismatch(tiny_net, tmp_path, monkeypatch, 
 def test_a_seed_ensemble_exports_as_one_graph_of_its_mean(tmp_path, capsys):
     from kfkd_kit import configs
     from kfkd_kit.commands.export import check_batch
-    from kfkd_kit.ensemble import SeedEnsemble
-    from kfkd_kit.modelfile import load_model
-    from kfkd_kit.onnxmodel import OnnxKeypoints
-    from kfkd_kit.synthetic import make_faces
+    from kfkd_kit.meta.ensemble import SeedEnsemble
+    from kfkd_kit.utils.modelfile import load_model
+    from kfkd_kit.photo.onnxmodel import OnnxKeypoints
+    from kfkd_kit.data.synthetic import make_faces
     X, y = make_faces(120, seed=1)
     model = SeedEnsemble(configs.build("net1", epochs=2, device="cpu", precision="fp32",
                                        verbose=0), seeds=2, n_jobs=1).fit(X, y)
@@ -409,11 +409,11 @@ def test_a_seed_ensemble_exports_as_one_graph_of_its_mean(tmp_path, capsys):
 
 
 def test_the_mean_layout_travels_with_joblib_and_skops_models(tiny_net, tmp_path):
-    from kfkd_kit.modelfile import load_model
+    from kfkd_kit.utils.modelfile import load_model
     model = load_model(tiny_net)
     layout = framing.layout_of(model)
     assert layout.shape == (30,) and np.isfinite(layout).all()
     save_model(model, tmp_path / "tiny.skops", {})
     np.testing.assert_array_equal(framing.layout_of(load_model(tmp_path / "tiny.skops")), layout)
-    from kfkd_kit.tta import flip_tta
+    from kfkd_kit.meta.tta import flip_tta
     np.testing.assert_array_equal(framing.layout_of(flip_tta(model)), layout)

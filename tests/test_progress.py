@@ -4,10 +4,11 @@ captured output stay as they were."""
 import numpy as np
 import pytest
 
-from kfkd_kit import configs, data, progress
+from kfkd_kit import configs, data
+from kfkd_kit.utils import progress
 from kfkd_kit.commands.submit import predict_in_chunks
-from kfkd_kit.selection import cross_validate_net
-from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.search.selection import cross_validate_net
+from kfkd_kit.data.synthetic import write_kaggle_dataset
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""kfkd_kit.provenance: the machine and library versions that results tables report."""
+"""kfkd_kit.utils.provenance: the machine and library versions that results tables report."""
 import os
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from kfkd_kit import precision, provenance
+from kfkd_kit.utils import precision, provenance
 
 
 def test_library_versions_name_every_library():
@@ -46,7 +46,7 @@ def test_machine_and_its_one_line_description(monkeypatch):
 
 @pytest.mark.slow
 def test_importing_provenance_or_data_does_not_import_torch():
-    code = ("import sys, kfkd_kit.provenance, kfkd_kit.data; "
+    code = ("import sys, kfkd_kit.utils.provenance, kfkd_kit.data; "
             "print(sorted(m for m in ('torch', 'pandas', 'skorch', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

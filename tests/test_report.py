@@ -11,7 +11,7 @@ from kfkd_kit.commands import report
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_training
 from kfkd_kit.keypoints import KEYPOINTS
-from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.data.synthetic import write_kaggle_dataset
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ def written(made, tmp_path_factory):
 def _by_hand(model_path, data_dir):
     """The held-out rows (the net's validation split, plus the rows net1 never trained on)
     and the true and predicted pixels there, computed here without report.py."""
-    from kfkd_kit import configs, splits
+    from kfkd_kit import configs
+    from kfkd_kit.data import splits
     model = joblib.load(model_path)
     training = load_training(data_dir)
     X, y = training.X, training.y
@@ -130,7 +131,7 @@ def test_holdout_option_scores_a_grouped_holdout_and_says_the_rows_may_be_traine
 
 @pytest.mark.slow
 def test_a_fold_ensemble_uses_a_holdout_with_a_note(made, tmp_path):
-    from kfkd_kit.ensemble import FoldEnsemble
+    from kfkd_kit.meta.ensemble import FoldEnsemble
     root, model = made
     ensemble = FoldEnsemble.from_fitted([joblib.load(model)] * 2)
     training = load_training(root / "data")

@@ -13,9 +13,9 @@ import joblib
 import pytest
 from skorch.callbacks import Callback
 
-from kfkd_kit import runs
+from kfkd_kit.utils import runs
 from kfkd_kit.cli import main
-from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.data.synthetic import write_kaggle_dataset
 
 pytestmark = pytest.mark.slow   # runs of the CLI, in-process and killed subprocesses
 
@@ -281,7 +281,7 @@ def _small_net8(**overrides):
 
 @pytest.fixture(scope="module")
 def faces():
-    from kfkd_kit.synthetic import make_faces
+    from kfkd_kit.data.synthetic import make_faces
     return make_faces(60, 0)
 
 
@@ -319,7 +319,7 @@ class _FakeClock:
 
 
 def test_a_budgeted_run_resumes_with_its_plan_and_schedule(tmp_path, faces, monkeypatch):
-    from kfkd_kit import estimator as estimator_module
+    from kfkd_kit.net import estimator as estimator_module
     # one fake second an epoch: a budget of 8 s less its 2 s margin plans 6 epochs
     monkeypatch.setattr(estimator_module, "time", _FakeClock())
     whole = _with_run(_small_net8(epochs=50, budget=8), tmp_path / "whole", kill_after=3,
@@ -337,7 +337,7 @@ def test_a_budgeted_run_resumes_with_its_plan_and_schedule(tmp_path, faces, monk
 
 # -- seed ensembles (MODELS=N): a run folder per net -------------------------------------------
 def _small_pair(n_jobs):
-    from kfkd_kit.ensemble import SeedEnsemble
+    from kfkd_kit.meta.ensemble import SeedEnsemble
     return SeedEnsemble(_small_net8(epochs=3), seeds=[3, 4], n_jobs=n_jobs,
                         heads=["dense", "softargmax"])
 
@@ -374,7 +374,7 @@ def test_an_ensemble_whose_nets_had_finished_resumes_to_the_same_model(tmp_path,
     assert "seed 4: resuming from epoch 3" in capsys.readouterr().out
     _assert_same_ensemble(whole, resumed, faces[0])
     # another net's run in the folder is set aside, not resumed
-    from kfkd_kit.ensemble import SeedEnsemble
+    from kfkd_kit.meta.ensemble import SeedEnsemble
     again = SeedEnsemble(_small_net8(epochs=2), seeds=[3, 4], n_jobs=1).fit(
         *faces, run_dir=tmp_path / "run")
     assert [len(e.named_steps["net"].history) for e in again.estimators_] == [2, 2]

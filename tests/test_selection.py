@@ -12,11 +12,12 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from skorch.callbacks import Callback
 
-from kfkd_kit import configs, selection
+from kfkd_kit import configs
+from kfkd_kit.search import selection
 from kfkd_kit.commands import cv, grid
-from kfkd_kit.ensemble import FoldEnsemble
-from kfkd_kit.losses import MaskedMSELoss
-from kfkd_kit.metrics import masked_rmse_px
+from kfkd_kit.meta.ensemble import FoldEnsemble
+from kfkd_kit.net.losses import MaskedMSELoss
+from kfkd_kit.net.metrics import masked_rmse_px
 
 EPOCHS = 2
 
@@ -316,7 +317,8 @@ def test_grid_search_on_dask_local_cluster_matches_in_process(xy, one_thread):
 
 
 def test_run_cv_and_run_grid_on_synthetic_files(tmp_path):
-    from kfkd_kit import data, synthetic
+    from kfkd_kit import data
+    from kfkd_kit.data import synthetic
     folder = tmp_path / "data"
     synthetic.write_kaggle_dataset(folder, n_train=48, n_test=6, seed=0)
     lines = []

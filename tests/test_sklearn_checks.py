@@ -9,10 +9,10 @@ competition's number (negative RMSE in pixels over labelled values), not R^2.
 from sklearn.linear_model import Ridge
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from kfkd_kit.ensemble import FoldEnsemble
-from kfkd_kit.pipeline import PixelScaler
-from kfkd_kit.specialists import Specialists
-from kfkd_kit.tta import FlipTTA
+from kfkd_kit.meta.ensemble import FoldEnsemble
+from kfkd_kit.net.pipeline import PixelScaler
+from kfkd_kit.meta.specialists import Specialists
+from kfkd_kit.meta.tta import FlipTTA
 
 SCORE = "score is the negative RMSE in pixels over labelled values, not R^2 (> 0.5 asked)"
 IMAGES = "needs 96x96 images (9216 columns) to mirror, and 30 keypoint columns"

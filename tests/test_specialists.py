@@ -7,12 +7,12 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.frozen import FrozenEstimator
 
 from kfkd_kit import configs
-from kfkd_kit.estimator import flip_axis_of
+from kfkd_kit.net.estimator import flip_axis_of
 from kfkd_kit.keypoints import SPECIALIST_GROUPS, columns_of, mirror_images, mirror_targets
-from kfkd_kit.nested import histories
-from kfkd_kit.nets import transfer_weights
-from kfkd_kit.specialists import Specialists
-from kfkd_kit.tta import FlipTTA, flip_tta
+from kfkd_kit.net.nested import histories
+from kfkd_kit.net.nets import transfer_weights
+from kfkd_kit.meta.specialists import Specialists
+from kfkd_kit.meta.tta import FlipTTA, flip_tta
 
 SMALL_CNN = dict(filters=(4, 4, 4), dense=(8, 8))
 
@@ -97,7 +97,7 @@ def test_transfer_weights_copies_all_but_the_output_layer(tiny_xy):
 @pytest.mark.parametrize("how", ["path", "frozen"])
 def test_pretrained_specialists_start_from_the_base_and_survive_clone(tiny_xy, tmp_path, how):
     X, y = tiny_xy
-    from kfkd_kit.modelfile import save_model
+    from kfkd_kit.utils.modelfile import save_model
     base = _net1().fit(X, y)
     save_model(base, tmp_path / "base.joblib", {})      # as make train saves it, sha256 and all
     source = str(tmp_path / "base.joblib") if how == "path" else FrozenEstimator(base)

@@ -5,9 +5,11 @@ import pytest
 from skorch.dataset import Dataset, ValidSplit
 from sklearn.model_selection import KFold
 
-from kfkd_kit import configs, selection, splits
+from kfkd_kit import configs
+from kfkd_kit.search import selection
+from kfkd_kit.data import splits
 from kfkd_kit.cli import main
-from kfkd_kit.synthetic import write_kaggle_dataset
+from kfkd_kit.data.synthetic import write_kaggle_dataset
 
 
 def _with_duplicates(n=60, copies=((0, 30), (1, 31), (2, 32), (5, 45), (5, 46), (7, 59))):

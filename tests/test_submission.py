@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from kfkd_kit.keypoints import FEATURE_NAMES
-from kfkd_kit.submission import (SubmissionError, build_submission, validate_submission,
-                                 write_submission)
+from kfkd_kit.data.submission import (SubmissionError, build_submission, validate_submission,
+                                      write_submission)
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_write_leaves_no_file_when_invalid(lookup, tmp_path):
 def test_two_submissions_in_the_same_second_never_overwrite_each_other(lookup, tmp_path):
     from datetime import datetime, timezone
 
-    from kfkd_kit.submission import submission_path
+    from kfkd_kit.data.submission import submission_path
     now = datetime(2026, 11, 29, 4, 15, 0, tzinfo=timezone.utc)
     tables = [pd.DataFrame({"RowId": [1, 2, 3], "Location": [float(k)] * 3}) for k in (1, 2, 3)]
     paths = [write_submission(t, lookup, submission_path(tmp_path, "net1", now), exclusive=True)

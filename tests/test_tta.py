@@ -4,7 +4,7 @@ import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from kfkd_kit import keypoints as kp
-from kfkd_kit.tta import FlipTTA, flip_tta
+from kfkd_kit.meta.tta import FlipTTA, flip_tta
 
 
 class DotFinder(RegressorMixin, BaseEstimator):

@@ -19,16 +19,17 @@ from optuna.trial import TrialState
 from skorch.callbacks import Callback
 
 import kfkd_kit
-from kfkd_kit.estimator import flip_axis_of
+from kfkd_kit.net.estimator import flip_axis_of
 from kfkd_kit import configs
+from kfkd_kit.net import settings as net_settings
 from kfkd_kit.commands import tune
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_training
 from kfkd_kit.keypoints import mirror_images, mirror_targets
-from kfkd_kit.metrics import masked_rmse_px
-from kfkd_kit.splits import grouped_holdout
-from kfkd_kit.synthetic import write_kaggle_dataset
-from kfkd_kit.tta import FlipTTA
+from kfkd_kit.net.metrics import masked_rmse_px
+from kfkd_kit.data.splits import grouped_holdout
+from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.meta.tta import FlipTTA
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--device", "cpu", "--precision", "fp32"]
@@ -253,7 +254,7 @@ def test_the_search_space_is_net8s_and_settings_hold_dimensions():
     net = configs.inner_net(configs.build("net8"))
     for dim in tune.SPACE:
         for key in (dim.key,) + dim.also:
-            assert configs._known_param(net, key), key
+            assert net_settings._known_param(net, key), key
     default = {dim.key: dim for dim in tune.SPACE}
     assert default["module__width"].low <= net.module__width <= default["module__width"].high
     assert default["max_epochs"].low <= net.max_epochs <= default["max_epochs"].high

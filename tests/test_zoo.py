@@ -3,8 +3,8 @@ import pytest
 
 from kfkd_kit.cli import main
 from kfkd_kit.commands.zoo import parse_epoch_caps
-from kfkd_kit.synthetic import write_kaggle_dataset
-from kfkd_kit.splits import grouped_holdout
+from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data.splits import grouped_holdout
 
 
 def test_holdout_split_is_seeded_and_disjoint():
@@ -58,7 +58,7 @@ def test_epoch_caps_parse_and_reject_unknown_nets():
 
 
 def test_write_section_replaces_only_its_own_part(tmp_path):
-    from kfkd_kit._atomic import write_section
+    from kfkd_kit.utils.atomic import write_section
     path = tmp_path / "RESULTS.md"
     write_section(path, "net8", "net8 table v1")
     write_section(path, "zoo", "zoo table v1")

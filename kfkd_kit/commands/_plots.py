@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .._atomic import atomic_write  # noqa: E402
+from ..utils.atomic import atomic_write  # noqa: E402
 from ..keypoints import IMAGE_SIDE, PIXEL_ORIGIN  # noqa: E402
 
 

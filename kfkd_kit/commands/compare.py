@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..modelfile import SKOPS_SUFFIX, headline_rmse, read_record, sha256_of
+from ..utils.modelfile import SKOPS_SUFFIX, headline_rmse, read_record, sha256_of
 
 MODEL_SUFFIXES = (".joblib", SKOPS_SUFFIX)
 COLUMNS = ("net", "epochs", "train time", "valid RMSE px", "data", "file", "sha256")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._atomic import create_unique, utc_stamp, write_json
-from ..modelfile import model_record, save_model
-from ..provenance import library_versions
-from ..selection import CVResult, cross_validate_net
+from ..utils.atomic import create_unique, utc_stamp, write_json
+from ..utils.modelfile import model_record, save_model
+from ..utils.provenance import library_versions
+from ..search.selection import CVResult, cross_validate_net
 from . import _options
 from ._shared import load_data
 

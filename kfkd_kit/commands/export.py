@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..keypoints import FEATURE_NAMES, IMAGE_SIDE, flip_pairs
-from ..onnxmodel import OnnxKeypoints
+from ..photo.onnxmodel import OnnxKeypoints
 from . import _options
 
 TOLERANCE = 1e-3     # px
@@ -43,8 +43,9 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
     checked against torch first. Returns the ONNX path."""
     import torch
 
-    from .. import framing, modelfile
-    from .._atomic import atomic_write, write_json
+    from ..photo import framing
+    from ..utils import modelfile
+    from ..utils.atomic import atomic_write, write_json
     model_path = Path(model_path)
     out = Path(out) if out else model_path.with_suffix(".onnx")
     if out.resolve() == model_path.resolve():
@@ -107,7 +108,7 @@ def _nets(model, path) -> list:
     """The KeypointNets the graph computes: one net's pipeline (pixels -> net), as kfkd
     train saves net1 ... net8, or each member of a SeedEnsemble of such pipelines (the
     graph then averages them, as the ensemble's predict does)."""
-    from ..ensemble import SeedEnsemble
+    from ..meta.ensemble import SeedEnsemble
     members = model.estimators_ if isinstance(model, SeedEnsemble) else [model]
     nets = [_pipeline_net(member) for member in members]
     if None in nets:
@@ -119,8 +120,8 @@ def _nets(model, path) -> list:
 
 def _pipeline_net(model):
     from sklearn.pipeline import Pipeline
-    from ..estimator import KeypointNet
-    from ..pipeline import PixelScaler
+    from ..net.estimator import KeypointNet
+    from ..net.pipeline import PixelScaler
     if (isinstance(model, Pipeline) and len(model.steps) == 2
             and isinstance(model.steps[0][1], PixelScaler)
             and isinstance(model.steps[1][1], KeypointNet)
@@ -210,7 +211,7 @@ def _fp32_predictions(model, nets, batch):
 def check_batch(n=CHECK_BATCH, seed=0) -> np.ndarray:
     """Crops to compare the graph with torch on: half smooth random images, half the
     built-in synthetic faces (float32 (n, 96, 96), 0..255)."""
-    from ..synthetic import make_faces
+    from ..data.synthetic import make_faces
     rng = np.random.default_rng(seed)
     faces = make_faces(n - n // 2, seed=seed)[0].reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     noise = rng.uniform(0, 255, (n // 2, 12, 12)).astype(np.float32)
@@ -225,7 +226,7 @@ def mirror_sum_of(model) -> float:
     itself rather than assumed: for a crop and its mirror, flip TTA's answer is
     (p + mirror(q)) / 2, so mirror(q) = 2 TTA - p, and S = mirror(q)_x + q_x(swapped)."""
     from ..keypoints import mirror_images
-    from ..tta import flip_tta
+    from ..meta.tta import flip_tta
     crops = check_batch(8, seed=1).reshape(8, -1)
     p = np.asarray(model.predict(crops), dtype=np.float64)
     q = np.asarray(model.predict(mirror_images(crops)), dtype=np.float64)

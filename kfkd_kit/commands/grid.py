@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import create_unique, utc_stamp, write_json
-from ..modelfile import model_record, save_model
-from ..provenance import library_versions
-from ..selection import (DEFAULT_LRS, DEFAULT_MOMENTA, _lr, _momentum, fit_summary, format_grid,
-                         grid_search, grid_table, heatmap_matrix, parse_floats)
+from ..utils.atomic import create_unique, utc_stamp, write_json
+from ..utils.modelfile import model_record, save_model
+from ..utils.provenance import library_versions
+from ..search.selection import (DEFAULT_LRS, DEFAULT_MOMENTA, _lr, _momentum, fit_summary,
+                                format_grid, grid_search, grid_table, heatmap_matrix, parse_floats)
 from . import _options, _plots as plots
 from ._shared import load_data
 

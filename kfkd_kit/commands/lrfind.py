@@ -148,7 +148,7 @@ def suggest(lrs, smoothed, rise=RISE) -> dict:
 def lr_range_test(estimator, X, y, start_lr=START_LR, end_lr=END_LR, num_batches=NUM_BATCHES,
                   diverge=DIVERGE, beta=BETA) -> dict:
     """Run the range test of ``estimator`` on (X, y); returns the record (curve, suggestion)."""
-    from .. import progress
+    from ..utils import progress
     net = configs.inner_net(estimator)
     with progress.bar(total=num_batches, desc="lr range test", unit="batch") as bar:
         model = range_test_estimator(estimator, start_lr, end_lr, num_batches, diverge, beta, bar)
@@ -176,8 +176,9 @@ def run_lrfind(estimator, name="custom", data_dir="data", out_dir="cv", start_lr
                end_lr=END_LR, num_batches=NUM_BATCHES, diverge=DIVERGE, say=print) -> dict:
     """``kfkd lrfind``: load the training data, run the range test, write
     ``<out_dir>/<name>-lrfind.png`` and ``.json``, print the suggestion. Returns the record."""
-    from .. import data, provenance
-    from .._atomic import write_json
+    from .. import data
+    from ..utils import provenance
+    from ..utils.atomic import write_json
     from ._plots import lr_range_plot
     from ._shared import data_record
     training = data.load_training(data.resolve_data_dir(data_dir, say))

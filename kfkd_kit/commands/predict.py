@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import framing
+from ..photo import framing
 from ..keypoints import FEATURE_NAMES, IMAGE_SIDE
 from . import _options
 
@@ -50,7 +50,7 @@ class SavedModel:
     def __init__(self, model, tta=False, tta_shift=0):
         self.layout = framing.layout_of(model)
         if tta:
-            from ..tta import flip_tta
+            from ..meta.tta import flip_tta
             model = flip_tta(model, shift=tta_shift)
         self.model = model
 
@@ -67,10 +67,10 @@ def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=
     path = Path(model_path)
     tta = tta or bool(tta_shift)                 # a shift grid is flip TTA on shifted copies
     if path.suffix == ".onnx":
-        from ..onnxmodel import OnnxKeypoints
+        from ..photo.onnxmodel import OnnxKeypoints
         backend = OnnxKeypoints(path, trust=trust, tta=tta, tta_shift=tta_shift)
     else:
-        from ..modelfile import load_model
+        from ..utils.modelfile import load_model
         backend = SavedModel(load_model(path, trust=trust), tta=tta, tta_shift=tta_shift)
     if data_dir is not None:
         from ..data import load_training
@@ -128,9 +128,9 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     ``record_passes`` each row also holds ``passes``, the keypoints of every pass (passes, 30),
     and ``first``, the first crop's transform.
     """
-    from .. import progress
-    from ..faces import make_detector
-    from ..photos import PhotoError, read_photo
+    from ..utils import progress
+    from ..photo.faces import make_detector
+    from ..photo.photos import PhotoError, read_photo
     warn = warn or (lambda message: print(message, file=sys.stderr))
     passes = PASSES.get(detector, 1) if passes is None else passes
     if passes < 1:
@@ -212,7 +212,7 @@ def _next_transform(current, in_photo, target):
 def write_keypoints_csv(rows, path) -> Path:
     """The rows as a CSV with COLUMNS, written atomically (header only when no face)."""
     import pandas as pd
-    from .._atomic import write_csv
+    from ..utils.atomic import write_csv
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([{k: row[k] for k in COLUMNS} for row in rows], columns=list(COLUMNS))
@@ -245,8 +245,8 @@ def write_annotated(paths, rows, folder, warn=None) -> list[Path]:
     """Each readable photo of ``paths`` with its faces drawn, as ``folder/<name>.jpg``
     (``-2``, ``-3``, ... for photos of the same name), written atomically."""
     import io
-    from .._atomic import atomic_write
-    from ..photos import PhotoError, read_photo
+    from ..utils.atomic import atomic_write
+    from ..photo.photos import PhotoError, read_photo
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     by_photo = {}
@@ -277,7 +277,7 @@ def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, t
                 tta_shift=0):
     """`kfkd predict`: read, detect, frame, predict; CSV (and annotated photos). Returns the
     summary. ValueError (exit 2) only when no image could be read at all."""
-    from ..photos import list_images
+    from ..photo.photos import list_images
     paths = list_images(inputs)
     if not paths:
         raise ValueError(f"no image files in {', '.join(map(str, inputs))}")

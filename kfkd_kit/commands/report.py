@@ -23,16 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import data, splits
+from .. import data
+from ..data import splits
 from . import _plots as plots
-from .._atomic import atomic_write, create_unique, utc_stamp, write_csv
-from ..ensemble import SeedEnsemble
-from ..estimator import flip_axis_of
-from ..nested import histories, nets
+from ..utils.atomic import atomic_write, create_unique, utc_stamp, write_csv
+from ..meta.ensemble import SeedEnsemble
+from ..net.estimator import flip_axis_of
+from ..net.nested import histories, nets
 from ..keypoints import KEYPOINTS, N_TARGETS
-from ..metrics import masked_rmse_px
-from ..modelfile import load_model, read_record
-from ..tta import flip_tta
+from ..net.metrics import masked_rmse_px
+from ..utils.modelfile import load_model, read_record
+from ..meta.tta import flip_tta
 from . import _options
 
 HOLDOUT_FRACTION = 0.2

@@ -31,7 +31,7 @@ def predict_in_chunks(model, X, chunk=512):
     progress.bar). Every estimator here predicts each row on its own, and a chunk is a
     whole number of the nets' batches (128), so the result is the same."""
     import numpy as np
-    from .. import progress
+    from ..utils import progress
     parts = []
     with progress.bar(total=len(X), desc="predicting", unit="image") as bar:
         for start in range(0, len(X), chunk):
@@ -42,14 +42,14 @@ def predict_in_chunks(model, X, chunk=512):
 
 def run(args):
     from .. import data
-    from ..modelfile import load_model
-    from ..submission import build_submission, submission_path, write_submission
+    from ..utils.modelfile import load_model
+    from ..data.submission import build_submission, submission_path, write_submission
 
     model_path = Path(args.model)
     model = load_model(model_path, trust=args.trust_model)
     tta = args.tta or args.tta_shift > 0
     if tta:
-        from ..tta import flip_tta
+        from ..meta.tta import flip_tta
         model = flip_tta(model, shift=args.tta_shift)
     folder = data.data_folder(args.data)     # the user's own files, never a synthetic stand-in
     synthetic = folder / data.SYNTHETIC_FOLDER

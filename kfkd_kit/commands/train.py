@@ -6,14 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import configs, data, framing, provenance, runs
+from .. import configs, data
+from ..photo import framing
+from ..utils import provenance, runs
 from . import _plots as plots
-from ..metrics import masked_rmse_px
-from ..estimator import flip_axis_of
-from ..nested import histories, nets
-from ..modelfile import model_record, save_model
-from ..ensemble import SeedEnsemble
-from ..specialists import Specialists
+from ..net.metrics import masked_rmse_px
+from ..net.estimator import flip_axis_of
+from ..net.nested import histories, nets
+from ..utils.modelfile import model_record, save_model
+from ..meta.ensemble import SeedEnsemble
+from ..meta.specialists import Specialists
 from . import _options
 from ._shared import data_record
 
@@ -239,8 +241,8 @@ def pair_by_default(args, estimator) -> bool:
     """Whether this train command gets the pair: net8, a budget of PAIR_FROM_S or more, on
     a CPU with two or more cores that trains in native bf16, and neither --models nor
     --heads given."""
-    from .. import precision
-    from ..estimator import default_device
+    from ..utils import precision
+    from ..net.estimator import default_device
     net = configs.inner_net(estimator)
     device = net.device or default_device()
     return (args.net == "net8" and args.models is None and args.heads is None

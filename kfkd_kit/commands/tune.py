@@ -83,11 +83,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from .. import configs, data, runs
-from .._atomic import atomic_write, utc_stamp, write_json
-from ..metrics import masked_rmse_px
-from ..splits import grouped_holdout
-from ..tta import flip_tta
+from .. import configs, data
+from ..utils import runs
+from ..utils.atomic import atomic_write, utc_stamp, write_json
+from ..net.metrics import masked_rmse_px
+from ..data.splits import grouped_holdout
+from ..meta.tta import flip_tta
 from . import _options
 
 DEFAULT_TRIALS = 20

@@ -17,12 +17,13 @@ import pandas as pd
 
 from sklearn.frozen import FrozenEstimator
 
-from .. import configs, data, provenance
-from .._atomic import write_section
-from ..metrics import masked_rmse_px
-from ..nested import histories
-from ..splits import grouped_holdout
-from ..tta import flip_tta
+from .. import configs, data
+from ..utils import provenance
+from ..utils.atomic import write_section
+from ..net.metrics import masked_rmse_px
+from ..net.nested import histories
+from ..data.splits import grouped_holdout
+from ..meta.tta import flip_tta
 from . import _options
 
 DEFAULT_NETS = ("net1", "net2", "net3", "net4", "net5", "net6", "net7", "net8", "specialists")

@@ -77,7 +77,7 @@ def resolve_data_dir(folder, say=print) -> Path:
     files are never silently replaced. Used by train, cv, grid and zoo; submit reads the
     test and lookup files of the folder it is given (``data_folder``), never synthetic ones.
     """
-    from .. import synthetic
+    from .synthetic import write_kaggle_dataset
     folder = Path(folder)
     if folder.exists():
         data_folder(folder)
@@ -93,7 +93,7 @@ def resolve_data_dir(folder, say=print) -> Path:
     if not has_kaggle_data(fallback):
         say(f"NOTE: no Kaggle training file in {folder}/: generating the built-in SYNTHETIC "
             f"faces into {fallback}/ and training on them, not on real data")
-        synthetic.write_kaggle_dataset(fallback, seed=0)
+        write_kaggle_dataset(fallback, seed=0)
     else:
         say(f"NOTE: no Kaggle training file in {folder}/: using the built-in SYNTHETIC faces "
             f"in {fallback}/, not real data")

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import progress
+from ..utils import progress
 from ..keypoints import N_PIXELS
 from ._errors import show
 

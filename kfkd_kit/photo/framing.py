@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .keypoints import FEATURE_NAMES, IMAGE_SIDE, N_TARGETS
+from ..keypoints import FEATURE_NAMES, IMAGE_SIDE, N_TARGETS
 
 LAYOUT_ATTR = "mean_keypoints_"
 

@@ -116,7 +116,7 @@ class HaarDetector:
     def first_crop(self, face, layout):
         """Photo -> crop transform that frames the face as HAAR_FRAME says Kaggle's frame lies
         around such a box (scale and shift; a Haar box is upright)."""
-        from .keypoints import IMAGE_SIDE
+        from ..keypoints import IMAGE_SIDE
         x, y, w, _ = face.box
         u, v, k = HAAR_FRAME
         scale = IMAGE_SIDE / (k * w)
@@ -219,7 +219,7 @@ class MTCNNDetector:
         """Photo -> crop transform that puts the five landmarks on the mean layout's eye
         centres, nose tip and mouth corners (rotation, scale, shift)."""
         from .framing import fit_similarity, points
-        from .keypoints import KEYPOINTS
+        from ..keypoints import KEYPOINTS
         target = points(layout)[[KEYPOINTS.index(k) for k in MTCNN_KEYPOINTS]]
         return fit_similarity(face.landmarks, target)
 

@@ -32,7 +32,7 @@ from skorch.callbacks import Checkpoint, LoadInitState, PassthroughScoring
 from skorch.callbacks.scoring import ScoringBase
 from skorch.utils import noop
 
-from ._atomic import atomic_write, write_json
+from .atomic import atomic_write, write_json
 
 RUN_RECORD = "run.json"
 RUN_STATE = "run.pt"     # in a "last" slot, beside skorch's files: see run_state

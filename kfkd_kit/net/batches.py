@@ -13,7 +13,7 @@ import math
 import torch
 from torch.utils.data import Subset
 
-from .keypoints import affine_images, affine_targets, mirror_images, mirror_targets
+from ..keypoints import affine_images, affine_targets, mirror_images, mirror_targets
 
 
 def _tensors_of(dataset):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_write, create_unique, utc_stamp
-from .keypoints import FEATURE_INDEX, IMAGE_SIDE
+from ..utils.atomic import atomic_write, create_unique, utc_stamp
+from ..keypoints import FEATURE_INDEX, IMAGE_SIDE
 
 
 class SubmissionError(ValueError):

@@ -6,7 +6,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import validate_data
 
-from .keypoints import N_PIXELS
+from ..keypoints import N_PIXELS
 
 
 class PixelScaler(TransformerMixin, BaseEstimator):

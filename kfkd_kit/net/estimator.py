@@ -21,13 +21,14 @@ from skorch import NeuralNetRegressor
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset
 
-from . import fastpath, malloc, precision as precisions
+from . import fastpath
+from ..utils import malloc, precision as precisions
 from .batches import ResidentBatches
 from .callbacks import EpochTable
-from .keypoints import IMAGE_AXIS, IMAGE_SIDE, from_unit, to_unit
+from ..keypoints import IMAGE_AXIS, IMAGE_SIDE, from_unit, to_unit
 from .losses import MaskedMSELoss
 from .metrics import PixelRMSEScore
-from .splits import GroupedValidSplit
+from ..data.splits import GroupedValidSplit
 from .nested import nets
 
 
@@ -173,8 +174,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         dataset, columns = self.__dict__.pop("_train_rows", (None, None))
         if self.flip_axis != "auto" or dataset is None:
             return
-        from .keypoints import mirror_images
-        from .mirror import MAX_RMSE_TO_REFINE_PX, flip_consistent_axis
+        from ..keypoints import mirror_images
+        from ..data.mirror import MAX_RMSE_TO_REFINE_PX, flip_consistent_axis
         images, labels = _training_arrays(dataset, at_most=2000)
         if labels is None:
             return
@@ -196,7 +197,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
                 raise ValueError(f"flip_axis must be 'auto' or a number of pixels in (0, 96), "
                                  f"got {self.flip_axis!r}")
             return axis
-        from .mirror import estimate_flip_axis
+        from ..data.mirror import estimate_flip_axis
         images, labels = _training_arrays(dataset)
         if labels is None:
             return float(IMAGE_AXIS)

@@ -32,7 +32,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from ._atomic import atomic_write, write_json
+from .._moved import old_paths
+from .atomic import atomic_write, write_json
 
 TRUST_HINT = "pass --trust-model (make submit TRUST=1) to load it anyway"
 SKOPS_SUFFIX = ".skops"
@@ -42,25 +43,25 @@ SKOPS_FORMAT = "kfkd_kit.skops/1"
 # itself (builtins, numpy). Nothing else is ever loaded from a .skops file.
 TRUSTED_TYPES = [
     # the toolkit's own estimators, modules, loss, batches and callbacks
-    "kfkd_kit.estimator.KeypointNet",
-    "kfkd_kit.pipeline.PixelScaler",
-    "kfkd_kit.ensemble.FoldEnsemble",
-    "kfkd_kit.ensemble.SeedEnsemble",
-    "kfkd_kit.specialists.Specialists",
-    "kfkd_kit.tta.FlipTTA",
-    "kfkd_kit.nets.MLP",
-    "kfkd_kit.nets.CNN",
-    "kfkd_kit.nets.BNCNN",
-    "kfkd_kit.losses.MaskedMSELoss",
-    "kfkd_kit.losses.MaskedL1Loss",
-    "kfkd_kit.batches.ResidentBatches",
-    "kfkd_kit.callbacks.TrainValidRatio",
-    "kfkd_kit.callbacks.EarlyStopping",
-    "kfkd_kit.callbacks.PretrainedLayers",
-    "kfkd_kit.callbacks.LinearSchedule",
-    "kfkd_kit.callbacks.EpochTable",
-    "kfkd_kit.callbacks.OneCycle",
-    "kfkd_kit.callbacks.WeightAverage",
+    "kfkd_kit.net.estimator.KeypointNet",
+    "kfkd_kit.net.pipeline.PixelScaler",
+    "kfkd_kit.meta.ensemble.FoldEnsemble",
+    "kfkd_kit.meta.ensemble.SeedEnsemble",
+    "kfkd_kit.meta.specialists.Specialists",
+    "kfkd_kit.meta.tta.FlipTTA",
+    "kfkd_kit.net.nets.MLP",
+    "kfkd_kit.net.nets.CNN",
+    "kfkd_kit.net.nets.BNCNN",
+    "kfkd_kit.net.losses.MaskedMSELoss",
+    "kfkd_kit.net.losses.MaskedL1Loss",
+    "kfkd_kit.net.batches.ResidentBatches",
+    "kfkd_kit.net.callbacks.TrainValidRatio",
+    "kfkd_kit.net.callbacks.EarlyStopping",
+    "kfkd_kit.net.callbacks.PretrainedLayers",
+    "kfkd_kit.net.callbacks.LinearSchedule",
+    "kfkd_kit.net.callbacks.EpochTable",
+    "kfkd_kit.net.callbacks.OneCycle",
+    "kfkd_kit.net.callbacks.WeightAverage",
     # scikit-learn's and skorch's containers, torch's optimizers and schedule (as classes
     # named by a net's parameters; torch objects themselves are never stored)
     "sklearn.pipeline.Pipeline",
@@ -72,6 +73,8 @@ TRUSTED_TYPES = [
     # skorch's EarlyStopping has a ``sink`` parameter, print by default
     "builtins.print",
 ]
+# files saved before the package was grouped name these types by their old module paths
+TRUSTED_TYPES += [old for name in TRUSTED_TYPES for old in old_paths(name)]
 
 
 # --------------------------------------------------------------------------- saving
@@ -239,7 +242,7 @@ def _one_line(exc) -> str:
 
 def check_keypoint_model(model, path) -> None:
     """Raise ValueError unless ``model`` predicts (n, 30) keypoints from (n, 9216) images."""
-    from .keypoints import N_PIXELS, N_TARGETS
+    from ..keypoints import N_PIXELS, N_TARGETS
     if not hasattr(model, "predict"):
         raise ValueError(f"{path}: holds a {type(model).__name__}, not a fitted model; "
                          "retrain it or check the path")

@@ -52,7 +52,7 @@ from skorch.history import History
 from torch.utils.data import Subset
 
 from .batches import ResidentBatches
-from .keypoints import N_TARGETS, mirror_images, mirror_targets
+from ..keypoints import N_TARGETS, mirror_images, mirror_targets
 
 MODES = ("auto", True, False, "eager")
 SERVES = ("net1-net7 and the specialists: torch.optim.SGD with momentum on ResidentBatches, "

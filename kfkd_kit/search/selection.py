@@ -41,11 +41,11 @@ from sklearn.base import clone
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_validate
 
-from . import configs
-from .ensemble import FoldEnsemble
-from .nested import nets
-from .metrics import masked_rmse_px
-from .splits import grouped_kfold
+from .. import configs
+from ..meta.ensemble import FoldEnsemble
+from ..net.nested import nets
+from ..net.metrics import masked_rmse_px
+from ..data.splits import grouped_kfold
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)
 DEFAULT_MOMENTA = (0.8, 0.9, 0.95)
@@ -108,7 +108,7 @@ class ProgressScorer:
         self.say = say
         self.bar = None
         if progress:   # in-process fits: a bar over them (progress.bar: terminals only)
-            from .progress import bar
+            from ..utils.progress import bar
             self.bar = bar(total=self.n_folds * len(self.candidates or [None]),
                            desc="fits", unit="fit")
 

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .keypoints import CENTER, IMAGE_SIDE, N_PIXELS, N_TARGETS, PIXEL_ORIGIN, SCALE
+from ..keypoints import CENTER, IMAGE_SIDE, N_PIXELS, N_TARGETS, PIXEL_ORIGIN, SCALE
 
 
 def _initialise(module: nn.Module, init: str) -> None:

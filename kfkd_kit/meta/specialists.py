@@ -16,8 +16,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .keypoints import N_TARGETS, SPECIALIST_GROUPS, columns_of
-from .metrics import PixelRMSEScore, check_images, check_images_and_targets
+from ..keypoints import N_TARGETS, SPECIALIST_GROUPS, columns_of
+from ..net.metrics import PixelRMSEScore, check_images, check_images_and_targets
 
 
 class Specialists(PixelRMSEScore, RegressorMixin, BaseEstimator):

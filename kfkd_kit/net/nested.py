@@ -39,3 +39,24 @@ def histories(model) -> dict:
 
 def _renamed(nets, prefix):
     return {prefix if name == "net" else f"{prefix} {name}": net for name, net in nets.items()}
+
+
+def net_prefix(estimator) -> str:
+    """The set_params prefix of the KeypointNet inside ``estimator``: "" for the net,
+    "net__" for a Pipeline, "estimator__net__" for Specialists, FlipTTA or FoldEnsemble."""
+    if isinstance(estimator, NeuralNet):
+        return ""
+    if hasattr(estimator, "named_steps"):
+        return "net__"
+    inner = getattr(estimator, "estimator", None)
+    if inner is None:
+        raise ValueError(f"no net inside {type(estimator).__name__}")
+    return "estimator__" + net_prefix(inner)
+
+
+def inner_net(estimator) -> NeuralNet:
+    """The (first) KeypointNet template inside ``estimator``: the one set_params reaches."""
+    found = nets(estimator, fitted=False)
+    if not found:
+        raise ValueError(f"no net inside {type(estimator).__name__}")
+    return next(iter(found.values()))

@@ -18,7 +18,7 @@ from skorch.callbacks import EarlyStopping as SkorchEarlyStopping
 from torch.optim.lr_scheduler import OneCycleLR
 from torch.optim.swa_utils import AveragedModel
 
-from .keypoints import SCALE
+from ..keypoints import SCALE
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -118,7 +118,7 @@ def source_module(model):
     FrozenEstimator of one."""
     from pathlib import Path
     if isinstance(model, (str, Path)):
-        from .modelfile import load_model   # its sha256 checked, .joblib or .skops
+        from ..utils.modelfile import load_model   # its sha256 checked, .joblib or .skops
         path = Path(model)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model to pre-train from")

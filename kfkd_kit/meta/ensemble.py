@@ -30,10 +30,11 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils.validation import check_is_fitted
 
-from . import runs
-from .configs import head_params, inner_net, net_prefix, set_head, settings
-from .metrics import PixelRMSEScore, check_images_and_targets
-from .nets import BNCNN
+from ..utils import runs
+from ..net.nested import inner_net, net_prefix
+from ..net.settings import head_params, set_head, settings
+from ..net.metrics import PixelRMSEScore, check_images_and_targets
+from ..net.nets import BNCNN
 
 
 class _MeanEnsemble(PixelRMSEScore, RegressorMixin, BaseEstimator):

@@ -53,9 +53,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_write
-from .keypoints import (COMMON_KEYPOINTS, FEATURE_NAMES, IMAGE_AXIS, IMAGE_SIDE, KEYPOINTS,
-                        N_PIXELS, N_TARGETS, PIXEL_ORIGIN, columns_of)
+from ..utils.atomic import atomic_write
+from ..keypoints import (COMMON_KEYPOINTS, FEATURE_NAMES, IMAGE_AXIS, IMAGE_SIDE, KEYPOINTS,
+                         N_PIXELS, N_TARGETS, PIXEL_ORIGIN, columns_of)
 
 __all__ = ["make_faces", "write_kaggle_dataset"]
 

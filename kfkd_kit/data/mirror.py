@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .keypoints import (FEATURE_INDEX, IMAGE_AXIS, IMAGE_SIDE, KEYPOINT_FLIP_PAIRS, N_TARGETS,
-                        PIXEL_ORIGIN)
+from ..keypoints import (FEATURE_INDEX, IMAGE_AXIS, IMAGE_SIDE, KEYPOINT_FLIP_PAIRS, N_TARGETS,
+                         PIXEL_ORIGIN)
 
 MIDLINE_KEYPOINTS = ("nose_tip", "mouth_center_top_lip", "mouth_center_bottom_lip")
 SEARCH_PX = 3.0        # candidate axes within +-3 px of the labels' midline ...
@@ -155,7 +155,7 @@ def flip_consistent_axis(direct, mirrored, y, columns=None) -> tuple[float, floa
     these rows; for one trained without flips, the axis its own mirrored answers imply.
     NaN when no x value is labelled.
     """
-    from .keypoints import mirror_targets
+    from ..keypoints import mirror_targets
     direct, mirrored, y = (np.asarray(a, dtype=np.float64) for a in (direct, mirrored, y))
     columns = list(range(N_TARGETS)) if columns is None else list(columns)
     labelled = np.isfinite(y)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .keypoints import IMAGE_SIDE, N_TARGETS, check_shift, flip_shift_views
+from ..keypoints import IMAGE_SIDE, N_TARGETS, check_shift, flip_shift_views
 
 
 class OnnxKeypoints:
@@ -72,7 +72,7 @@ class OnnxKeypoints:
 def check_onnx_sha256(path) -> None:
     """Raise ValueError unless the JSON beside ``path`` records its sha256 (under
     ``model_file`` or ``onnx_file``) and the bytes match."""
-    from .modelfile import TRUST_HINT, json_path, read_record, sha256_of
+    from ..utils.modelfile import TRUST_HINT, json_path, read_record, sha256_of
     path = Path(path)
     record_path = json_path(path)
     saved = read_record(record_path)

@@ -7,8 +7,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .keypoints import N_PIXELS, check_shift, flip_shift_views
-from .metrics import PixelRMSEScore, check_images
+from ..keypoints import N_PIXELS, check_shift, flip_shift_views
+from ..net.metrics import PixelRMSEScore, check_images
 
 
 class FlipTTA(PixelRMSEScore, RegressorMixin, BaseEstimator):
@@ -45,7 +45,7 @@ class FlipTTA(PixelRMSEScore, RegressorMixin, BaseEstimator):
         is their mean, and their spread says how sure the model is of a keypoint."""
         check_is_fitted(self, "estimator_")
         X = check_images(self, X)
-        from .estimator import flip_axis_of   # torch only when a model is asked to predict
+        from ..net.estimator import flip_axis_of   # torch only when a model is asked to predict
         return flip_shift_views(
             lambda images: np.asarray(self.estimator_.predict(images), dtype=np.float64),
             X, flip_axis_of(self.estimator_), getattr(self, "shift", 0))  # older models: none
