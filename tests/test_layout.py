@@ -15,7 +15,7 @@ PACKAGE = Path(kfkd_kit.__file__).parent
 FRONT_DOOR = {"cli", "__main__"}
 # bottom to top: a module may import its own package and the layers below its own, never
 # one beside or above it (net and photo sit side by side: photo runs without torch)
-LAYERS = [{"", "_moved", "keypoints"}, {"utils"}, {"data"}, {"net", "photo"}, {"meta"},
+LAYERS = [{"", "_moved", "_lazy", "keypoints"}, {"utils"}, {"data"}, {"net", "photo"}, {"meta"},
           {"configs"}, {"search"}, {"commands"}, {"cli"}, {"__main__"}]
 
 

@@ -38,6 +38,18 @@ from ._files import (SUFFIXES, SYNTHETIC_FOLDER, data_folder, find_file, has_kag
 from ._lookup import load_lookup
 from ._parse import TestData, TrainingData, load_test, load_training
 
+from .._lazy import exports
+
+# the loaders above are imported at once (every command reads data); these on first use
+EXPORTS = {
+    "synthetic": ("make_faces", "write_kaggle_dataset"),
+    "splits": ("GroupedValidSplit", "grouped_kfold", "grouped_holdout", "grouped_shuffle_split",
+               "image_groups"),
+    "submission": ("SubmissionError", "build_submission", "validate_submission",
+                   "write_submission", "submission_path"),
+    "mirror": ("estimate_flip_axis", "flip_consistent_axis"),
+}
+_lazy_names, __getattr__, __dir__ = exports(__name__, EXPORTS)
 __all__ = ["DataError", "TrainingData", "TestData", "find_file", "has_kaggle_data",
            "data_folder", "resolve_data_dir", "load_training", "load_test", "load_lookup",
-           "SUFFIXES", "SYNTHETIC_FOLDER"]
+           "SUFFIXES", "SYNTHETIC_FOLDER", *_lazy_names]

@@ -1,0 +1,11 @@
+"""Keypoints on photos: reading them, finding faces, framing each as a 96x96 crop and
+mapping the keypoints back; the torch-free ONNX runner."""
+from .._lazy import exports
+
+EXPORTS = {
+    "photos": ("Photo", "PhotoError", "read_photo", "list_images", "image_suffixes"),
+    "faces": ("Face", "make_detector", "DETECTORS"),
+    "framing": ("FacePatch", "warp_to_crop", "mean_layout", "layout_of"),
+    "onnxmodel": ("OnnxKeypoints", "check_onnx_sha256"),
+}
+__all__, __getattr__, __dir__ = exports(__name__, EXPORTS)
