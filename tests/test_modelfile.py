@@ -11,7 +11,7 @@ import skops.io as sio
 import torch
 
 from kfkd_kit import configs
-from kfkd_kit.utils import modelfile
+from kfkd_kit.utils import modelfile, skopsfile
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_test, load_training
 from kfkd_kit.data.synthetic import write_kaggle_dataset
@@ -293,7 +293,7 @@ def _skops_with(tmp_path, estimator_node):
     sha256 matches it (so only the type check stands in the way)."""
     path = tmp_path / "models" / "evil.skops"
     path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump({"format": modelfile.SKOPS_FORMAT, "estimator": estimator_node}, path)
+    sio.dump({"format": skopsfile.SKOPS_FORMAT, "estimator": estimator_node}, path)
     record = {"file": path.name, "format": "skops", "sha256": modelfile.sha256_of(path)}
     modelfile.json_path(path).write_text(json.dumps({"model_file": record}))
     return path
@@ -301,7 +301,7 @@ def _skops_with(tmp_path, estimator_node):
 
 def test_a_skops_file_with_an_untrusted_type_is_refused(trained, fitted, tmp_path, capsys):
     data, _ = trained
-    node = modelfile._encode(fitted["net1"])
+    node = skopsfile._encode(fitted["net1"])
     node["params"]["memory"] = os.system            # a function it must never call or import
     path = _skops_with(tmp_path, node)
     out = tmp_path / "subs"

@@ -4,6 +4,7 @@ from .._lazy import exports
 
 EXPORTS = {
     "atomic": ("atomic_write", "write_json", "write_csv", "write_section", "create_unique"),
+    "skopsfile": ("TRUSTED_TYPES",),
     "modelfile": ("save_model", "load_model", "load_skops", "json_path", "read_record",
                   "model_record", "check_sha256", "check_keypoint_model", "TRUST_HINT"),
     "runs": ("Resume", "SlotCheckpoint", "checkpoint_callbacks", "stop_on_ctrl_c"),
