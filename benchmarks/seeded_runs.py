@@ -35,7 +35,7 @@ def main(out):
     from kfkd_kit.cli import main as kfkd
     from kfkd_kit.data import load_test
     from kfkd_kit.utils.modelfile import load_model
-    from kfkd_kit.data.synthetic import write_kaggle_dataset
+    from kfkd_kit.data import write_kaggle_dataset
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,7 @@ import matplotlib.figure
 import numpy as np
 import pytest
 
-from kfkd_kit.data import synthetic
+from kfkd_kit.data import synthetic_dataset
 from kfkd_kit.commands import _plots as plots
 from kfkd_kit.utils.atomic import atomic_write
 
@@ -115,7 +115,7 @@ def test_a_figure_that_fails_half_way_leaves_the_old_png(tmp_path, monkeypatch):
 
 
 def test_the_synthetic_writer_failing_mid_write_leaves_the_old_dataset(tmp_path, monkeypatch):
-    paths = synthetic.write_kaggle_dataset(tmp_path, n_train=6, n_test=2, seed=0)
+    paths = synthetic_dataset.write_kaggle_dataset(tmp_path, n_train=6, n_test=2, seed=0)
     before = {name: _snapshot(path) for name, path in paths.items()}
 
     def fsync_fails(fd):          # the data are written, not yet on disk: a full disk says so
@@ -123,5 +123,5 @@ def test_the_synthetic_writer_failing_mid_write_leaves_the_old_dataset(tmp_path,
 
     monkeypatch.setattr(os, "fsync", fsync_fails)
     with pytest.raises(OSError, match="no space"):
-        synthetic.write_kaggle_dataset(tmp_path, n_train=9, n_test=2, seed=1)
+        synthetic_dataset.write_kaggle_dataset(tmp_path, n_train=9, n_test=2, seed=1)
     assert {name: _snapshot(path) for name, path in paths.items()} == before

@@ -27,7 +27,7 @@ import pytest
 from kfkd_kit import data
 from kfkd_kit.cli import main
 from kfkd_kit.keypoints import FEATURE_NAMES
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).resolve().parent.parent if (

@@ -7,7 +7,7 @@ import pytest
 
 from kfkd_kit.cli import main
 from kfkd_kit.commands.compare import compare_models
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 pytestmark = pytest.mark.slow   # every test here uses models trained through the CLI
 

@@ -9,7 +9,7 @@ import pytest
 
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_lookup, load_test
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 pytestmark = pytest.mark.slow   # every test here runs commands through the CLI
 

@@ -13,7 +13,7 @@ from kfkd_kit.cli import main
 from kfkd_kit.meta.ensemble import SeedEnsemble
 from kfkd_kit.net.nested import nets
 from kfkd_kit.net.nets import BNCNN
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 
 def _net1(**settings):

@@ -32,7 +32,7 @@ import urllib3  # noqa: E402
 
 from kfkd_kit import data  # noqa: E402
 from kfkd_kit.cli import main  # noqa: E402
-from kfkd_kit.data.synthetic import write_kaggle_dataset  # noqa: E402
+from kfkd_kit.data import write_kaggle_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow   # every test here runs a command (against the fake Kaggle)
 

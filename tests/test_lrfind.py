@@ -7,7 +7,7 @@ import pytest
 from kfkd_kit import configs
 from kfkd_kit.cli import main
 from kfkd_kit.commands.lrfind import RangeRecorder, lr_range_test, range_test_estimator, suggest
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 
 def _net(name="net1", **kw):

@@ -14,7 +14,7 @@ from kfkd_kit import configs
 from kfkd_kit.utils import modelfile, skopsfile
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_test, load_training
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 pytestmark = pytest.mark.slow   # every test here uses the net1 `trained` through the CLI
 

@@ -8,7 +8,7 @@ from kfkd_kit import configs, data
 from kfkd_kit.utils import progress
 from kfkd_kit.commands.submit import predict_in_chunks
 from kfkd_kit.search.selection import cross_validate_net
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 
 @pytest.fixture

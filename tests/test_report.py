@@ -11,7 +11,7 @@ from kfkd_kit.commands import report
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_training
 from kfkd_kit.keypoints import KEYPOINTS
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from skorch.callbacks import Callback
 
 from kfkd_kit.utils import runs
 from kfkd_kit.cli import main
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 pytestmark = pytest.mark.slow   # runs of the CLI, in-process and killed subprocesses
 

@@ -318,9 +318,9 @@ def test_grid_search_on_dask_local_cluster_matches_in_process(xy, one_thread):
 
 def test_run_cv_and_run_grid_on_synthetic_files(tmp_path):
     from kfkd_kit import data
-    from kfkd_kit.data import synthetic
+    from kfkd_kit.data import synthetic_dataset
     folder = tmp_path / "data"
-    synthetic.write_kaggle_dataset(folder, n_train=48, n_test=6, seed=0)
+    synthetic_dataset.write_kaggle_dataset(folder, n_train=48, n_test=6, seed=0)
     lines = []
     net1 = tiny_net(epochs=1, complete_only=False, valid_fraction=0.0)
     cv_run = cv.run_cv(net1, "net1", folder, folds=2, out_dir=tmp_path / "cv", keep_models=True,

@@ -9,7 +9,7 @@ from kfkd_kit import configs
 from kfkd_kit.search import selection
 from kfkd_kit.data import splits
 from kfkd_kit.cli import main
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 
 
 def _with_duplicates(n=60, copies=((0, 30), (1, 31), (2, 32), (5, 45), (5, 46), (7, 59))):

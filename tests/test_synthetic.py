@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kfkd_kit import keypoints as K
-from kfkd_kit.data.synthetic import make_faces, write_kaggle_dataset
+from kfkd_kit.data import make_faces, write_kaggle_dataset
 
 N_TRAIN, N_TEST, SEED, MISSING = 300, 90, 3, 0.7
 FILES = ("training", "test", "lookup", "sample_submission", "test_keypoints")

@@ -28,7 +28,7 @@ from kfkd_kit.data import load_training
 from kfkd_kit.keypoints import mirror_images, mirror_targets
 from kfkd_kit.net.metrics import masked_rmse_px
 from kfkd_kit.data.splits import grouped_holdout
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 from kfkd_kit.meta.tta import FlipTTA
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@ import pytest
 
 from kfkd_kit.cli import main
 from kfkd_kit.commands.zoo import parse_epoch_caps
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 from kfkd_kit.data.splits import grouped_holdout
 
 

@@ -15,7 +15,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..data.synthetic import write_kaggle_dataset
+    from ..data.synthetic_dataset import write_kaggle_dataset
     paths = write_kaggle_dataset(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                                  flip_axis=args.flip_axis)
     for path in paths.values():

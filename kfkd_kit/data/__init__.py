@@ -42,7 +42,8 @@ from .._lazy import exports
 
 # the loaders above are imported at once (every command reads data); these on first use
 EXPORTS = {
-    "synthetic": ("make_faces", "write_kaggle_dataset"),
+    "synthetic": ("make_faces",),
+    "synthetic_dataset": ("write_kaggle_dataset",),
     "splits": ("GroupedValidSplit", "grouped_kfold", "grouped_holdout", "grouped_shuffle_split",
                "image_groups"),
     "submission": ("SubmissionError", "build_submission", "validate_submission",

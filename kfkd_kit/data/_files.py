@@ -77,7 +77,7 @@ def resolve_data_dir(folder, say=print) -> Path:
     files are never silently replaced. Used by train, cv, grid and zoo; submit reads the
     test and lookup files of the folder it is given (``data_folder``), never synthetic ones.
     """
-    from .synthetic import write_kaggle_dataset
+    from .synthetic_dataset import write_kaggle_dataset
     folder = Path(folder)
     if folder.exists():
         data_folder(folder)
