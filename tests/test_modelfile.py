@@ -1,5 +1,5 @@
 """Model files you can trust: the JSON's sha256, clear refusals through `kfkd submit`,
-and the pickle-free .skops format (issue 10)."""
+and the pickle-free .skops format."""
 import json
 import os
 import shutil

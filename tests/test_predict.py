@@ -4,7 +4,7 @@ The photo is NASA's astronaut portrait (public domain, tests/data/README.md). Th
 faces would not fool a detector trained on photos, and no net that predicts real faces well
 can be trained in a test; so the model for the photo tests is a ridge regression from pixels
 to keypoints, fitted in seconds on crops of this one face (tilted, scaled and shifted around
-hand-placed keypoints). The tests check consistency, as the issue asks: the keypoints found
+hand-placed keypoints). The tests check consistency: the keypoints found
 in a rescaled, tilted, EXIF-rotated or doubled copy of the photo must match, once mapped,
 those found in the plain photo.
 """
