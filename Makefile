@@ -95,7 +95,7 @@ help:
 	@echo "make predict MODEL=models/net8.joblib IMAGES=\"photo.jpg folder/\" [OUT=keypoints.csv]"
 	@echo "             [ANNOTATED=dir] [TTA=1] [TTA_SHIFT=2] [DETECTOR=mtcnn|haar] [TRUST=1]: faces in your photos"
 	@echo "make export  [MODEL=models/net1.joblib] [OUT=MODEL.onnx]  the net as ONNX, checked"
-	@echo "make bench   [QUICK=1]  speed ratios -> benchmarks/RESULTS.md"
+	@echo "make bench   [QUICK=1]  speed ratios -> docs/RESULTS.md (a section per part)"
 	@echo "make test    run the test suite"
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml

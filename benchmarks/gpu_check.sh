@@ -10,7 +10,9 @@
 # - runs the benchmark's CUDA part (d): net1 400 and net5 1000 epochs, captured step vs an
 #   eager loop on the device, bf16, skorch's plain path (torch.compile with COMPILE_EPOCHS=N);
 # - runs part (f): net8 fp32 and bf16 epochs on the GPU;
-# - writes env.txt, pytest.txt, bench.txt, bench_net8.txt and RESULTS_gpu*.md into $OUT (or build/gpu_check).
+# - writes parts d and f into their sections of this checkout's docs/RESULTS.md
+#   (bench-d, bench-f) and copies that file, with env.txt, pytest.txt, bench.txt and
+#   bench_net8.txt, into $OUT (or build/gpu_check): bring the two sections back by hand.
 # Each step has its own time limit, so a slow step cannot lose the others' results.
 set -u
 OUT=${OUT:-build/gpu_check}
@@ -34,11 +36,12 @@ timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_fastpath.py tests/te
 echo "pytest exit $? after $(( $(date +%s) - start )) s" >>"$OUT/pytest.txt"
 
 timeout 280 $PY -m benchmarks.bench --parts d --compile-epochs ${COMPILE_EPOCHS:-0} \
-    --out "$OUT/RESULTS_gpu.md" >"$OUT/bench.txt" 2>&1
+    --out docs/RESULTS.md >"$OUT/bench.txt" 2>&1
 echo "bench d exit $? after $(( $(date +%s) - start )) s" >>"$OUT/bench.txt"
-timeout 120 $PY -m benchmarks.bench --parts f --out "$OUT/RESULTS_gpu_net8.md" >"$OUT/bench_net8.txt" 2>&1
+timeout 120 $PY -m benchmarks.bench --parts f --out docs/RESULTS.md >"$OUT/bench_net8.txt" 2>&1
 echo "bench f exit $? after $(( $(date +%s) - start )) s" >>"$OUT/bench_net8.txt"
 
 tail -n 5 "$OUT/pytest.txt"
-cat "$OUT/RESULTS_gpu.md" 2>/dev/null || tail -n 40 "$OUT/bench.txt"
-cat "$OUT/RESULTS_gpu_net8.md" 2>/dev/null || tail -n 20 "$OUT/bench_net8.txt"
+cp docs/RESULTS.md "$OUT/RESULTS.md"
+tail -n 40 "$OUT/bench.txt"
+tail -n 20 "$OUT/bench_net8.txt"

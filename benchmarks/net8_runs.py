@@ -373,7 +373,9 @@ def main(argv=None):
         print(rescore(args.rescore, args.data, args.tta_shift, args.out))
         return
     if args.summary:
-        text = "\n".join([summary(args.out), "", ensembles(args.out, args.data)])
+        written = (f"Written by benchmarks/net8_runs.py: `python -m benchmarks.net8_runs --summary "
+                   f"--out {args.out} --docs {args.docs} --section {args.section}`.")
+        text = "\n".join([written, "", summary(args.out), "", ensembles(args.out, args.data)])
         print(text)
         if args.docs:
             write_section(args.docs, args.section, text)

@@ -15,8 +15,11 @@ with ``(cx, cy) = (47.5, 48) + translation``.  Keypoints are the images of canon
 under exactly this map, and each pixel is shaded by pulling its centre (column ``i`` at
 ``x = i``, row ``j`` at ``y = j``) back through the inverse map; so the coordinates agree
 with the drawing to floating-point precision. ``make_faces`` then adds
-``keypoints.PIXEL_ORIGIN`` (1) to every keypoint, to write them in Kaggle's 1-based
-coordinates, as the real files are.
+``keypoints.PIXEL_ORIGIN`` (1) to every keypoint: the toolkit's reading of a label as a
+1-based pixel index, so a synthetic face's labels mirror exactly about ``IMAGE_AXIS``. That
+reading is the toolkit's, not a measured property of the real files (faces15's labels are
+continuous coordinates, the top-left pixel's centre at (0.5, 0.5)); a real data set's
+mirror axis is measured (``mirror.py``).
 
 What is drawn, back to front (all with soft, anti-aliased edges):
 
