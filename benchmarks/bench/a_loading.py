@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-from kfkd_kit.data import synthetic
+from kfkd_kit.data import synthetic_dataset
 
 from .common import DATA_DIR, KAGGLE_COMPLETE, KAGGLE_ROWS, ROOT
 
@@ -22,7 +22,7 @@ def kaggle_size_csv(rows=KAGGLE_ROWS):
     if not path.is_file():
         print(f"  generating {path} ({rows} rows) ...", flush=True)
         missing = 1 - KAGGLE_COMPLETE / KAGGLE_ROWS
-        synthetic.write_kaggle_dataset(folder, n_train=rows, n_test=0, seed=0,
+        synthetic_dataset.write_kaggle_dataset(folder, n_train=rows, n_test=0, seed=0,
                                        missing_fraction=missing)
     return folder
 

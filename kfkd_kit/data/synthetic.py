@@ -390,5 +390,5 @@ def make_faces(n: int, seed: int = 0):
         img = _render({k: val[rows] for k, val in params.items()},
                       tuple(x[rows] for x in placement), bits, work)
         images[rows] = img.reshape(len(img), N_PIXELS)
-    # drawn in 0-based pixel indices; Kaggle's coordinates are 1-based (keypoints.PIXEL_ORIGIN)
+    # drawn in 0-based pixel indices; labels add the declared origin (keypoints.PIXEL_ORIGIN)
     return images, (points.reshape(n, N_TARGETS) + PIXEL_ORIGIN).astype(np.float32)
