@@ -23,6 +23,7 @@ from kfkd_kit.net.estimator import flip_axis_of
 from kfkd_kit import configs
 from kfkd_kit.net import settings as net_settings
 from kfkd_kit.commands import tune
+from kfkd_kit.search import space as tune_space, study as tune_study
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_training
 from kfkd_kit.keypoints import mirror_images, mirror_targets
@@ -57,7 +58,7 @@ def table_rows(path):
 
 
 def load_study(storage, name="net8"):
-    return optuna.load_study(study_name=name, storage=tune.open_storage(storage)[0])
+    return optuna.load_study(study_name=name, storage=tune_study.open_storage(storage)[0])
 
 
 # ---------------------------------------------------------------- the command
@@ -166,7 +167,7 @@ def test_two_worker_processes_share_one_journal_study(faces, tmp_path):
 @pytest.mark.filterwarnings("ignore:Fixed parameter lr with value 30")
 def test_bad_trials_are_pruned_on_the_valid_loss(faces, tmp_path):
     storage = f"journal:{tmp_path / 'prune.journal'}"
-    study = optuna.create_study(study_name="net8", storage=tune.open_storage(storage)[0])
+    study = optuna.create_study(study_name="net8", storage=tune_study.open_storage(storage)[0])
     study.enqueue_trial({"lr": 0.003, "width": 8})
     study.enqueue_trial({"lr": 30.0, "width": 8})           # out of range, and diverges at once
     lines = []
@@ -222,8 +223,8 @@ def test_pruning_compares_trials_of_the_same_epochs_only():
     running = trial(120, 0.4, TrialState.RUNNING)
     median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10)
     assert median.prune(study, running)                          # the median over all: 0.3
-    assert not tune.same_epochs_pruner(median).prune(study, running)   # over its own: 0.5
-    assert tune.same_epochs_pruner(median).prune(study, trial(40, 0.4, TrialState.RUNNING))
+    assert not tune_study.same_epochs_pruner(median).prune(study, running)   # over its own: 0.5
+    assert tune_study.same_epochs_pruner(median).prune(study, trial(40, 0.4, TrialState.RUNNING))
 
 
 @pytest.mark.slow
@@ -241,7 +242,7 @@ def test_a_trials_value_is_the_held_out_rmse_with_flip_tta(faces, tmp_path):
     assert len(held) == 10
     model = configs.build("net8", epochs=2, device="cpu", precision="fp32", verbose=0, seed=3)
     model.set_params(**{"net__" + key: value
-                        for key, value in tune.net_params(trial.params).items()})
+                        for key, value in tune_space.net_params(trial.params).items()})
     model.fit(X[train_rows], y[train_rows])
     direct = model.predict(X[held])
     both = (direct + mirror_targets(model.predict(mirror_images(X[held])),
@@ -252,26 +253,26 @@ def test_a_trials_value_is_the_held_out_rmse_with_flip_tta(faces, tmp_path):
 
 def test_the_search_space_is_net8s_and_settings_hold_dimensions():
     net = configs.inner_net(configs.build("net8"))
-    for dim in tune.SPACE:
+    for dim in tune_space.SPACE:
         for key in (dim.key,) + dim.also:
             assert net_settings._known_param(net, key), key
-    default = {dim.key: dim for dim in tune.SPACE}
+    default = {dim.key: dim for dim in tune_space.SPACE}
     assert default["module__width"].low <= net.module__width <= default["module__width"].high
     assert default["max_epochs"].low <= net.max_epochs <= default["max_epochs"].high
     assert default["lr"].low <= net.lr <= default["lr"].high
-    names = lambda fixed: [d.name for d in tune.search_space(fixed)]  # noqa: E731
+    names = lambda fixed: [d.name for d in tune_space.search_space(fixed)]  # noqa: E731
     assert "epochs" in names(()) and "lr" in names(())
     assert "epochs" not in names(("budget",)) and "epochs" not in names(("epochs",))
     assert "lr" not in names(("lr",)) and "width" in names(("epochs", "lr", "budget"))
 
 
 def test_trial_0_starts_from_the_nets_own_values_where_they_lie_in_the_space():
-    space = tune.search_space(("epochs",))
-    assert tune.starting_point(configs.build("net8"), space) == NET8_START
-    assert tune.starting_point(configs.build("net8"), tune.SPACE)["epochs"] == 80
+    space = tune_space.search_space(("epochs",))
+    assert tune_space.starting_point(configs.build("net8"), space) == NET8_START
+    assert tune_space.starting_point(configs.build("net8"), tune_space.SPACE)["epochs"] == 80
     odd = configs.build("net8", lr=0.05)                 # above the range: drawn instead
     odd.set_params(net__module__width=18, net__module__dropout=0.2)   # 18: off the step of 4
-    start = tune.starting_point(odd, space)
+    start = tune_space.starting_point(odd, space)
     assert "lr" not in start and "width" not in start and start["dropout"] == 0.2
 
 

@@ -10,20 +10,18 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..utils.atomic import atomic_write  # noqa: E402
+from ..utils.atomic import save_figure  # noqa: E402
 from ..keypoints import IMAGE_SIDE, PIXEL_ORIGIN  # noqa: E402
 
 
 def _save(fig, path) -> Path:
-    """Save atomically (_atomic.atomic_write): a reader never sees a half-written PNG."""
+    """Save atomically (atomic.save_figure), into a folder made if missing; close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_write(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
-    return path
 
 
 def learning_curves(histories, path, title="") -> Path:

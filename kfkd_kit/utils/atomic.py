@@ -107,6 +107,15 @@ def write_csv(path, frame) -> Path:
     return Path(path)
 
 
+def save_figure(figure, path) -> Path:
+    """A matplotlib figure as a PNG (100 dpi, tight box), atomically: a reader never sees a
+    half-written image. The figure stays open (the caller closes it)."""
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=100, bbox_inches="tight")
+    return path
+
+
 def _numbered(path: Path, k: int, folder=False) -> Path:
     """path, then <stem>-k<suffix> (a folder: <name>-k, as a dot in its name is no suffix)."""
     if k == 1:
