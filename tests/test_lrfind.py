@@ -1,4 +1,4 @@
-"""The learning-rate range test on tiny synthetic data (kfkd_kit.commands.lrfind)."""
+"""The learning-rate range test on tiny synthetic data (kfkd_kit.search.lrfinder, and `kfkd lrfind`)."""
 import json
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from kfkd_kit import configs
 from kfkd_kit.cli import main
-from kfkd_kit.commands.lrfind import RangeRecorder, lr_range_test, range_test_estimator, suggest
+from kfkd_kit.search.lrfinder import RangeRecorder, lr_range_test, range_test_estimator, suggest
 from kfkd_kit.data import write_kaggle_dataset
 
 
