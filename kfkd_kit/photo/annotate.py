@@ -1,0 +1,65 @@
+"""Photos with their faces drawn (`kfkd predict --annotated`): each face's box and its 15
+keypoints, from the rows photo/align.py's ``predict_photos`` gives."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..keypoints import FEATURE_NAMES
+from . import framing
+from .align import BOX_COLUMNS
+
+__all__ = ["annotate", "write_annotated"]
+
+COLOURS = ((255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120), (255, 120, 255))
+
+
+def annotate(photo, rows):
+    """A copy of the photo (Pillow RGB image) with each face's box and 15 points drawn."""
+    from PIL import Image, ImageDraw
+    image = Image.fromarray(photo.rgb)
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(max(image.size) / 300))
+    for row in rows:
+        colour = COLOURS[row["face"] % len(COLOURS)]
+        x, y, w, h = (row[k] for k in BOX_COLUMNS)
+        # photo coordinates put pixel centres at index + 1; Pillow's at index (+ 0.5 edges)
+        draw.rectangle([x - 1, y - 1, x + w - 1, y + h - 1], outline=colour, width=width)
+        radius = max(2.0, w / 45)
+        points = framing.points(np.array([row[f] for f in FEATURE_NAMES], dtype=float))
+        for px, py in points:
+            draw.ellipse([px - 1 - radius, py - 1 - radius, px - 1 + radius, py - 1 + radius],
+                         fill=colour, outline=(0, 0, 0))
+    return image
+
+
+def write_annotated(paths, rows, folder, warn=None) -> list[Path]:
+    """Each readable photo of ``paths`` with its faces drawn, as ``folder/<name>.jpg``
+    (``-2``, ``-3``, ... for photos of the same name), written atomically."""
+    import io
+    from ..utils.atomic import atomic_write
+    from .photos import PhotoError, read_photo
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    by_photo = {}
+    for row in rows:
+        by_photo.setdefault(row["image"], []).append(row)
+    written, taken = [], set()
+    for path in dict.fromkeys(paths):
+        try:
+            photo = read_photo(path)
+        except PhotoError:
+            continue                       # already reported by predict_photos
+        stem, number = Path(path).stem, 1
+        name = f"{stem}.jpg"
+        while name in taken:
+            number += 1
+            name = f"{stem}-{number}.jpg"
+        taken.add(name)
+        buffer = io.BytesIO()
+        annotate(photo, by_photo.get(str(path), [])).save(buffer, format="JPEG", quality=90)
+        with atomic_write(folder / name, "wb") as f:
+            f.write(buffer.getvalue())
+        written.append(folder / name)
+    return written
