@@ -140,7 +140,7 @@ def main(argv=None):
 
     from kfkd_kit.photo import faces
     from kfkd_kit.utils.modelfile import load_model
-    from kfkd_kit.commands.predict import SavedModel, predict_photos
+    from kfkd_kit.photo.align import SavedModel, predict_photos
     if args.mtcnn_threshold is not None:
         faces.MTCNN_THRESHOLD = args.mtcnn_threshold
     model = load_model(args.model, trust=args.trust_model)

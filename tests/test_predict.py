@@ -326,7 +326,7 @@ def tiny_net(tmp_path_factory):
 def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     import onnx
 
-    from kfkd_kit.commands.export import check_batch
+    from kfkd_kit.photo.onnxgraph import check_batch
     from kfkd_kit.photo.onnxmodel import OnnxKeypoints
     from kfkd_kit.utils.modelfile import load_model, sha256_of
     assert main(["export", "--model", str(tiny_net)]) == 0
@@ -374,8 +374,8 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_export_refuses_to_write_on_a_mismatch(tiny_net, tmp_path, monkeypatch, capsys):
-    from kfkd_kit.commands import export
-    monkeypatch.setattr(export, "TOLERANCE", -1.0)
+    from kfkd_kit.photo import onnxgraph
+    monkeypatch.setattr(onnxgraph, "TOLERANCE", -1.0)
     out = tmp_path / "never.onnx"
     assert main(["export", "--model", str(tiny_net), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -386,7 +386,7 @@ def test_export_refuses_to_write_on_a_mismatch(tiny_net, tmp_path, monkeypatch, 
 @pytest.mark.slow
 def test_a_seed_ensemble_exports_as_one_graph_of_its_mean(tmp_path, capsys):
     from kfkd_kit import configs
-    from kfkd_kit.commands.export import check_batch
+    from kfkd_kit.photo.onnxgraph import check_batch
     from kfkd_kit.meta.ensemble import SeedEnsemble
     from kfkd_kit.utils.modelfile import load_model
     from kfkd_kit.photo.onnxmodel import OnnxKeypoints

@@ -17,12 +17,13 @@ def run(table, opts):
 
     from kfkd_kit import configs
     from kfkd_kit.photo import framing
-    from kfkd_kit.commands.export import check_batch, export_onnx
+    from kfkd_kit.meta.onnxexport import export_onnx
+    from kfkd_kit.photo.onnxgraph import check_batch
     from kfkd_kit.photo.onnxmodel import OnnxKeypoints
     from kfkd_kit.photo.faces import make_detector
     from kfkd_kit.utils.modelfile import load_model, save_model
     from kfkd_kit.photo.photos import read_photo
-    from kfkd_kit.commands.predict import SavedModel
+    from kfkd_kit.photo.align import SavedModel
     print("i. predict: detection, alignment, net8 through torch and onnxruntime", flush=True)
     n, rounds = (128, 2) if quick else (512, 3)
     images, points = faces(256)

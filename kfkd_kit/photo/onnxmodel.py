@@ -1,7 +1,7 @@
 """An exported ONNX graph run by onnxruntime, without torch: ``OnnxKeypoints`` serves
 `kfkd predict --model M.onnx`; ``check_onnx_sha256`` checks the file against its JSON.
 
-`kfkd export` (commands/export.py) writes such a graph; see there for what the graph holds.
+`kfkd export` writes such a graph (photo/onnxgraph.py, which says what the graph holds).
 """
 from __future__ import annotations
 

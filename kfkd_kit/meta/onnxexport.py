@@ -1,0 +1,52 @@
+"""`kfkd export` as a library: a saved model -> its ONNX graph (photo/onnxgraph.py says what
+the graph holds and how it is checked). Here: which nets of the model the graph computes,
+and the mirror axis its flip TTA uses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..keypoints import IMAGE_SIDE
+from ..photo.onnxgraph import mirror_sum_of, write_graph
+
+__all__ = ["export_onnx", "exported_nets"]
+
+
+def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
+    """Export the model at ``model_path`` to ``out`` (default: the same path with .onnx),
+    checked against torch first. Returns the ONNX path."""
+    from ..utils import modelfile
+    from .tta import flip_tta
+    model_path = Path(model_path)
+    out = Path(out) if out else model_path.with_suffix(".onnx")
+    if out.resolve() == model_path.resolve():
+        raise ValueError(f"{out}: the ONNX file would replace the model it comes from; "
+                         "give --out another name")
+    model = modelfile.load_model(model_path, trust=trust)
+    nets = exported_nets(model, model_path)
+    return write_graph(model, nets, model_path, out, mirror_sum_of(model, flip_tta(model)), say)
+
+
+def exported_nets(model, path) -> list:
+    """The KeypointNets the graph computes: one net's pipeline (pixels -> net), as kfkd
+    train saves net1 ... net8, or each member of a SeedEnsemble of such pipelines (the
+    graph then averages them, as the ensemble's predict does)."""
+    from .ensemble import SeedEnsemble
+    members = model.estimators_ if isinstance(model, SeedEnsemble) else [model]
+    nets = [_pipeline_net(member) for member in members]
+    if None in nets:
+        raise ValueError(f"{path}: holds a {type(model).__name__}; export handles one net's "
+                         "pipeline (pixels -> net), as kfkd train saves net1 ... net8, or a "
+                         "seed ensemble of them (kfkd train --models N)")
+    return nets
+
+
+def _pipeline_net(model):
+    from sklearn.pipeline import Pipeline
+    from ..net.estimator import KeypointNet
+    from ..net.pipeline import PixelScaler
+    if (isinstance(model, Pipeline) and len(model.steps) == 2
+            and isinstance(model.steps[0][1], PixelScaler)
+            and isinstance(model.steps[1][1], KeypointNet)
+            and model.steps[0][1].n_pixels in (None, IMAGE_SIDE * IMAGE_SIDE)):
+        return model.steps[1][1]
+    return None
