@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from kfkd_kit.commands import report
+from kfkd_kit.search import analysis
 from kfkd_kit.cli import main
 from kfkd_kit.data import load_training
 from kfkd_kit.keypoints import KEYPOINTS
@@ -115,7 +116,7 @@ def test_the_worst_16_are_the_16_highest_per_face_rmses(written):
 
 
 def test_worst_faces_ignores_faces_with_no_label():
-    assert report.worst_faces([1.0, np.nan, 3.0, 2.0], n=16).tolist() == [2, 3, 0]
+    assert analysis.worst_faces([1.0, np.nan, 3.0, 2.0], n=16).tolist() == [2, 3, 0]
 
 
 @pytest.mark.slow
