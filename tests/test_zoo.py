@@ -69,3 +69,26 @@ def test_write_section_replaces_only_its_own_part(tmp_path):
     assert text.index("net8 table v2") < text.index("zoo table v2") < text.index("hand-written")
     assert "v1" not in text and text.count("<!-- begin zoo -->") == 1
     assert "second line\n<!-- end net8 -->" in text
+
+
+def test_the_zoo_table_is_written_by_the_library_into_its_own_section(tmp_path):
+    from types import SimpleNamespace
+
+    from kfkd_kit.search.zoo import write_table
+    training = SimpleNamespace(source="data/training.csv", fingerprint="f" * 16, X=np.zeros((60, 4)))
+    results = [{"net": "net1", "description": "one hidden layer", "train_rows": 40, "epochs": "2",
+                "max_epochs": 2, "tutorial_epochs": 400, "seconds": 3.2, "device": "cpu",
+                "rmse_px": 3.14159, "rmse_tta_px": 3.0},
+               {"net": "mine", "description": "mine", "train_rows": 48, "epochs": "1-2 (2 nets)",
+                "max_epochs": 2, "tutorial_epochs": None, "seconds": 1.0, "device": "cpu",
+                "rmse_px": 2.5}]
+    path = tmp_path / "RESULTS.md"
+    path.write_text("kept\n")
+    write_table(results, path, training, 12, 7)
+    text = path.read_text()
+    assert text.startswith("kept\n") and "<!-- begin zoo -->" in text
+    assert "12 rows held out (seed 7)" in text and "**not the tutorial's** for net1: 2" in text
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("| n") or line.startswith("| m")]
+    assert rows[1][:6] == ["net1", "one hidden layer", "40", "2", "3.142", "3.000"]
+    assert rows[2][4:6] == ["2.500", ""] and rows[2][-1] == ""
