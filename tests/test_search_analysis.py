@@ -7,7 +7,7 @@ from sklearn.pipeline import Pipeline
 
 from kfkd_kit.data import load_training
 from kfkd_kit.data.splits import grouped_holdout
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 from kfkd_kit.net.metrics import masked_rmse_px
 from kfkd_kit.net.pipeline import PixelScaler
 from kfkd_kit.search import analysis

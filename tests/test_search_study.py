@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from kfkd_kit import configs
 from kfkd_kit.data import load_training
-from kfkd_kit.data.synthetic import write_kaggle_dataset
+from kfkd_kit.data import write_kaggle_dataset
 from kfkd_kit.search import study as tune_study
 from kfkd_kit.search.study_outputs import best_trial, count_finished, write_outputs
 

@@ -3,7 +3,7 @@ held-out rows, written to ``reports/<model stem>-<UTC stamp>/``: ``report.html``
 self-contained page, images embedded as data URIs), the PNGs (RMSE per keypoint, the 16
 worst-predicted faces, the learning curves), ``keypoints.csv``, ``bias.csv`` and
 ``worst-faces.csv``; every file atomically. Which rows and what is measured:
-search/analysis.py; the page: search/report_page.py.
+search/analysis.py; the page: search/report_html.py.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 from .. import data
 from ..keypoints import KEYPOINTS
 from ..search.analysis import analyse, model_histories
-from ..search.report_page import report_page
+from ..search.report_html import report_page
 from ..utils.atomic import atomic_write, create_unique, utc_stamp, write_csv
 from ..utils.modelfile import load_model
 from . import _options, _plots as plots

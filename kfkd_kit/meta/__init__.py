@@ -6,5 +6,6 @@ EXPORTS = {
     "ensemble": ("SeedEnsemble", "FoldEnsemble"),
     "specialists": ("Specialists",),
     "tta": ("FlipTTA", "flip_tta"),
+    "onnxexport": ("export_onnx", "exported_nets"),
 }
 __all__, __getattr__, __dir__ = exports(__name__, EXPORTS)

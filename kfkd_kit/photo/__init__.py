@@ -1,5 +1,6 @@
 """Keypoints on photos: reading them, finding faces, framing each as a 96x96 crop and
-mapping the keypoints back; the torch-free ONNX runner."""
+mapping the keypoints back, pass after pass; drawing them; the ONNX graph and its
+torch-free runner."""
 from .._lazy import exports
 
 EXPORTS = {
@@ -7,5 +8,8 @@ EXPORTS = {
     "faces": ("Face", "make_detector", "DETECTORS"),
     "framing": ("FacePatch", "warp_to_crop", "mean_layout", "layout_of"),
     "onnxmodel": ("OnnxKeypoints", "check_onnx_sha256"),
+    "onnxgraph": ("write_graph", "check_batch", "mirror_sum_of"),
+    "align": ("predict_photos", "SavedModel", "Summary"),
+    "annotate": ("write_annotated",),   # not annotate(): the module's own name
 }
 __all__, __getattr__, __dir__ = exports(__name__, EXPORTS)

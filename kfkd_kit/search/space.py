@@ -9,6 +9,8 @@ import numpy as np
 
 from ..net.nested import inner_net
 
+__all__ = ["Dim", "SPACE", "search_space", "net_params", "starting_point", "EPOCHS"]
+
 EPOCHS = "epochs"
 
 

@@ -269,8 +269,7 @@ def check_holdout(holdout):
 
 
 __all__ = ["tune", "open_storage", "same_epochs_pruner", "default_pruner", "holdout_rmse",
-           "require_optuna", "check_holdout", "SPACE", "Dim", "search_space", "net_params",
-           "starting_point", "DEFAULT_TRIALS", "DEFAULT_HOLDOUT"]
+           "require_optuna", "check_holdout", "DEFAULT_TRIALS", "DEFAULT_HOLDOUT"]
 
 
 def tune(estimator, training, name="net8", trials=DEFAULT_TRIALS, storage=None,

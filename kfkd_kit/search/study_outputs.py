@@ -11,6 +11,9 @@ from pathlib import Path
 from ..utils.atomic import atomic_write, save_figure, utc_stamp, write_json
 from .space import net_params
 
+__all__ = ["write_outputs", "write_table", "write_plots", "best_trial", "count_finished",
+           "write_quietly"]
+
 
 def _finished_states():
     from optuna.trial import TrialState
