@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from skorch.callbacks import Callback
 
 from kfkd_kit import configs
-from kfkd_kit.search import selection
+from kfkd_kit.search import grid as search_grid, selection
 from kfkd_kit.commands import cv, grid
 from kfkd_kit.meta.ensemble import FoldEnsemble
 from kfkd_kit.net.losses import MaskedMSELoss
@@ -239,7 +239,7 @@ def test_fold_ensemble_fits_clones_and_averages(xy):
 def test_grid_search_end_to_end(xy, tmp_path):
     X, y = xy
     lines = []
-    search = selection.grid_search(tiny_net(valid_fraction=0.0), X, y, lrs=[0.001, 0.01],
+    search = search_grid.grid_search(tiny_net(valid_fraction=0.0), X, y, lrs=[0.001, 0.01],
                                    momenta=[0.8, 0.9], folds=2, random_state=0, refit=True, name="net1",
                                    say=lines.append)
     results = search.cv_results_
@@ -271,7 +271,7 @@ def test_grid_search_end_to_end(xy, tmp_path):
     assert best_json["best_mean_rmse_px"] == pytest.approx(-search.best_score_)
     assert best_json["search"]["epochs"] == EPOCHS and best_json["data"]["fingerprint"] == "abc"
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    lrs, momenta, rmse = selection.heatmap_matrix(search)
+    lrs, momenta, rmse = search_grid.heatmap_matrix(search)
     assert lrs == [0.001, 0.01] and momenta == [0.8, 0.9]
     assert rmse[lrs.index(best["net__lr"]), momenta.index(best["net__optimizer__momentum"])] \
         == pytest.approx(-search.best_score_)
@@ -284,16 +284,16 @@ def test_grid_search_end_to_end(xy, tmp_path):
 
 def test_grid_arguments_are_checked(xy):
     X, y = xy
-    assert selection.parse_floats("0.001, 0.01 0.1") == [0.001, 0.01, 0.1]
+    assert search_grid.parse_floats("0.001, 0.01 0.1") == [0.001, 0.01, 0.1]
     with pytest.raises(ValueError, match="numbers"):
-        selection.parse_floats("0.1,fast")
+        search_grid.parse_floats("0.1,fast")
     with pytest.raises(ValueError, match="momenta"):
-        selection.param_grid([0.01], [1.5])
+        search_grid.param_grid([0.01], [1.5])
     with pytest.raises(ValueError, match="positive"):
-        selection.param_grid([0.0], [0.9])
+        search_grid.param_grid([0.0], [0.9])
     for name in ("net4", "specialists", "net8"):
         with pytest.raises(ValueError, match=f"{name} sets lr/momentum every epoch"):
-            selection.grid_search(configs.build(name, epochs=1, device="cpu"), X, y, lrs=[0.01],
+            search_grid.grid_search(configs.build(name, epochs=1, device="cpu"), X, y, lrs=[0.01],
                                   momenta=[0.9], folds=2, name=name, say=lambda _: None)
 
 
@@ -302,9 +302,9 @@ def test_grid_search_on_dask_local_cluster_matches_in_process(xy, one_thread):
     pytest.importorskip("distributed")
     X, y = xy
     kw = dict(lrs=[0.001, 0.01], momenta=[0.8, 0.9], folds=2, random_state=3)
-    local = selection.grid_search(tiny_net(seed=3, valid_fraction=0.0), X, y, say=lambda _: None, **kw)
+    local = search_grid.grid_search(tiny_net(seed=3, valid_fraction=0.0), X, y, say=lambda _: None, **kw)
     lines = []
-    remote = selection.grid_search(tiny_net(seed=3, valid_fraction=0.0), X, y, dask_workers=2,
+    remote = search_grid.grid_search(tiny_net(seed=3, valid_fraction=0.0), X, y, dask_workers=2,
                                    say=lines.append, **kw)
     assert remote.best_params_ == local.best_params_
     for key in ["mean_test_score"] + [f"split{k}_test_score" for k in range(2)]:

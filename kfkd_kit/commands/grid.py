@@ -14,8 +14,9 @@ import numpy as np
 from ..utils.atomic import create_unique, utc_stamp, write_json
 from ..utils.modelfile import model_record, save_model
 from ..utils.provenance import library_versions
-from ..search.selection import (DEFAULT_LRS, DEFAULT_MOMENTA, _lr, _momentum, fit_summary,
-                                format_grid, grid_search, grid_table, heatmap_matrix, parse_floats)
+from ..search.grid import (DEFAULT_LRS, DEFAULT_MOMENTA, _lr, _momentum, format_grid, grid_search,
+                           grid_table, heatmap_matrix, parse_floats)
+from ..search.selection import fit_summary
 from . import _options, _plots as plots
 from ._shared import load_data
 

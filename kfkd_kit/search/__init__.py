@@ -4,9 +4,9 @@ split (zoo), and the error analysis of a model on held-out rows (`kfkd report`).
 from .._lazy import exports
 
 EXPORTS = {
-    "selection": ("CVResult", "cross_validate_net", "grid_search", "param_grid", "grid_table",
-                  "format_grid", "parse_floats", "dask_backend", "DEFAULT_LRS",
-                  "DEFAULT_MOMENTA"),
+    "selection": ("CVResult", "cross_validate_net", "dask_backend", "rmse_px_scorer"),
+    "grid": ("grid_search", "param_grid", "grid_table", "format_grid", "parse_floats",
+             "DEFAULT_LRS", "DEFAULT_MOMENTA"),
     "space": ("Dim", "SPACE", "search_space", "net_params", "starting_point"),
     "study": ("tune", "open_storage", "same_epochs_pruner", "default_pruner", "holdout_rmse"),
     "lrfinder": ("lr_range_test", "range_test_estimator", "suggest", "RangeRecorder"),
