@@ -1,5 +1,5 @@
 """The command line's shared options: data folder, named net, training settings, and the
-estimator they build (configs.build, then --params, then the overrides)."""
+estimator they build (configs.build: --params, then the overrides, in one pass)."""
 from __future__ import annotations
 
 import argparse
@@ -136,15 +136,16 @@ def positive_int(text):
     return value
 
 
-def estimator(args, name=None):
-    """The named estimator, built once, with the --params file's parameters and then this
-    command's overrides applied."""
+def estimator(args, name=None, head=None, **settings):
+    """The named estimator, built once with its final parameters: the --params file's,
+    then this command's settings (``settings`` in place of the ones in ``args``), then
+    net8's ``head``."""
     overrides = {key: getattr(args, key) for key in configs.OVERRIDES if hasattr(args, key)}
+    overrides.update(settings)
     name = name or args.net
-    built = configs.build(name)
-    if getattr(args, "params", None):   # the file first: what the command line says wins
-        configs.apply_params(built, configs.load_params(args.params, net=name), args.params)
-    return configs.configure(built, **overrides)
+    params_file = getattr(args, "params", None)
+    params = configs.load_params(params_file, net=name) if params_file else None
+    return configs.build(name, params=params, head=head, source=params_file, **overrides)
 
 
 def add_selection(p, folds):
