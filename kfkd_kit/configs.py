@@ -4,9 +4,13 @@ net1-net7 are the tutorial's; net8 is this toolkit's own recipe for a CPU (batch
 AdamW with a one-cycle learning rate, affine + flip + intensity augmentation, an average
 of the weights, bf16 where the CPU has it); docs/RESULTS.md shows what each part buys.
 
-``build(name, **overrides)`` returns the unfitted estimator; ``configure`` applies overrides
-(epochs, seed, lr, ...) to any estimator with set_params, under one name each; ``settings``
-reads them back. Whether a net trains on complete rows only (the tutorial's dropna) is
+``build(name, params=..., head=..., **overrides)`` returns the unfitted estimator in one
+pass, top to bottom: the net's parameters are resolved first (the configuration, then a
+parameters file, then the overrides by their one name: epochs, seed, lr, ...), then the
+callbacks, the net, its Pipeline and (for specialists) ``Specialists`` are each built once
+with their final parameters. ``configure`` applies the same overrides to an estimator built
+already, with set_params; ``settings`` reads them back. Which of several nets a time budget
+buys is recipes.py's to say. Whether a net trains on complete rows only (the tutorial's dropna) is
 the net's own ``complete_only`` parameter.
 """
 from __future__ import annotations
@@ -22,13 +26,13 @@ from .net.nested import inner_net, net_prefix
 from .net.nets import BNCNN, CNN, MLP
 from .net.pipeline import make_pipeline
 from .meta.specialists import Specialists
-from .net.settings import (OVERRIDES, apply_params, check_params, configure, head_params, net_head_params,
-                           load_params, override_params, set_head, settings)
+from .net.settings import (OVERRIDES, apply_params, check_params, configure, head_params,
+                           load_params, net_head_params, override_params, set_head, settings)
 
 __all__ = ["NetConfig", "CONFIGS", "get_config", "trained_config", "build", "NET8_EPOCHS",
            "NET8_AUGMENT", "SPECIALIST_PATIENCE",
-           # a net's settings by name (net/settings.py) and how nets nest (net/nested.py),
-           # here too so that a script needs only configs
+           # a net's settings by name (net/settings.py), and nested.py's two finders
+           # re-exported (nested.py alone knows how models nest), so a script needs only configs
            "OVERRIDES", "configure", "settings", "load_params", "apply_params", "set_head",
            "head_params", "inner_net", "net_prefix"]
 

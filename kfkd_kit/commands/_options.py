@@ -54,7 +54,8 @@ def add_settings(p, verbose):
                         "runs as many as fit, its schedules spread over them (replaces --epochs)")
     p.add_argument("--valid-fraction", type=fraction, default=None, metavar="F",
                    help="the share of the training rows held out for the epoch table's valid "
-                        "loss (default: the net's own, 0.2, net8 0.1; cv and grid: 0); "
+                        "loss (default: the net's own, 0.2, net8 0.1, or train's recipe's: "
+                        "0 for net8's three nets; cv and grid: 0); "
                         "0 trains on every row, and the table shows the train loss only")
     p.add_argument("--flip-axis", type=flip_axis, default=None, metavar="PX|auto",
                    help="the labels' mirror axis for flip augmentation and flip TTA, in pixels "

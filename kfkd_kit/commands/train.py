@@ -12,7 +12,7 @@ from ..utils import provenance, runs
 from . import _plots as plots
 from ..net.metrics import masked_rmse_px
 from ..net.estimator import flip_axis_of
-from ..net.nested import histories, inner_net, nets
+from ..net.nested import histories, inner_net, net_prefix, nets
 from ..utils.modelfile import model_record, save_model
 from ..meta.ensemble import SeedEnsemble
 from ..meta.specialists import Specialists
@@ -142,7 +142,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
     if params_file:
         metadata["params_file"] = {"path": str(params_file), "params": given}
     if resumable:  # the saved model carries the net's own callbacks, not this run's
-        estimator.set_params(net__callbacks=callbacks)
+        estimator.set_params(**{net_prefix(estimator) + "callbacks": callbacks})
     save_model(estimator, model_path, metadata)
     figures = write_figures(estimator, folder, model_path, title=name)
     metadata["figures"] = [str(p) for p in figures]
@@ -180,7 +180,7 @@ def _keep_run(estimator, name, training, run_dir, say) -> list:
         say(f"resuming from epoch {epoch} of {net.max_epochs} (checkpoint in {run_dir})")
     first, last = runs.checkpoint_callbacks(run_dir)
     callbacks = list(net.callbacks)
-    estimator.set_params(net__callbacks=first + callbacks + last)
+    estimator.set_params(**{net_prefix(estimator) + "callbacks": first + callbacks + last})
     return callbacks
 
 

@@ -191,7 +191,7 @@ def check_params(net_params: dict, callbacks: dict, params: dict, source="params
     exists on a net of ``net_params`` and ``callbacks`` (``override_params``'s); an
     unknown one is a one-line ValueError naming ``source``. skorch itself takes any
     "module__..." and fails only when the net is built, hours later."""
-    unknown = [key for key in params if not _known_param(net_params, callbacks, key)]
+    unknown = [key for key in params if not _known(net_params, callbacks, key)]
     if unknown:
         module = net_params.get("module")
         raise ValueError(f"{source}: unknown parameter(s) {', '.join(map(repr, unknown))} for "
@@ -213,7 +213,12 @@ def _net_defaults() -> dict:
     return defaults
 
 
-def _known_param(net_params, callbacks, key) -> bool:
+def _known_param(net, key) -> bool:
+    """Whether ``net.set_params(**{key: ...})`` sets something that exists."""
+    return _known(net.get_params(deep=False), _named_callbacks(net), key)
+
+
+def _known(net_params, callbacks, key) -> bool:
     import inspect
     if key in net_params or key in _net_defaults():
         return True
