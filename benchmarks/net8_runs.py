@@ -182,9 +182,9 @@ def run_seed_ensemble(data_dir, variant, seed, models, jobs, epochs=None, split_
     ``jobs`` at a time, the budget for all of them), fitted on the training rows of the
     split and scored on the held-out rows: the ensemble, with flip TTA, and each net alone."""
     training, train_rows, held_rows, template, what = _setup(data_dir, variant, seed, epochs,
-                                                             split_seed, budget, precision)
+                                                             split_seed, None, precision)
     X, y = training.X, training.y
-    ensemble = SeedEnsemble(template, seeds=models, n_jobs=jobs, heads=heads)
+    ensemble = SeedEnsemble(template, seeds=models, n_jobs=jobs, heads=heads, budget=budget)
     start = time.perf_counter()
     ensemble.fit(X[train_rows], y[train_rows])
     seconds = time.perf_counter() - start

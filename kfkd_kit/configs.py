@@ -4,9 +4,13 @@ net1-net7 are the tutorial's; net8 is this toolkit's own recipe for a CPU (batch
 AdamW with a one-cycle learning rate, affine + flip + intensity augmentation, an average
 of the weights, bf16 where the CPU has it); docs/RESULTS.md shows what each part buys.
 
-``build(name, **overrides)`` returns the unfitted estimator; ``configure`` applies overrides
-(epochs, seed, lr, ...) to any estimator with set_params, under one name each; ``settings``
-reads them back. Whether a net trains on complete rows only (the tutorial's dropna) is
+``build(name, params=..., head=..., **overrides)`` returns the unfitted estimator in one
+pass, top to bottom: the net's parameters are resolved first (the configuration, then a
+parameters file, then the overrides by their one name: epochs, seed, lr, ...), then the
+callbacks, the net, its Pipeline and (for specialists) ``Specialists`` are each built once
+with their final parameters. ``configure`` applies the same overrides to an estimator built
+already, with set_params; ``settings`` reads them back. Which of several nets a time budget
+buys is recipes.py's to say. Whether a net trains on complete rows only (the tutorial's dropna) is
 the net's own ``complete_only`` parameter.
 """
 from __future__ import annotations
@@ -18,17 +22,17 @@ import torch
 from .net.callbacks import (EarlyStopping, LinearSchedule, OneCycle, PretrainedLayers,
                             TrainValidRatio, WeightAverage)
 from .net.estimator import KeypointNet, default_device
-from .net.nested import inner_net, net_prefix, nets
+from .net.nested import inner_net, net_prefix
 from .net.nets import BNCNN, CNN, MLP
 from .net.pipeline import make_pipeline
 from .meta.specialists import Specialists
-from .net.settings import (OVERRIDES, apply_params, configure, head_params, load_params, set_head,
-                           settings)
+from .net.settings import (OVERRIDES, apply_params, check_params, configure, head_params,
+                           load_params, net_head_params, override_params, set_head, settings)
 
 __all__ = ["NetConfig", "CONFIGS", "get_config", "trained_config", "build", "NET8_EPOCHS",
            "NET8_AUGMENT", "SPECIALIST_PATIENCE",
-           # a net's settings by name (net/settings.py) and how nets nest (net/nested.py),
-           # here too so that a script needs only configs
+           # a net's settings by name (net/settings.py), and nested.py's two finders
+           # re-exported (nested.py alone knows how models nest), so a script needs only configs
            "OVERRIDES", "configure", "settings", "load_params", "apply_params", "set_head",
            "head_params", "inner_net", "net_prefix"]
 
@@ -117,29 +121,62 @@ def trained_config(name: str) -> NetConfig:
     return get_config(config.specialist_net) if config.specialist_net else config
 
 
-def build(name="net1", **overrides):
-    """The named configuration as an unfitted estimator: a Pipeline (pixels -> net), or
-    for "specialists" a ``Specialists`` of net6 Pipelines. ``overrides`` are applied by
-    ``configure`` (``epochs=3, seed=1, device="cpu", ...``), with set_params."""
+def build(name="net1", params=None, head=None, source="params", **overrides):
+    """The named configuration as an unfitted estimator, built in one pass with its final
+    parameters: a Pipeline (pixels -> net), or for "specialists" a ``Specialists`` of net6
+    Pipelines.
+
+    On top of the configuration, in this order (a later one wins): ``params``, the net's
+    parameters named relative to it ({"module__width": 24, "lr": 0.004}, what
+    ``load_params`` reads; an unknown one is a one-line ValueError naming ``source``);
+    ``overrides`` by their one name (``epochs=3, seed=1, device="cpu", ...``, see
+    ``configure``; None leaves a setting as it is); ``head``, net8's "dense" or
+    "softargmax" (``head_params``)."""
     config = get_config(name)
     if config.specialist_net:
-        estimator = Specialists(build(config.specialist_net, patience=SPECIALIST_PATIENCE))
-    else:
-        estimator = make_pipeline(_net(config))
-    return configure(estimator, **overrides)
+        # the specialists' own early stopping first: --params and the overrides on top
+        return Specialists(_pipeline(get_config(config.specialist_net),
+                                     {"patience": SPECIALIST_PATIENCE}, params, source,
+                                     overrides, head))
+    return _pipeline(config, {}, params, source, overrides, head)
 
 
-def _net(config: NetConfig) -> KeypointNet:
-    callbacks = [("ratio", TrainValidRatio())]
+def _pipeline(config, defaults, params, source, overrides, head):
+    """The net's parameters resolved first, then the net and its Pipeline built once."""
+    device = default_device()
+    kwargs, callbacks = _net_params(config, device)
+    for layer in (override_params(kwargs, callbacks, defaults),
+                  check_params(kwargs, callbacks, params or {}, source),
+                  override_params(kwargs, callbacks, overrides),
+                  {} if head is None else net_head_params(kwargs.get("module"), head)):
+        for key, value in layer.items():
+            group, _, rest = key.partition("__")
+            if group == "callbacks" and rest:
+                callback, _, param = rest.partition("__")
+                callbacks[callback][1][param] = value
+            else:
+                kwargs[key] = value
+    built = [(label, cls(**args)) for label, (cls, args) in callbacks.items()]
+    return make_pipeline(KeypointNet(**kwargs, callbacks=built))
+
+
+def _net_params(config: NetConfig, device) -> tuple[dict, dict]:
+    """The KeypointNet's parameters (but its callbacks) and its callbacks as {name: (class,
+    parameters)}, from the configuration alone."""
+    callbacks = {"ratio": (TrainValidRatio, {})}
     if config.one_cycle:  # named like the linear schedules, so a grid over lr refuses it
-        callbacks.append(("lr_schedule", OneCycle(max_lr=config.lr)))
+        callbacks["lr_schedule"] = (OneCycle, {"max_lr": config.lr})
     if config.weight_average:
-        callbacks.append(("weight_average", WeightAverage(config.weight_average)))
+        callbacks["weight_average"] = (WeightAverage, {"decay": config.weight_average})
     if config.lr_schedule:
-        callbacks.append(("lr_schedule", LinearSchedule("lr", *config.lr_schedule)))
+        start, stop = config.lr_schedule
+        callbacks["lr_schedule"] = (LinearSchedule, {"name": "lr", "start": start, "stop": stop})
     if config.momentum_schedule:
-        callbacks.append(("momentum_schedule", LinearSchedule("momentum", *config.momentum_schedule)))
-    callbacks += [("pretrained", PretrainedLayers()), ("early_stopping", EarlyStopping())]
+        start, stop = config.momentum_schedule
+        callbacks["momentum_schedule"] = (LinearSchedule, {"name": "momentum", "start": start,
+                                                           "stop": stop})
+    callbacks["pretrained"] = (PretrainedLayers, {})
+    callbacks["early_stopping"] = (EarlyStopping, {})
     if config.optimizer == "adamw":
         optimizer = dict(optimizer=torch.optim.AdamW, optimizer__weight_decay=config.weight_decay)
     else:
@@ -147,12 +184,11 @@ def _net(config: NetConfig) -> KeypointNet:
                          optimizer__momentum=config.momentum)
         if config.weight_decay:
             optimizer["optimizer__weight_decay"] = config.weight_decay
-    device = default_device()
     module_params = dict(config.module_params)
     if config.module in (CNN, BNCNN):
         module_params["channels_last"] = device == "cpu"
-    return KeypointNet(
-        config.module,
+    return dict(
+        module=config.module,
         **{f"module__{k}": v for k, v in module_params.items()},
         **optimizer,
         lr=config.lr,
@@ -163,10 +199,9 @@ def _net(config: NetConfig) -> KeypointNet:
         iterator_train__shuffle=True,
         iterator_train__flip=config.flip,
         **{f"iterator_train__{k}": v for k, v in config.augment.items()},
-        callbacks=callbacks,
         device=device,
         precision="auto",
         # the CUDA-graph step where it applies (net1-net7, the specialists; net8 falls back
         # to skorch's), and on CPU freed memory kept for reuse during a fit: fastpath.py
         fast_path="auto",
-    )
+    ), callbacks

@@ -57,7 +57,7 @@ def test_a_budget_is_for_the_whole_ensemble(tiny_xy):
     X, y = tiny_xy
     # three members one at a time: three rounds, a third of the budget each (a budget below
     # one epoch runs one epoch, so this is quick)
-    ensemble = SeedEnsemble(_net1(budget=0.3), seeds=3, n_jobs=1)
+    ensemble = SeedEnsemble(_net1(), seeds=3, n_jobs=1, budget=0.3)
     assert ensemble.plan()["rounds"] == 3
     assert ensemble.plan()["member_budget_s"] == pytest.approx(0.1)
     ensemble.fit(X, y)
@@ -65,9 +65,27 @@ def test_a_budget_is_for_the_whole_ensemble(tiny_xy):
         # what was left of the budget until the end of the member's round, when it started
         assert 0 < net.budget <= 0.1 * (k + 1)
         assert net.budget_plan_["budget_s"] == net.budget
+    assert configs.inner_net(ensemble.estimator).budget is None     # the template untouched
     # side by side, every member has the whole budget
-    assert SeedEnsemble(_net1(budget=60), seeds=2, n_jobs=2).plan()["member_budget_s"] == 60
-    assert SeedEnsemble(_net1(budget=60), seeds=3, n_jobs=2).plan()["member_budget_s"] == 30
+    assert SeedEnsemble(_net1(), seeds=2, n_jobs=2, budget=60).plan()["member_budget_s"] == 60
+    assert SeedEnsemble(_net1(), seeds=3, n_jobs=2, budget=60).plan()["member_budget_s"] == 30
+    assert SeedEnsemble(_net1(), seeds=2, n_jobs=2).plan()["member_budget_s"] is None
+
+
+def test_a_budget_on_the_template_is_refused():
+    # each member would take it whole: the budget is given to the ensemble, which shares it
+    with pytest.raises(ValueError, match="give the time budget to the ensemble"):
+        SeedEnsemble(_net1(budget=60), seeds=2, n_jobs=2).plan()
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        SeedEnsemble(_net1(), seeds=2, budget=0).plan()
+
+
+def test_an_ensemble_saved_before_budget_existed_keeps_its_class_default(tiny_xy):
+    X, y = tiny_xy
+    ensemble = SeedEnsemble(_net1(epochs=1), seeds=2, n_jobs=1).fit(X, y)
+    del ensemble.budget                       # as unpickled from a model saved before
+    assert ensemble.budget is None and clone(ensemble).budget is None
+    assert ensemble.predict(X[:2]).shape == (2, 30)
 
 
 @pytest.mark.parametrize("seeds", [0, [], [1, 1]])
@@ -111,39 +129,19 @@ def test_train_models_saves_one_ensemble_that_submit_uses(tmp_path, capfd):
     assert "the model's own validation split" in said and "NOTE" not in said
 
 
-@pytest.mark.parametrize("argv, cores, bf16, pair", [
-    (["--budget", "10m"], 2, "AMX", True),
-    (["--budget", "45m"], 16, "AVX512-BF16", True),
-    (["--budget", "10m"], 2, None, False),                 # fp32: the pair only tied one net
-    (["--budget", "10m", "--precision", "fp32"], 2, "AMX", False),
-    (["--budget", "9m"], 2, "AMX", False),                 # not measured: one net
-    (["--budget", "10m"], 1, "AMX", False),                # one core: one net
-    (["--budget", "10m", "--device", "cuda"], 2, "CUDA", False),
-    (["--budget", "10m", "--models", "1"], 2, "AMX", False),
-    (["--budget", "10m", "--heads", "softargmax"], 2, "AMX", False),
-    ([], 2, "AMX", False),                                 # no budget: one net
-    (["--budget", "10m", "--net", "net5"], 2, "AMX", False),
-])
-def test_net8_with_a_budget_of_10_minutes_trains_a_pair_by_default(argv, cores, bf16, pair,
-                                                                   monkeypatch):
-    from kfkd_kit.utils import precision
-    from kfkd_kit.cli import build_parser
-    from kfkd_kit.commands import _options, train
-    monkeypatch.setattr(train, "_cores", lambda: cores)
-    monkeypatch.setattr(precision, "bf16_support", lambda device: bf16)
-    args = build_parser().parse_args(["train", "--net", "net8", "--device", "cpu", *argv])
-    assert train.pair_by_default(args, _options.estimator(args)) is pair
-
-
 @pytest.mark.slow
-def test_the_default_pair_is_said_and_saved(tmp_path, monkeypatch, capfd):
+def test_the_budgets_recipe_is_said_and_saved(tmp_path, monkeypatch, capfd):
     from joblib.externals.loky import get_reusable_executor
 
+    from kfkd_kit import recipes
     from kfkd_kit.utils import precision
-    from kfkd_kit.commands import train
     get_reusable_executor().shutdown(wait=True)
-    monkeypatch.setattr(train, "PAIR_FROM_S", 5)      # the rule, not 10 minutes of training
-    monkeypatch.setattr(train, "_cores", lambda: 2)
+    pair = recipes.RECIPES[1]
+    assert pair.name == "pair"
+    # the rule, not 10 minutes of training
+    monkeypatch.setattr(recipes, "RECIPES", (recipes.Recipe(pair.name, "net8", 5, pair.models,
+                                                            pair.heads, measured=pair.measured),))
+    monkeypatch.setattr("joblib.cpu_count", lambda: 2)
     monkeypatch.setattr(precision, "bf16_support", lambda device: "AMX")   # in this process only
     data, model = tmp_path / "data", tmp_path / "models" / "net8.joblib"
     write_kaggle_dataset(data, n_train=40, n_test=4, seed=2)
@@ -151,11 +149,12 @@ def test_the_default_pair_is_said_and_saved(tmp_path, monkeypatch, capfd):
     assert main(["train", "--data", str(data), "--net", "net8", "--budget", "6s", "--jobs", "2",
                  "--device", "cpu", "--model", str(model), "--quiet"]) == 0
     out = capfd.readouterr().out
-    assert "net8 trains as two nets side by side (heads dense,softargmax, each on half" in out
-    assert "--models 1 (MODELS=1) trains one net" in out
+    assert "recipe pair: a budget of 0.1 minutes on 2 cores with native bf16: 2 net8 nets" in out
+    assert "--models 1 trains one net" in out
     record = json.loads(modelfile.json_path(model).read_text())
     assert record["ensemble"]["heads"] == ["dense", "softargmax"]
-    assert record["ensemble"]["member_budget_s"] == 6
+    assert record["ensemble"]["member_budget_s"] == 6 and record["params"]["budget_s"] == 6
+    assert record["recipe"]["name"] == "pair" and record["recipe"]["jobs"] == 2
     assert isinstance(modelfile.load_model(model), SeedEnsemble)
 
 

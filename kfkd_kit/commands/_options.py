@@ -1,5 +1,5 @@
 """The command line's shared options: data folder, named net, training settings, and the
-estimator they build (configs.build, then --params, then the overrides)."""
+estimator they build (configs.build: --params, then the overrides, in one pass)."""
 from __future__ import annotations
 
 import argparse
@@ -54,7 +54,8 @@ def add_settings(p, verbose):
                         "runs as many as fit, its schedules spread over them (replaces --epochs)")
     p.add_argument("--valid-fraction", type=fraction, default=None, metavar="F",
                    help="the share of the training rows held out for the epoch table's valid "
-                        "loss (default: the net's own, 0.2, net8 0.1; cv and grid: 0); "
+                        "loss (default: the net's own, 0.2, net8 0.1, or train's recipe's: "
+                        "0 for net8's three nets; cv and grid: 0); "
                         "0 trains on every row, and the table shows the train loss only")
     p.add_argument("--flip-axis", type=flip_axis, default=None, metavar="PX|auto",
                    help="the labels' mirror axis for flip augmentation and flip TTA, in pixels "
@@ -136,15 +137,16 @@ def positive_int(text):
     return value
 
 
-def estimator(args, name=None):
-    """The named estimator, built once, with the --params file's parameters and then this
-    command's overrides applied."""
+def estimator(args, name=None, head=None, **settings):
+    """The named estimator, built once with its final parameters: the --params file's,
+    then this command's settings (``settings`` in place of the ones in ``args``), then
+    net8's ``head``."""
     overrides = {key: getattr(args, key) for key in configs.OVERRIDES if hasattr(args, key)}
+    overrides.update(settings)
     name = name or args.net
-    built = configs.build(name)
-    if getattr(args, "params", None):   # the file first: what the command line says wins
-        configs.apply_params(built, configs.load_params(args.params, net=name), args.params)
-    return configs.configure(built, **overrides)
+    params_file = getattr(args, "params", None)
+    params = configs.load_params(params_file, net=name) if params_file else None
+    return configs.build(name, params=params, head=head, source=params_file, **overrides)
 
 
 def add_selection(p, folds):

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import configs, data
+from .. import configs, data, recipes
 from ..photo import framing
 from ..utils import provenance, runs
 from . import _plots as plots
 from ..net.metrics import masked_rmse_px
 from ..net.estimator import flip_axis_of
-from ..net.nested import histories, nets
+from ..net.nested import histories, inner_net, net_prefix, nets
 from ..utils.modelfile import model_record, save_model
 from ..meta.ensemble import SeedEnsemble
 from ..meta.specialists import Specialists
@@ -32,7 +32,7 @@ def validation_rmse(model, X, y):
     for name, pipeline in parts:
         rows = np.arange(len(X)) if name is None else model.rows_[name]
         target = y[rows] if name is None else y[np.ix_(rows, model.columns_[name])]
-        held_out = configs.inner_net(pipeline).validation_rows(X[rows], target)
+        held_out = inner_net(pipeline).validation_rows(X[rows], target)
         if held_out is None:
             return None
         true.append(target[held_out].ravel())
@@ -70,10 +70,11 @@ def budget_plans(model):
 
 
 def train(estimator, data_dir="data", model_path=None, name="custom", description="",
-          say=print, params_file=None) -> dict:
+          say=print, params_file=None, recipe=None) -> dict:
     """Fit ``estimator`` (``configs.build(name, ...)``) on the training data in
     ``data_dir``; save model, JSON and PNGs. Returns the metadata dict.
-    ``params_file``: the --params JSON the estimator's parameters came from, recorded.
+    ``params_file``: the --params JSON the estimator's parameters came from, recorded;
+    ``recipe``: the recipe it follows and why (``recipes.Plan.record()``), recorded.
 
     A single net keeps checkpoints in ``<model>.run/`` while it trains (runs.py): the same
     call after the process died resumes there, and Ctrl-C stops it and saves the best
@@ -124,10 +125,14 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             "interrupted": bool(interrupted),
             "budget": budget_plans(estimator),
         })
+    params = configs.settings(estimator)
     if isinstance(estimator, SeedEnsemble):
         metadata["ensemble"] = estimator.plan_
+        params["budget_s"] = estimator.budget   # the ensemble's, shared out among its nets
+    if recipe is not None:
+        metadata["recipe"] = recipe
     metadata |= {
-        "params": dict(configs.settings(estimator), precision_used=precisions_used(estimator),
+        "params": dict(params, precision_used=precisions_used(estimator),
                        flip_axis_used=flip_axis_of(estimator),
                        flip_axis_from_images=_mean_of(estimator, "flip_axis_images_")),
         "data": record,
@@ -137,7 +142,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
     if params_file:
         metadata["params_file"] = {"path": str(params_file), "params": given}
     if resumable:  # the saved model carries the net's own callbacks, not this run's
-        estimator.set_params(net__callbacks=callbacks)
+        estimator.set_params(**{net_prefix(estimator) + "callbacks": callbacks})
     save_model(estimator, model_path, metadata)
     figures = write_figures(estimator, folder, model_path, title=name)
     metadata["figures"] = [str(p) for p in figures]
@@ -151,11 +156,6 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
             runs.finish(run_dir)
         say(f"valid RMSE {shown}; model saved to {model_path}")
     return metadata
-
-
-def _cores() -> int:
-    from joblib import cpu_count
-    return cpu_count()
 
 
 def _ensemble_line(plan) -> str:
@@ -172,7 +172,7 @@ def _ensemble_line(plan) -> str:
 
 def _keep_run(estimator, name, training, run_dir, say) -> list:
     """Give the net this run's checkpoint callbacks; returns its own callbacks."""
-    net = configs.inner_net(estimator)
+    net = inner_net(estimator)
     record = {"net": name, "settings": configs.settings(estimator),
               "data": training.fingerprint}
     epoch = runs.prepare(run_dir, record, say)
@@ -180,13 +180,13 @@ def _keep_run(estimator, name, training, run_dir, say) -> list:
         say(f"resuming from epoch {epoch} of {net.max_epochs} (checkpoint in {run_dir})")
     first, last = runs.checkpoint_callbacks(run_dir)
     callbacks = list(net.callbacks)
-    estimator.set_params(net__callbacks=first + callbacks + last)
+    estimator.set_params(**{net_prefix(estimator) + "callbacks": first + callbacks + last})
     return callbacks
 
 
 def _best_so_far(estimator, run_dir, say):
     """After Ctrl-C: the weights (and history) of the best epoch checkpointed so far."""
-    net = configs.inner_net(estimator)
+    net = inner_net(estimator)
     best = runs.best_state(run_dir)
     if best is not None:
         net.load_params(checkpoint=best)
@@ -214,66 +214,42 @@ def add_parser(sub):
     p.add_argument("--quiet", dest="verbose", action="store_const", const=0, help="no per-epoch table")
     p.add_argument("--models", type=_options.positive_int, default=None, metavar="N",
                    help="train N nets (seeds SEED, SEED+1, ...) and save their mean as one model; "
-                        "a --budget is for all of them (default: 1; net8 with a --budget of "
-                        f"{PAIR_FROM_S // 60:.0f} minutes or more, on a CPU of two or more cores "
-                        "with native bf16: 2, heads dense,softargmax)")
-    p.add_argument("--jobs", type=int, default=-1, metavar="J",
+                        "a --budget is for all of them (default: the budget's recipe, "
+                        "kfkd_kit/recipes.py: for net8 on a CPU of two or more cores with "
+                        "native bf16, 2 nets from 10 minutes, 3 from 45; else 1)")
+    p.add_argument("--jobs", type=int, default=None, metavar="J",
                    help="with --models: nets trained at a time, each in its own process with its "
-                        "share of the cores (default -1: one per core, at most N)")
+                        "share of the cores (default: the recipe's, else -1: one per core, at "
+                        "most N)")
     p.add_argument("--heads", default=None, metavar="H1,H2",
                    help="net8's head: dense (default) or softargmax; with --models N, the "
                         "nets' heads in turn (dense,softargmax: the nets differ in head as well "
-                        "as seed, which averages better)")
+                        "as seed, which averages better; default: the recipe's)")
     p.set_defaults(func=run)
 
 
-# From this budget up, net8 on a CPU of two or more cores that computes bf16 natively trains
-# as a pair by default: a dense and a soft-argmax net side by side, one core each, beat one
-# net on both cores in the same 10 minutes (1.236 against 1.255 px on faces15). In fp32
-# (a CPU without native bf16) the pair only tied one net at 10 minutes (1.297 against 1.299),
-# so there it stays one net. Shorter budgets were not measured.
-# docs/RESULTS.md has the runs.
-PAIR_FROM_S = 600
-PAIR_HEADS = "dense,softargmax"
-
-
-def pair_by_default(args, estimator) -> bool:
-    """Whether this train command gets the pair: net8, a budget of PAIR_FROM_S or more, on
-    a CPU with two or more cores that trains in native bf16, and neither --models nor
-    --heads given."""
-    from ..utils import precision
-    from ..net.estimator import default_device
-    net = configs.inner_net(estimator)
-    device = net.device or default_device()
-    return (args.net == "net8" and args.models is None and args.heads is None
-            and net.budget is not None and net.budget >= PAIR_FROM_S
-            and str(device) == "cpu" and _cores() >= 2
-            and net.precision in ("auto", "bf16") and precision.bf16_support(device) is not None)
-
-
 def run(args):
-    estimator = _options.estimator(args)
-    if pair_by_default(args, estimator):
-        budget = configs.inner_net(estimator).budget
-        print(f"a budget of {budget / 60:.3g} minutes on {_cores()} cores with native bf16: "
-              f"net8 trains as two nets side by side (heads {PAIR_HEADS}, each "
-              "on half the cores) and saves their mean, which beat one net in the same time "
-              "(docs/RESULTS.md); --models 1 (MODELS=1) trains one net")
-        args.models, args.heads = 2, PAIR_HEADS
-    args.models = args.models or 1
     heads = args.heads.split(",") if args.heads else None
     if heads and args.net != "net8":
         raise ValueError(f"--heads: only net8 has a choice of heads, not {args.net}")
-    if heads and args.models == 1:
-        if len(heads) > 1:
-            raise ValueError(f"--heads {args.heads}: one net has one head (--models N trains "
-                             "N nets, their heads in turn)")
-        configs.set_head(estimator, heads[0])      # one net: a plain pipeline, as always
-    elif args.models > 1:
-        if args.net == "specialists":
-            raise ValueError("--models N trains N copies of one net; specialists are six nets already")
-        estimator = SeedEnsemble(estimator, seeds=args.models, n_jobs=args.jobs, heads=heads)
+    if heads and len(heads) > 1 and (args.models or 1) == 1:
+        raise ValueError(f"--heads {args.heads}: one net has one head (--models N trains "
+                         "N nets, their heads in turn)")
+    if args.models and args.models > 1 and args.net == "specialists":
+        raise ValueError("--models N trains N copies of one net; specialists are six nets already")
+    plan = recipes.plan(args.net, args.budget, recipes.Machine.this_one(args.device, args.precision),
+                        models=args.models, heads=heads, jobs=args.jobs,
+                        valid_fraction=args.valid_fraction)
+    print(plan.why)
+    if plan.models == 1:     # one net: a plain pipeline with the whole budget
+        estimator = _options.estimator(args, valid_fraction=plan.valid_fraction,
+                                       head=plan.heads[0] if plan.heads else None)
+    else:                    # the ensemble shares the budget out among its nets
+        estimator = SeedEnsemble(
+            _options.estimator(args, valid_fraction=plan.valid_fraction, budget=None),
+            seeds=plan.models, n_jobs=plan.jobs, heads=list(plan.heads) if plan.heads else None,
+            budget=args.budget)
     metadata = train(estimator, data_dir=args.data, model_path=args.model,
                      name=args.net, description=configs.get_config(args.net).description,
-                     params_file=args.params)
+                     params_file=args.params, recipe=plan.record())
     return 130 if metadata["metrics"]["interrupted"] else 0  # Ctrl-C: saved, but not finished

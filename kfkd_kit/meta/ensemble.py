@@ -8,7 +8,7 @@ net's step does not use two cores fully). Both are ordinary scikit-learn regress
 single model::
 
     ensemble = FoldEnsemble(configs.build("net1", verbose=0), cv=5).fit(X, y)
-    ensemble = SeedEnsemble(configs.build("net8", budget=2700), seeds=2, n_jobs=2).fit(X, y)
+    ensemble = SeedEnsemble(configs.build("net8"), seeds=2, n_jobs=2, budget=2700).fit(X, y)
     keypoints = ensemble.predict(X_test)          # (n, 30) pixels
 
 ``selection.cross_validate_net(..., keep_models=True)`` builds a FoldEnsemble from the
@@ -145,11 +145,12 @@ class SeedEnsemble(_MeanEnsemble):
         Members fitted at a time, each in its own worker process with its share of the
         CPU threads (joblib's ``n_jobs``: None is 1, -1 all cores). With 1 they are fitted
         one after the other in this process.
-
-    A time budget on the template's net (``budget``) is for the whole ensemble, counted from
-    the call to ``fit``: members run in ceil(len(seeds) / n_jobs) rounds, round r of R ends
-    at budget x r / R, and each member's net gets the seconds left until its round's end
-    when it starts (so starting the worker processes counts too).
+    budget : float or None
+        Seconds for the whole ensemble, counted from the call to ``fit``, or None for
+        none: members run in ceil(len(seeds) / n_jobs) rounds, round r of R ends at
+        budget x r / R, and each member's net gets the seconds left until its round's end
+        when it starts (so starting the worker processes counts too). The template's net
+        has no budget of its own: the ensemble shares this one out.
 
     ``fit(X, y, run_dir=...)`` keeps each member's checkpoints in ``run_dir/seed-S/`` while
     it trains (runs.py, as ``make train`` does for one net): the same call after the process
@@ -167,12 +168,14 @@ class SeedEnsemble(_MeanEnsemble):
     """
 
     heads = None   # for models saved before heads= existed
+    budget = None  # for models saved before budget= existed (their template held it)
 
-    def __init__(self, estimator=None, seeds=2, n_jobs=None, heads=None):
+    def __init__(self, estimator=None, seeds=2, n_jobs=None, heads=None, budget=None):
         self.estimator = estimator
         self.seeds = seeds
         self.n_jobs = n_jobs
         self.heads = heads
+        self.budget = budget
 
     def _heads(self, n) -> list | None:
         if self.heads is None:
@@ -204,7 +207,13 @@ class SeedEnsemble(_MeanEnsemble):
         seeds = self._seeds()
         jobs = max(1, min(effective_n_jobs(self.n_jobs), len(seeds)))
         rounds = math.ceil(len(seeds) / jobs)
-        budget = inner_net(self.estimator).budget
+        if inner_net(self.estimator).budget is not None:   # it would be each member's, whole
+            raise ValueError("SeedEnsemble: give the time budget to the ensemble (budget=), "
+                             "not to its template's net")
+        budget = self.budget
+        if budget is not None and not budget > 0:
+            raise ValueError(f"SeedEnsemble budget must be a positive number of seconds, "
+                             f"got {budget!r}")
         return {"seeds": seeds, "heads": self._heads(len(seeds)), "jobs": jobs, "rounds": rounds,
                 "threads_per_job": max(1, torch.get_num_threads() // jobs) if jobs > 1
                 else torch.get_num_threads(),
@@ -226,7 +235,8 @@ class SeedEnsemble(_MeanEnsemble):
             set_head(member, head)
         own_callbacks = None
         if run_dir is not None:
-            own_callbacks = _keep_member_runs(self.estimator, members, plan, run_dir, X, y)
+            own_callbacks = _keep_member_runs(self.estimator, members, plan, run_dir, X, y,
+                                              self.budget)
         jobs, share = plan["jobs"], plan["member_budget_s"]
         ends = [None if share is None else started + share * (k // jobs + 1)
                 for k in range(len(members))]
@@ -257,20 +267,21 @@ class SeedEnsemble(_MeanEnsemble):
         return self._names(plan)
 
 
-def _keep_member_runs(template, members, plan, run_dir, X, y) -> list:
+def _keep_member_runs(template, members, plan, run_dir, X, y, budget) -> list:
     """Give each member checkpoint callbacks in ``run_dir/seed-S/`` (runs.py); returns
     the members' own callbacks. ``run_dir`` records the ensemble, its template and a hash
     of the data; a folder of another fit is set aside, never resumed (runs.prepare)."""
     prefix = net_prefix(template)
     record = {"ensemble": {"seeds": plan["seeds"], "heads": plan["heads"]},
-              "settings": settings(template), "data": _data_hash(X, y)}
+              # the budget under settings' name, as when the template held it
+              "settings": dict(settings(template), budget_s=budget), "data": _data_hash(X, y)}
     runs.prepare(run_dir, record)
     own = []
     for member, seed, head in zip(members, plan["seeds"], plan["heads"] or [None] * len(members)):
         net = inner_net(member)
         member_dir = Path(run_dir) / f"seed-{seed}"
         epoch = runs.prepare(member_dir, {"seed": seed, "head": head,
-                                          "settings": settings(member)})
+                                          "settings": dict(settings(member), budget_s=budget)})
         if epoch:
             print(f"seed {seed}: resuming from epoch {epoch} (checkpoint in {member_dir})",
                   flush=True)

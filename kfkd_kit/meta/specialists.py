@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..keypoints import N_TARGETS, SPECIALIST_GROUPS, columns_of
 from ..net.metrics import PixelRMSEScore, check_images, check_images_and_targets
+from ..net.nested import inner_net, net_prefix, nets
 
 
 class Specialists(PixelRMSEScore, RegressorMixin, BaseEstimator):
@@ -26,9 +27,9 @@ class Specialists(PixelRMSEScore, RegressorMixin, BaseEstimator):
     Parameters
     ----------
     estimator : the template (``configs.build("net6")``'s Pipeline for the tutorial's
-        specialists). A clone of a kfkd Pipeline gets its outputs, target columns and seed
-        (the template's seed + the group's index) set for its group; any other regressor
-        is fitted on its group's columns as it is.
+        specialists). A clone with a KeypointNet inside (nested.py finds it) gets its
+        outputs, target columns and seed (the template's seed + the group's index) set for
+        its group; any other regressor is fitted on its group's columns as it is.
     groups : {name: keypoint names} (default: the tutorial's six, keypoints.SPECIALIST_GROUPS).
 
     Attributes
@@ -46,11 +47,11 @@ class Specialists(PixelRMSEScore, RegressorMixin, BaseEstimator):
 
     def _specialised(self, index, columns):
         model = clone(self.estimator)
-        params = model.get_params()
-        if "net__seed" in params:  # a kfkd Pipeline: its own outputs, flips and seed
-            model.set_params(net__module__n_outputs=len(columns),
-                             net__iterator_train__target_columns=columns,
-                             net__seed=params["net__seed"] + index)
+        if nets(model, fitted=False):   # a kfkd net inside: its own outputs, flips and seed
+            prefix = net_prefix(model)
+            model.set_params(**{prefix + "module__n_outputs": len(columns),
+                                prefix + "iterator_train__target_columns": columns,
+                                prefix + "seed": inner_net(model).seed + index})
         return model
 
     def fit(self, X, y):
@@ -67,7 +68,7 @@ class Specialists(PixelRMSEScore, RegressorMixin, BaseEstimator):
             if len(rows) < 2:
                 raise ValueError(f"specialist {name!r}: only {len(rows)} rows label {keypoints}")
             model = self._specialised(i, columns)
-            if model.get_params().get("net__verbose"):
+            if nets(model, fitted=False) and inner_net(model).verbose:
                 print(f"specialist {i + 1}/{len(groups)} {name}: {len(rows)} rows, "
                       f"columns {len(columns)}")
             self.models_[name] = model.fit(X[rows], y[np.ix_(rows, columns)])

@@ -37,12 +37,18 @@ def head_params(estimator, head: str) -> dict:
     """The set_params that give the BNCNN (net8) inside ``estimator`` the head ``head``
     ("dense" or "softargmax") and that head's layers (``BNCNN.HEAD_LAYERS``); a one-line
     ValueError for another head or another net."""
+    prefix = net_prefix(estimator)
+    return {prefix + key: value
+            for key, value in net_head_params(inner_net(estimator).module, head).items()}
+
+
+def net_head_params(module, head: str) -> dict:
+    """``head_params`` for a net whose module is ``module``, named relative to the net."""
     if head not in BNCNN.HEADS:
         raise ValueError(f"heads must be among {', '.join(BNCNN.HEADS)}, got {head!r}")
-    if not issubclass(inner_net(estimator).module, BNCNN):
+    if not (isinstance(module, type) and issubclass(module, BNCNN)):
         raise ValueError("a choice of heads needs a BNCNN net (net8)")
-    prefix = net_prefix(estimator)
-    return {prefix + "module__head": head, prefix + "module__layers": BNCNN.HEAD_LAYERS[head]}
+    return {"module__head": head, "module__layers": BNCNN.HEAD_LAYERS[head]}
 
 
 def set_head(estimator, head: str):
@@ -61,25 +67,44 @@ def configure(estimator, **overrides):
     ``flip_axis`` (the labels' mirror axis in pixels, or "auto": measured when fitting),
     ``budget`` (seconds per fit: the net times its first epochs and runs as many as fit).
     """
+    net = inner_net(estimator)
+    params = override_params(net.get_params(deep=False), _named_callbacks(net), overrides)
+    prefix = net_prefix(estimator)
+    return estimator.set_params(**{prefix + key: value for key, value in params.items()})
+
+
+def override_params(net_params: dict, callbacks: dict, overrides: dict) -> dict:
+    """The overrides (``configure``'s) as the net's parameters, named relative to it, for a
+    net of ``net_params`` (its "module" and "optimizer" at least) and ``callbacks``
+    ({name: a callback, or (its class, its parameters)})."""
     unknown = set(overrides) - set(OVERRIDES)
     if unknown:
         raise ValueError(f"unknown setting(s) {', '.join(sorted(unknown))}; "
                          f"choose from {', '.join(OVERRIDES)}")
-    prefix, net = net_prefix(estimator), inner_net(estimator)
+    optimizer, module = net_params.get("optimizer"), net_params.get("module")
     params = {}
     for key, value in overrides.items():
         if value is None:
             continue
         if key == "patience":
             value = value or None
-        if key == "momentum" and net.optimizer is not torch.optim.SGD:
-            raise ValueError(f"momentum applies to SGD; this net uses {net.optimizer.__name__}")
-        params[prefix + OVERRIDES[key]] = value
-        if key == "lr" and isinstance(dict(net.callbacks).get("lr_schedule"), OneCycle):
-            params[prefix + "callbacks__lr_schedule__max_lr"] = value
-        if key == "device" and net.module in (CNN, BNCNN):
-            params[prefix + "module__channels_last"] = str(value) == "cpu"
-    return estimator.set_params(**params)
+        if key == "momentum" and optimizer is not torch.optim.SGD:
+            raise ValueError(f"momentum applies to SGD; this net uses {optimizer.__name__}")
+        params[OVERRIDES[key]] = value
+        if key == "lr" and _class_of(callbacks.get("lr_schedule")) is OneCycle:
+            params["callbacks__lr_schedule__max_lr"] = value
+        if key == "device" and module in (CNN, BNCNN):
+            params["module__channels_last"] = str(value) == "cpu"
+    return params
+
+
+def _class_of(callback):
+    return callback[0] if isinstance(callback, tuple) else type(callback)
+
+
+def _named_callbacks(net) -> dict:
+    return dict(cb if isinstance(cb, tuple) else (type(cb).__name__, cb)
+                for cb in net.callbacks or ())
 
 
 def settings(estimator) -> dict:
@@ -156,30 +181,61 @@ def apply_params(estimator, params: dict, source="params"):
     Specialists, FlipTTA, ...) with set_params through ``net_prefix``. An unknown
     parameter is a one-line ValueError naming ``source``. Returns ``estimator``."""
     net = inner_net(estimator)
-    unknown = [key for key in params if not _known_param(net, key)]
-    if unknown:
-        raise ValueError(f"{source}: unknown parameter(s) {', '.join(map(repr, unknown))} for "
-                         f"{net.module.__name__ if isinstance(net.module, type) else 'this'} net")
+    check_params(net.get_params(deep=False), _named_callbacks(net), params, source)
     prefix = net_prefix(estimator)
     return estimator.set_params(**{prefix + key: value for key, value in params.items()})
 
 
-def _known_param(net, key) -> bool:
-    """Whether ``net.set_params(**{key: ...})`` sets something that exists (skorch itself
-    takes any "module__..." and fails only when the net is built)."""
+def check_params(net_params: dict, callbacks: dict, params: dict, source="params") -> dict:
+    """``params`` (named relative to the net), once each is known to set something that
+    exists on a net of ``net_params`` and ``callbacks`` (``override_params``'s); an
+    unknown one is a one-line ValueError naming ``source``. skorch itself takes any
+    "module__..." and fails only when the net is built, hours later."""
+    unknown = [key for key in params if not _known(net_params, callbacks, key)]
+    if unknown:
+        module = net_params.get("module")
+        raise ValueError(f"{source}: unknown parameter(s) {', '.join(map(repr, unknown))} for "
+                         f"{module.__name__ if isinstance(module, type) else 'this'} net")
+    return params
+
+
+def _net_defaults() -> dict:
+    """{parameter: default} of KeypointNet's constructor and its bases'."""
     import inspect
-    if key in net.get_params(deep=False):
+
+    from .estimator import KeypointNet
+    defaults = {}
+    for cls in reversed(KeypointNet.__mro__):
+        if "__init__" in vars(cls):
+            defaults |= {name: p.default
+                         for name, p in inspect.signature(cls.__init__).parameters.items()
+                         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name != "self"}
+    return defaults
+
+
+def _known_param(net, key) -> bool:
+    """Whether ``net.set_params(**{key: ...})`` sets something that exists."""
+    return _known(net.get_params(deep=False), _named_callbacks(net), key)
+
+
+def _known(net_params, callbacks, key) -> bool:
+    import inspect
+    if key in net_params or key in _net_defaults():
         return True
     head, _, rest = key.partition("__")
     if not rest:
         return False
     if head == "callbacks":
         name, _, param = rest.partition("__")
-        callbacks = dict(cb if isinstance(cb, tuple) else (type(cb).__name__, cb)
-                         for cb in net.callbacks or ())
-        return name in callbacks and param in callbacks[name].get_params()
-    target = getattr(net, head, None) if head in (
-        "module", "optimizer", "criterion", "iterator_train", "iterator_valid") else None
+        if name not in callbacks:
+            return False
+        callback = callbacks[name]
+        if isinstance(callback, tuple):          # (class, parameters): not built yet
+            callback = callback[0](**callback[1])
+        return param in callback.get_params()
+    target = None
+    if head in ("module", "optimizer", "criterion", "iterator_train", "iterator_valid"):
+        target = net_params.get(head, _net_defaults().get(head))   # a default not given yet
     if not isinstance(target, type):
         return False
     try:
