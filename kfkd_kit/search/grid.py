@@ -12,6 +12,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from .. import configs
+from ..net.nested import inner_net, net_prefix
 from ..data.splits import grouped_kfold
 from .selection import ProgressScorer, _check_xy, _dask_label, _max_epochs, _parallel
 
@@ -72,9 +73,9 @@ def grid_search(estimator, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds
     if scheduled:
         raise ValueError(f"{name} sets lr/momentum every epoch or batch ({', '.join(scheduled)}), "
                          "so a grid over them would change nothing; search net1-net3 instead")
-    if configs.inner_net(template).optimizer is not torch.optim.SGD:
+    if inner_net(template).optimizer is not torch.optim.SGD:
         raise ValueError(f"{name} does not use SGD with momentum; search net1-net3 instead")
-    grid = param_grid(lrs, momenta, prefix=configs.net_prefix(template))
+    grid = param_grid(lrs, momenta, prefix=net_prefix(template))
     splits = grouped_kfold(X, folds, random_state)
     candidates = list(ParameterGrid(grid))
     scorer = ProgressScorer(X, splits, candidates=candidates, say=say,
@@ -99,7 +100,7 @@ def grid_search(estimator, X, y, lrs=DEFAULT_LRS, momenta=DEFAULT_MOMENTA, folds
 
 
 def _named_callbacks(estimator):
-    callbacks = configs.inner_net(estimator).callbacks or []
+    callbacks = inner_net(estimator).callbacks or []
     return [(cb if isinstance(cb, tuple) else (type(cb).__name__, cb)) for cb in callbacks]
 
 

@@ -42,7 +42,7 @@ from sklearn.model_selection import cross_validate
 
 from .. import configs
 from ..meta.ensemble import FoldEnsemble
-from ..net.nested import nets
+from ..net.nested import inner_net, nets
 from ..net.metrics import masked_rmse_px
 from ..data.splits import grouped_kfold
 
@@ -233,7 +233,7 @@ def _parallel(scheduler, dask_workers, say):
 
 
 def _max_epochs(estimator):
-    return configs.inner_net(estimator).max_epochs
+    return inner_net(estimator).max_epochs
 
 
 def _check_xy(X, y, folds):

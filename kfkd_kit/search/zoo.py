@@ -22,7 +22,7 @@ from .. import configs, data
 from ..data.splits import grouped_holdout
 from ..meta.tta import flip_tta
 from ..net.metrics import masked_rmse_px
-from ..net.nested import histories
+from ..net.nested import histories, inner_net
 from ..utils import provenance
 from ..utils.atomic import write_section
 
@@ -60,7 +60,7 @@ def run_zoo(models: dict, data_dir="data", holdout=0.2, random_state=0, tta=True
         if specialist_net and settings["base"] is None and specialist_net in trained:
             base = specialist_net
             configs.configure(model, base=FrozenEstimator(trained[base]))
-        fit_rows = configs.inner_net(model).fit_rows(y[train_rows])
+        fit_rows = inner_net(model).fit_rows(y[train_rows])
         say(f"[{i}/{len(models)}] {name}" + (f": {config.description}" if config else "")
             + f"; {len(fit_rows)} rows, {settings['max_epochs']} epochs on {settings['device']}"
             + (f", pre-trained from {base}" if base else ""))
