@@ -4,7 +4,7 @@ through onnxruntime for `kfkd predict --model M.onnx`, without importing torch.
 The graph is the net as it predicts: input ``crops``, float32 (n, 96, 96) grey levels 0..255
 (a uint8 crop cast to float); the pixel scaling (/ 255) inside; output ``keypoints``, float32
 (n, 30) in pixels, Kaggle's columns and coordinates. For net8 its weights are the weight
-average that the fitted net carries. A seed ensemble (`kfkd train --models N`) becomes one
+average that the fitted net carries. A seed ensemble (`kfkd train --ensemble N`) becomes one
 graph that holds its N nets and outputs the mean of their keypoints. It is computed in fp32:
 a net that predicts in bf16 on a CPU with AMX gives answers that differ by a few hundredths
 of a pixel.
@@ -114,7 +114,7 @@ def _nets(model, path) -> list:
     if None in nets:
         raise ValueError(f"{path}: holds a {type(model).__name__}; export handles one net's "
                          "pipeline (pixels -> net), as kfkd train saves net1 ... net8, or a "
-                         "seed ensemble of them (kfkd train --models N)")
+                         "seed ensemble of them (kfkd train --ensemble N)")
     return nets
 
 
@@ -242,10 +242,9 @@ def mirror_sum_of(model) -> float:
 
 
 def add_parser(sub):
-    p = sub.add_parser("export", help="the fitted net as an ONNX graph (crop in, keypoints "
-                                      "in pixels out), checked against torch")
-    p.add_argument("--model", default="models/net1.joblib")
-    p.add_argument("--out", default=None, help="default: the model's path with .onnx")
+    p = _options.command_parser(sub, "export")
+    _options.add_model(p)
+    _options.add_out(p, None, "the .onnx file (default: the model's path with .onnx)")
     _options.add_trust(p)
     p.set_defaults(func=run)
 

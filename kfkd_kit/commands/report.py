@@ -65,8 +65,9 @@ def held_out_rows(model, X, y, holdout=False, seed=0) -> tuple[np.ndarray, str, 
         how += (f", plus {extra} rows it never trained on: it trains on complete rows only)"
                 if extra else ")")
         return rows, how, None
-    _, rows = splits.grouped_holdout(X, HOLDOUT_FRACTION, seed)
-    how = f"a grouped hold-out of {HOLDOUT_FRACTION:.0%} of the rows (seed {seed})"
+    fraction = HOLDOUT_FRACTION if holdout in (True, False, None) else holdout
+    _, rows = splits.grouped_holdout(X, fraction, seed)
+    how = f"a grouped hold-out of {fraction:.0%} of the rows (seed {seed})"
     net = _single_net(model)
     if net is not None:
         valid = net.validation_rows(X, y)
@@ -202,7 +203,8 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
     X, y = training.X, training.y
     rows, how, note = held_out_rows(model, X, y, holdout=holdout, seed=seed)
     if not len(rows):
-        raise ValueError(f"{training.source}: no held-out rows to score; use --holdout")
+        raise ValueError(f"{training.source}: no held-out rows to score; use --holdout 0.2 "
+                         "(make report HOLDOUT=0.2)")
     notes = [note] if note else []
     recorded = _recorded_fingerprint(model_path)
     if recorded and recorded != training.fingerprint:
@@ -308,20 +310,21 @@ def run_report(model_path, data_dir="data", out_dir="reports", holdout=False, se
 
 
 def add_parser(sub):
-    p = sub.add_parser("report", help="error analysis of a saved model on held-out rows: "
-                                      "RMSE per keypoint, worst faces, learning curves (HTML)")
+    p = _options.command_parser(sub, "report")
     _options.add_common(p, net=False)
-    p.add_argument("--model", default="models/net1.joblib")
-    p.add_argument("--holdout", action="store_true",
-                   help="score a grouped 20%% hold-out (seeded by --seed) instead of the model's "
-                        "own validation split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the hold-out (default: 0)")
-    p.add_argument("--out-dir", default="reports",
-                   help="where the report folder <model stem>-<UTC time>/ goes (default: reports/)")
+    _options.add_model(p)
+    _options.add_holdout(p, None,
+                         "score a grouped hold-out of this share of the rows (seeded by --seed; "
+                         f"a bare --holdout: {HOLDOUT_FRACTION}) (default: none, the model's "
+                         "own validation split)", bare=HOLDOUT_FRACTION)
+    _options.add_seed(p, "the seed of the hold-out")
+    _options.add_out(p, "reports", "the folder where the report folder "
+                                   "<model stem>-<UTC time>/ goes",
+                     old=["--out-dir"])
     _options.add_trust(p)
     p.set_defaults(func=run)
 
 
 def run(args):
-    print(run_report(args.model, data_dir=args.data, out_dir=args.out_dir, holdout=args.holdout,
+    print(run_report(args.model, data_dir=args.data, out_dir=args.out, holdout=args.holdout,
                      seed=args.seed, trust=args.trust_model))

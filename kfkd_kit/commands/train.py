@@ -77,7 +77,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
 
     A single net keeps checkpoints in ``<model>.run/`` while it trains (runs.py): the same
     call after the process died resumes there, and Ctrl-C stops it and saves the best
-    model so far. An ensemble of seeds (``--models N``) keeps one such folder per net in
+    model so far. An ensemble of seeds (``--ensemble N``) keeps one such folder per net in
     ``<model>.run/seed-S/`` and resumes each net; Ctrl-C stops it without a model.
     """
     given = configs.load_params(params_file) if params_file else None  # read now, not after hours
@@ -208,22 +208,23 @@ def write_figures(model, data_folder, model_path, title="") -> list[Path]:
 
 
 def add_parser(sub):
-    p = sub.add_parser("train", help="train a named net; save model, JSON and PNGs")
+    p = _options.command_parser(sub, "train")
     _options.add_common(p, verbose=1)
-    p.add_argument("--model", default=None, help="output path (default: models/<net>.joblib)")
+    _options.add_model(p, "where the model goes (default: models/<net>.joblib)", default=None)
     p.add_argument("--quiet", dest="verbose", action="store_const", const=0, help="no per-epoch table")
-    p.add_argument("--models", type=_options.positive_int, default=None, metavar="N",
+    p.add_argument("--ensemble", "--models", dest="models", type=_options.positive_int,
+                   default=None, metavar="N",
                    help="train N nets (seeds SEED, SEED+1, ...) and save their mean as one model; "
                         "a --budget is for all of them (default: 1; net8 with a --budget of "
                         f"{PAIR_FROM_S // 60:.0f} minutes or more, on a CPU of two or more cores "
                         "with native bf16: 2, heads dense,softargmax)")
     p.add_argument("--jobs", type=int, default=-1, metavar="J",
-                   help="with --models: nets trained at a time, each in its own process with its "
-                        "share of the cores (default -1: one per core, at most N)")
+                   help="with --ensemble: nets trained at a time, each in its own process with "
+                        "its share of the cores; -1: one per core, at most N")
     p.add_argument("--heads", default=None, metavar="H1,H2",
-                   help="net8's head: dense (default) or softargmax; with --models N, the "
-                        "nets' heads in turn (dense,softargmax: the nets differ in head as well "
-                        "as seed, which averages better)")
+                   help="net8's head, dense or softargmax; with --ensemble N, the nets' heads in "
+                        "turn (dense,softargmax: the nets differ in head as well as seed, which "
+                        "averages better) (default: dense)")
     p.set_defaults(func=run)
 
 
@@ -239,7 +240,7 @@ PAIR_HEADS = "dense,softargmax"
 
 def pair_by_default(args, estimator) -> bool:
     """Whether this train command gets the pair: net8, a budget of PAIR_FROM_S or more, on
-    a CPU with two or more cores that trains in native bf16, and neither --models nor
+    a CPU with two or more cores that trains in native bf16, and neither --ensemble nor
     --heads given."""
     from ..utils import precision
     from ..net.estimator import default_device
@@ -258,7 +259,7 @@ def run(args):
         print(f"a budget of {budget / 60:.3g} minutes on {_cores()} cores with native bf16: "
               f"net8 trains as two nets side by side (heads {PAIR_HEADS}, each "
               "on half the cores) and saves their mean, which beat one net in the same time "
-              "(docs/RESULTS.md); --models 1 (MODELS=1) trains one net")
+              "(docs/RESULTS.md); --ensemble 1 (ENSEMBLE=1) trains one net")
         args.models, args.heads = 2, PAIR_HEADS
     args.models = args.models or 1
     heads = args.heads.split(",") if args.heads else None
@@ -266,12 +267,12 @@ def run(args):
         raise ValueError(f"--heads: only net8 has a choice of heads, not {args.net}")
     if heads and args.models == 1:
         if len(heads) > 1:
-            raise ValueError(f"--heads {args.heads}: one net has one head (--models N trains "
+            raise ValueError(f"--heads {args.heads}: one net has one head (--ensemble N trains "
                              "N nets, their heads in turn)")
         configs.set_head(estimator, heads[0])      # one net: a plain pipeline, as always
     elif args.models > 1:
         if args.net == "specialists":
-            raise ValueError("--models N trains N copies of one net; specialists are six nets already")
+            raise ValueError("--ensemble N trains N copies of one net; specialists are six nets already")
         estimator = SeedEnsemble(estimator, seeds=args.models, n_jobs=args.jobs, heads=heads)
     metadata = train(estimator, data_dir=args.data, model_path=args.model,
                      name=args.net, description=configs.get_config(args.net).description,
