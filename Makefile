@@ -1,169 +1,212 @@
 # kfkd_kit's front door. `make train` and `make test` each work alone on a fresh machine:
 # the first target that needs Python builds .venv from requirements.txt (torch==2.13.0 pinned).
-PYTHON ?= python3
-VENV ?= .venv
-PY := $(VENV)/bin/python
-DATA ?= data
-NET ?= net1
-EPOCHS ?=
-SEED ?= 0
-MODEL ?= models/$(NET).joblib
-LOOKUP ?=
-SUBMISSIONS ?= submissions
-PATIENCE ?=
-FOLDS ?=
-LRS ?=
-MOMENTA ?=
-SCHEDULER ?=
-DASK_WORKERS ?=
-REFIT ?=
-KEEP ?=
-BASE ?=
-TTA ?=
-TTA_SHIFT ?=
-TRUST ?=
-NETS ?=
-EPOCH_CAP ?=
-LR ?=
-MOMENTUM ?=
-QUICK ?=
-PRECISION ?= auto
-HOLDOUT ?=
-REPORTS ?= reports
-KAGGLE ?=
-MESSAGE ?=
-export MESSAGE
-BATCHES ?=
-START_LR ?=
-END_LR ?=
-MODELS_DIR ?= models
-FLIP_AXIS ?=
-VALID ?=
-BUDGET ?=
-MODELS ?=
-JOBS ?=
-PARAMS ?=
-TRIALS ?= 20
-STORAGE ?=
-STUDY ?=
-IMAGES ?=
-OUT ?=
-ANNOTATED ?=
-DETECTOR ?=
+#
+# `make help` prints the table below: a "## " line documents the variable under it, and a
+# target's "## " its line. Each variable is the option of the same name of the kfkd command
+# a target runs (TTA_SHIFT=2 is --tta-shift 2, TRUST=1 is --trust); empty means that
+# command's own default, and a flag such as TTA= is on unless empty or 0. A variable given
+# to a target that does not take it is an error, not ignored. tests/test_make.py checks the
+# table against the targets and the commands' options.
 
+## the Python that builds .venv
+PYTHON ?= python3
+## the virtual environment every target runs in
+VENV ?= .venv
+## an extra pip index torch is installed from when .venv is built, e.g. https://download.pytorch.org/whl/cpu for the CPU wheel on a machine without CUDA; empty: PyPI's, which on Linux is the CUDA build (several GB)
+TORCH_INDEX ?=
+
+## the folder of Kaggle's files (default: data; only data/ falls back to the built-in synthetic faces)
+DATA ?=
+## the named net: net1..net8 or specialists (default: net1; tune: net8)
+NET ?=
+## the model file: written by train, read by submit, report, predict, export (default: models/NET.joblib for train, else models/net1.joblib)
+MODEL ?=
+## where the command writes: submit a folder or .csv (submissions), report a folder (reports), predict a CSV (keypoints.csv), export an .onnx, cv/grid/lrfind/tune a folder (cv), zoo a .md
+OUT ?=
+## seed of the weights, splits and augmentation (default: 0)
+SEED ?=
+## override the net's epochs
+EPOCHS ?=
+## time per fit, e.g. 10m, 90s, 1.5h: as many epochs as fit (replaces EPOCHS)
+BUDGET ?=
+## learning rate (net8: the one-cycle peak)
+LR ?=
+## SGD momentum
+MOMENTUM ?=
+## stop after N epochs without a better valid loss (0: off)
+PATIENCE ?=
+## the share of training rows held out for the epoch table; 0 trains on every row (default: the net's, 0.2, net8 0.1)
+VALID ?=
+## auto, fp32 or bf16 (default: auto, bf16 where the CPU/GPU computes it natively)
+PRECISION ?=
+## cpu or cuda (default: cuda if present)
+DEVICE ?=
+## the labels' mirror axis in pixels, or auto (default: auto, measured)
+FLIP_AXIS ?=
+## a saved model whose layers start the net (pre-training)
+BASE ?=
+## a JSON of the net's parameters, e.g. cv/tune-net8-best.json from make tune
+PARAMS ?=
+## train N nets of seeds SEED.. and save their mean (default: 1; net8 with BUDGET=10m+ on 2+ cores with native bf16: 2)
+ENSEMBLE ?=
+## with ENSEMBLE: nets trained at a time (default: -1, one per core)
+JOBS ?=
+## net8's heads, e.g. dense,softargmax: with ENSEMBLE, the nets' heads in turn (default: dense)
+HEADS ?=
+## Kaggle's IdLookupTable.csv (default: the data folder's)
+LOOKUP ?=
+## 1: flip test-time augmentation
+TTA ?=
+## PX: with TTA, also average over a 3x3 grid of shifts PX pixels apart (2 was measured)
+TTA_SHIFT ?=
+## 1: load a model whose JSON sha256 is missing or does not match
+TRUST ?=
+## 1: then upload the CSV to the competition (~/.kaggle/kaggle.json)
+KAGGLE ?=
+## the Kaggle submission's description (default: the CSV's name)
+MESSAGE ?=
+## the share of rows held out to score on (zoo, tune: 0.2; report: none, the model's own validation split)
+HOLDOUT ?=
+## k of the k-fold CV (cv: 5, grid: 3)
+FOLDS ?=
+## 1: save cv's fold models as one ensemble (MODEL=, default models/NET-cv<k>.ensemble.joblib)
+KEEP_MODELS ?=
+## grid's learning rates, comma-separated
+LRS ?=
+## grid's momenta, comma-separated
+MOMENTA ?=
+## 1: refit grid's best on all rows and save it (MODEL=, default models/NET-grid.joblib)
+REFIT ?=
+## a Dask scheduler for cv and grid, e.g. tcp://host:8786
+SCHEDULER ?=
+## start a local Dask cluster of N workers for cv and grid
+DASK_WORKERS ?=
+## zoo's nets, comma-separated (default: net1..net8,specialists)
+NETS ?=
+## zoo's epochs at most, with exceptions, e.g. 25,net1=400
+EPOCH_CAP ?=
+## lrfind's training batches at most (default: 250)
+BATCHES ?=
+## lrfind's first lr (default: 1e-6)
+START_LR ?=
+## lrfind's last lr (default: 1)
+END_LR ?=
+## tune: run until the study has N finished trials (default: 20)
+TRIALS ?=
+## tune's Optuna storage: an RDB URL or journal:PATH (default: sqlite:///OUT/tune-NET.db)
+STORAGE ?=
+## tune's study name (default: the net's)
+STUDY ?=
+## compare: the folder of the saved models (default: models)
+MODELS_DIR ?=
+## predict: the photos and folders of photos, e.g. IMAGES="me.jpg holidays/"
+IMAGES ?=
+## predict: also draw the faces into this folder
+ANNOTATED ?=
+## predict: auto, mtcnn or haar (default: auto)
+DETECTOR ?=
+## bench: 1 for a quick run
+QUICK ?=
+
+PY := $(VENV)/bin/python
 KFKD := $(PY) -m kfkd_kit
-opt = $(if $(2),$(1) $(2))
-DASKOPTS = $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--dask-workers,$(DASK_WORKERS))
-# the overrides every training command takes, under one name each (configs.configure)
-SETTINGS = --seed $(SEED) --precision $(PRECISION) $(call opt,--epochs,$(EPOCHS)) \
-  $(call opt,--lr,$(LR)) $(call opt,--momentum,$(MOMENTUM)) $(call opt,--early-stopping,$(PATIENCE)) \
-  $(call opt,--base,$(BASE)) $(call opt,--flip-axis,$(FLIP_AXIS)) $(call opt,--budget,$(BUDGET)) \
-  $(call opt,--valid-fraction,$(VALID)) $(call opt,--params,$(PARAMS))
+BUILD_VARS := PYTHON VENV TORCH_INDEX
+# the overrides every training command takes (configs.configure)
+SETTINGS := SEED EPOCHS BUDGET LR MOMENTUM PATIENCE VALID PRECISION DEVICE FLIP_AXIS BASE PARAMS
+DASK := SCHEDULER DASK_WORKERS
+
+# the option of a variable: TTA_SHIFT -> --tta-shift
+lc = $(subst Z,z,$(subst Y,y,$(subst X,x,$(subst W,w,$(subst V,v,$(subst U,u,$(subst T,t,$(subst S,s,$(subst R,r,$(subst Q,q,$(subst P,p,$(subst O,o,$(subst N,n,$(subst M,m,$(subst L,l,$(subst K,k,$(subst J,j,$(subst I,i,$(subst H,h,$(subst G,g,$(subst F,f,$(subst E,e,$(subst D,d,$(subst C,c,$(subst B,b,$(subst A,a,$(1)))))))))))))))))))))))))))
+option = --$(subst _,-,$(call lc,$(1)))
+quote = '$(subst ','\'',$(1))'
+# "--name 'value'" for each variable in $(1) that is set; "--name" for each flag in $(2)
+# that is set and not 0. Then the command line has the option of each variable, by name.
+options = $(foreach v,$(1),$(if $($(v)),$(call option,$(v)) $(call quote,$(value $(v))))) \
+  $(foreach v,$(2),$(if $(filter-out 0,$($(v))),$(call option,$(v))))
+# the variables given on make's command line; one the target does not take is an error
+given = $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+RENAMED := MODELS:ENSEMBLE SUBMISSIONS:OUT REPORTS:OUT KEEP:KEEP_MODELS
+renamed = $(patsubst $(1):%,%,$(filter $(1):%,$(RENAMED)))
+check = $(foreach v,$(filter-out $(1) $(BUILD_VARS),$(given)),$(error make $@: $(v)= is not \
+  a variable of $@$(if $(call renamed,$(v)), (it is now $(call renamed,$(v))=)); it takes \
+  $(strip $(1))))
+# run kfkd command $(1) with the variables $(2) and the flags $(3); $(4): the variables the
+# recipe passes itself
+kfkd = $(call check,$(2) $(3) $(4))$(KFKD) $(1) $(strip $(call options,$(2),$(3)))
 
 .PHONY: setup download train submit report cv grid zoo lrfind tune compare predict export bench test data clean help
 
-help:
-	@echo "make download [DATA=data]  Kaggle's files, unpacked (the kaggle package; ~/.kaggle/kaggle.json)"
-	@echo "make train   [DATA=data] [NET=net1] [MODEL=models/NET.joblib] + settings:"
-	@echo "             NET: net1..net8 or specialists (BASE=models/net6.joblib pre-trains them)"
-	@echo "   settings: [EPOCHS=] [SEED=0] [LR=] [MOMENTUM=] [PATIENCE=] [BASE=] for train, cv, grid, zoo"
-	@echo "             PARAMS=cv/tune-net8-best.json: the net's parameters from a JSON (make tune's best)"
-	@echo "             PRECISION=auto|fp32|bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)"
-	@echo "             BUDGET=10m|90s|1.5h: time per fit; the net runs as many epochs as fit"
-	@echo "             FLIP_AXIS=auto|PX (the labels' mirror axis; auto: measured from the data)"
-	@echo "             VALID=0.1: the share held out for the epoch table (VALID=0: train on every row)"
-	@echo "             MODELS=N (train only): N nets of seeds SEED.., saved as their mean; JOBS= at a time"
-	@echo "             (default: one per core, each on its share of the cores); BUDGET= is for all N"
-	@echo "             HEADS=dense,softargmax (net8): the nets' heads in turn (mixed heads average better)"
-	@echo "             NET=net8 BUDGET=10m or more, 2+ cores, native bf16, no MODELS/HEADS: a pair"
-	@echo "             (MODELS=2 HEADS=dense,softargmax) by default; MODELS=1 for one net"
-	@echo "make submit  [DATA=data] [MODEL=models/net1.joblib] [LOOKUP=] [TTA=1: flip test-time augmentation] [TTA_SHIFT=2: and a 3x3 grid of shifts]"
-	@echo "             [SUBMISSIONS=submissions: the folder of the submission CSVs]"
-	@echo "             [TRUST=1: load a model whose JSON sha256 is missing or does not match]"
-	@echo "             [KAGGLE=1 MESSAGE=\"...\": then upload the CSV to the competition]"
-	@echo "make report  [DATA=data] [MODEL=models/net1.joblib] [HOLDOUT=1: a seeded 20% hold-out]"
-	@echo "             [REPORTS=reports] [TRUST=1]: error analysis -> REPORTS/<model>-<UTC>/report.html"
-	@echo "make cv      [DATA=] [NET=] [FOLDS=5] [KEEP=1: save the fold models as an ensemble] + settings"
-	@echo "make grid    [DATA=] [NET=] [FOLDS=3] [LRS=0.001,0.01] [MOMENTA=0.9,0.95] [REFIT=1] + settings"
-	@echo "             cv and grid on Dask: SCHEDULER=tcp://host:8786 or DASK_WORKERS=N"
-	@echo "make zoo     [DATA=] [NETS=net1,net2,...] [EPOCH_CAP=25,net1=400] + settings -> docs/RESULTS.md"
-	@echo "make lrfind  [DATA=] [NET=] [BATCHES=250] [START_LR=1e-6] [END_LR=1] + settings"
-	@echo "             lr range test -> cv/NET-lrfind.png, .json and a suggested LR="
-	@echo "make tune    [DATA=] [NET=net8] [TRIALS=20: the study's total] [STORAGE=URL|journal:PATH] [STUDY=]"
-	@echo "             + settings: Optuna search of net8 -> cv/tune-NET.md, -best.json (PARAMS=), PNGs"
-	@echo "make compare [MODELS_DIR=models]  the saved models side by side, best first"
-	@echo "make predict MODEL=models/net8.joblib IMAGES=\"photo.jpg folder/\" [OUT=keypoints.csv]"
-	@echo "             [ANNOTATED=dir] [TTA=1] [TTA_SHIFT=2] [DETECTOR=mtcnn|haar] [TRUST=1]: faces in your photos"
-	@echo "make export  [MODEL=models/net1.joblib] [OUT=MODEL.onnx]  the net as ONNX, checked"
-	@echo "make bench   [QUICK=1]  speed ratios -> docs/RESULTS.md (a section per part)"
-	@echo "make test    run the test suite"
+help: ## this table
+	@awk '$(HELP_AWK)' $(firstword $(MAKEFILE_LIST))
+
+# targets (a "## " after a target's prerequisites), then variables (a "## " line above one)
+HELP_AWK := /^[a-z][a-z_-]*:.*\#\# / { sub(/:.*\#\# /, "\t"); split($$0, t, "\t"); \
+  targets[++n] = sprintf("  make %-8s %s", t[1], t[2]) }; \
+  /^\#\# / { doc = substr($$0, 4); next }; \
+  /^[A-Z_]+ \?=/ && doc { name = $$1; value = $$0; sub(/^[A-Z_]+ \?= */, "", value); \
+  vars[++m] = sprintf("  %-14s %s", name "=" value, doc) }; { doc = "" }; \
+  END { print "make TARGET [VARIABLE=value ...]\n"; for (i = 1; i <= n; i++) print targets[i]; \
+  print "\nVariables: each is the option of the same name of the command a target runs (TTA_SHIFT=2 is --tta-shift 2);"; \
+  print "empty: the default of that command, which kfkd COMMAND --help shows"; \
+  for (i = 1; i <= m; i++) print vars[i] }
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps \
+	  --index-url $(TORCH_INDEX) "$$(grep -E '^torch==' requirements.txt)")
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed ## build .venv (TORCH_INDEX= picks where torch comes from)
 
-download: setup
-	$(KFKD) download --data $(DATA)
+download: setup ## Kaggle's files, unpacked into DATA (the kaggle package; ~/.kaggle/kaggle.json)
+	$(call kfkd,download,DATA)
 
-train: setup
-	$(KFKD) train --data $(DATA) --net $(NET) --model $(MODEL) $(SETTINGS) \
-	  $(call opt,--models,$(MODELS)) $(call opt,--jobs,$(JOBS)) $(call opt,--heads,$(HEADS))
+train: setup ## train NET: MODEL, its JSON and PNGs
+	$(call kfkd,train,DATA NET MODEL $(SETTINGS) ENSEMBLE JOBS HEADS)
 
-submit: setup
-	$(KFKD) submit --data $(DATA) --model $(MODEL) --out-dir $(SUBMISSIONS) \
-	  $(call opt,--lookup,$(LOOKUP)) $(if $(TTA),--tta) $(call opt,--tta-shift,$(TTA_SHIFT)) $(if $(TRUST),--trust-model) \
-	  $(if $(KAGGLE),--kaggle) $(if $(MESSAGE),--message "$$MESSAGE")
+submit: setup ## a Kaggle submission CSV from MODEL into OUT; KAGGLE=1 uploads it
+	$(call kfkd,submit,DATA MODEL OUT LOOKUP TTA_SHIFT MESSAGE,TTA TRUST KAGGLE)
 
-report: setup
-	$(KFKD) report --data $(DATA) --model $(MODEL) --seed $(SEED) --out-dir $(REPORTS) \
-	  $(if $(HOLDOUT),--holdout) $(if $(TRUST),--trust-model)
+report: setup ## error analysis of MODEL: OUT/<model>-<UTC>/report.html
+	$(call kfkd,report,DATA MODEL OUT HOLDOUT SEED,TRUST)
 
-cv: setup
-	$(KFKD) cv --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--folds,$(FOLDS)) $(DASKOPTS) \
-	  $(if $(KEEP),--keep-models)
+cv: setup ## k-fold cross-validation of NET: RMSE per fold
+	$(call kfkd,cv,DATA NET MODEL OUT $(SETTINGS) FOLDS $(DASK),KEEP_MODELS)
 
-grid: setup
-	$(KFKD) grid --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--folds,$(FOLDS)) $(if $(LRS),--lrs "$(LRS)") $(if $(MOMENTA),--momenta "$(MOMENTA)") \
-	  $(DASKOPTS) $(if $(REFIT),--refit)
+grid: setup ## GridSearchCV of NET over LRS x MOMENTA
+	$(call kfkd,grid,DATA NET MODEL OUT $(SETTINGS) FOLDS LRS MOMENTA $(DASK),REFIT)
 
-zoo: setup
-	$(KFKD) zoo --data $(DATA) $(SETTINGS) $(call opt,--nets,$(NETS)) $(call opt,--epoch-cap,$(EPOCH_CAP))
+zoo: setup ## every net on one held-out split: a Markdown table in OUT (docs/RESULTS.md)
+	$(call kfkd,zoo,DATA OUT $(SETTINGS) NETS EPOCH_CAP HOLDOUT)
 
-lrfind: setup
-	$(KFKD) lrfind --data $(DATA) --net $(NET) $(SETTINGS) $(call opt,--batches,$(BATCHES)) \
-	  $(call opt,--start-lr,$(START_LR)) $(call opt,--end-lr,$(END_LR))
+lrfind: setup ## learning-rate range test of NET: OUT/NET-lrfind.png, .json, a suggested LR=
+	$(call kfkd,lrfind,DATA NET OUT $(SETTINGS) BATCHES START_LR END_LR)
 
-# NET defaults to net1 elsewhere; tune searches net8's space, so it takes net8 unless NET= is given
-tune: setup
-	$(KFKD) tune --data $(DATA) --net $(if $(filter file,$(origin NET)),net8,$(NET)) --trials $(TRIALS) \
-	  $(SETTINGS) $(call opt,--storage,$(STORAGE)) $(call opt,--study,$(STUDY))
+tune: setup ## Optuna search of net8: OUT/tune-NET.md, -best.json (for PARAMS=), PNGs
+	$(call kfkd,tune,DATA NET OUT $(SETTINGS) TRIALS STORAGE STUDY HOLDOUT)
 
-compare: setup
-	$(KFKD) compare --models-dir $(MODELS_DIR)
+compare: setup ## the saved models side by side, best first
+	$(call kfkd,compare,MODELS_DIR)
 
-predict: setup
+predict: setup ## keypoints of the faces in IMAGES: a CSV in OUT (keypoints.csv)
 	@test -n "$(IMAGES)" || { echo "make predict: give IMAGES=\"photo.jpg folder/ ...\"" >&2; exit 2; }
-	$(KFKD) predict --model $(MODEL) $(IMAGES) $(call opt,--out,$(OUT)) \
-	  $(call opt,--annotated,$(ANNOTATED)) $(call opt,--detector,$(DETECTOR)) $(if $(TTA),--tta) $(call opt,--tta-shift,$(TTA_SHIFT)) \
-	  $(if $(TRUST),--trust-model)
+	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR TTA_SHIFT,TTA TRUST,IMAGES) $(IMAGES)
 
-export: setup
-	$(KFKD) export --model $(MODEL) $(call opt,--out,$(OUT)) $(if $(TRUST),--trust-model)
+export: setup ## MODEL as ONNX, checked against torch
+	$(call kfkd,export,MODEL OUT,TRUST)
 
-bench: setup
-	$(PY) -m benchmarks.bench $(if $(QUICK),--quick)
+bench: setup ## speed ratios -> docs/RESULTS.md
+	$(call check,QUICK)$(PY) -m benchmarks.bench $(strip $(call options,,QUICK))
 
-data: setup
-	$(KFKD) make-data --out $(DATA)/synthetic
+data: setup ## the built-in synthetic faces written into DATA/synthetic (or OUT)
+	$(call kfkd,make-data,DATA OUT SEED)
 
 # every test, the slow ones included; a quick loop while editing: $(PY) -m pytest -m "not slow"
-test: setup
+test: setup ## run the test suite
 	$(PY) -m pytest -q tests
 
-clean:
+clean: ## remove the models and the cv/ and submission outputs
 	rm -rf models submissions/*.csv cv/*.csv cv/*.json cv/*.png

@@ -28,11 +28,19 @@ def _command_module(name):
 
 
 def build_parser(names=None) -> argparse.ArgumentParser:
-    from .commands import NAMES
+    """`kfkd`'s parser. The commands in ``names`` (module names; all by default) get their
+    full options; the others are listed by name and one line of help only, so that their
+    modules, and the torch, sklearn or pandas they import, are not loaded."""
+    from . import __version__
+    from .commands import COMMANDS, command_name
     parser = _Parser(prog="kfkd", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in names or NAMES:
-        _command_module(name).add_parser(sub)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary in COMMANDS.items():
+        if names is None or name in names:
+            _command_module(name).add_parser(sub)
+        else:
+            sub.add_parser(command_name(name), help=summary)
     return parser
 
 
@@ -43,9 +51,12 @@ def _expected(exc) -> bool:
 
 
 def main(argv=None) -> int:
+    from .commands import module_name
     argv = sys.argv[1:] if argv is None else list(argv)
-    # predict alone: its parser imports no torch, so an .onnx model predicts without it
-    parser = build_parser(["predict"] if argv[:1] == ["predict"] else None)
+    # only the command run is imported: `kfkd --help` loads no torch, and neither does
+    # `kfkd predict` with an .onnx model
+    command = module_name(argv[0]) if argv else None
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     if getattr(args, "message", None) is not None and not getattr(args, "kaggle", False):
         parser.error("--message is the Kaggle submission's description: it needs --kaggle")

@@ -118,13 +118,13 @@ def plan(net: str, budget: float | None, machine: Machine, models=None, heads=No
     if valid_fraction is None:
         valid_fraction = recipe.valid_fraction
     if given:
-        why = "--models/--heads as given"
+        why = "--ensemble/--heads as given"
     elif recipe is not ONE_NET:
         why = (f"a budget of {_minutes(budget)} {machine.describe()}: {models} {net} nets side "
                f"by side (heads {','.join(heads)}"
                + ("" if valid_fraction is None else f", valid fraction {valid_fraction:g}")
                + f") saved as their mean, {recipe.measured} (docs/RESULTS.md); "
-               "--models 1 trains one net")
+               "--ensemble 1 (ENSEMBLE=1) trains one net")
     elif net not in {r.net for r in RECIPES}:
         why = f"{net} trains one net"
     elif budget is None:

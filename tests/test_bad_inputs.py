@@ -264,7 +264,7 @@ def command(case_line, folder, model, subs):
             words = words[:1] + ["--epochs", "1"] + words[1:]
         words += ["--device", "cpu", "--quiet", "--model", "{model}"]
     else:
-        words += ["--model", "{model}", "--out-dir", "{subs}"]
+        words += ["--model", "{model}", "--out", "{subs}"]
     return [w.format(data=folder, model=model, subs=subs) for w in words]
 
 
@@ -386,7 +386,7 @@ def test_make_submit_on_a_bad_lookup(tmp_path, trained_model):
     folder = tmp_path / "data"
     edit("IdLookupTable.csv", cell(2, 2, "nose_x"))(folder)
     done = make("submit", f"DATA={folder}", f"MODEL={trained_model}",
-                f"SUBMISSIONS={tmp_path / 'subs'}", cwd=tmp_path)
+                f"OUT={tmp_path / 'subs'}", cwd=tmp_path)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     lines = kfkd_lines(done.stderr)
@@ -416,7 +416,7 @@ VARIANTS = {"crlf": crlf, "lf": lf, "bom": bom, "bom-crlf": lambda t: bom(crlf(t
 def submit(folder, model, subs, capsys):
     capsys.readouterr()
     assert main(["submit", "--data", str(folder), "--model", str(model),
-                 "--out-dir", str(subs)]) == 0
+                 "--out", str(subs)]) == 0
     return pd.read_csv(capsys.readouterr().out.strip().splitlines()[-1])
 
 
@@ -486,17 +486,18 @@ def test_submit_reads_the_users_test_and_lookup_without_a_training_file(tmp_path
 
 
 @pytest.mark.slow
-def test_train_on_a_folder_with_no_kaggle_file_says_note_and_uses_synthetic(
+def test_train_on_the_default_folder_with_no_kaggle_file_says_note_and_uses_synthetic(
         tmp_path, monkeypatch, capsys):
-    from kfkd_kit.data import synthetic
-    monkeypatch.setattr(synthetic, "write_kaggle_dataset",
+    from kfkd_kit.data import synthetic_dataset
+    monkeypatch.setattr(synthetic_dataset, "write_kaggle_dataset",
                         lambda folder, seed: write_kaggle_dataset(folder, n_train=12, n_test=3,
                                                                   seed=seed))
+    monkeypatch.chdir(tmp_path)                    # the default, data/, of a fresh clone
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "notes.txt").write_text("not a Kaggle file\n")
     model = tmp_path / "out" / "m.joblib"
-    assert main(["train", "--data", str(folder), "--epochs", "1", "--device", "cpu",
+    assert main(["train", "--epochs", "1", "--device", "cpu",
                  "--quiet", "--model", str(model)]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if "NOTE" in line.upper()]
     assert len(notes) == 1 and notes[0].startswith("NOTE: no Kaggle training file in ")

@@ -179,21 +179,22 @@ def test_budget_is_one_setting_for_every_command():
 
 def test_valid_fraction_is_one_setting_for_every_command(capsys):
     for command in ("train", "cv", "grid", "tune"):
-        args = cli.build_parser().parse_args([command, "--net", "net8", "--valid-fraction", "0"])
+        args = cli.build_parser().parse_args([command, "--net", "net8", "--valid", "0"])
         assert configs.inner_net(_options.estimator(args)).resolved_train_split() is None
-    args = cli.build_parser().parse_args(["train", "--net", "net8", "--valid-fraction", "0.25"])
+    args = cli.build_parser().parse_args(["train", "--net", "net8", "--valid", "0.25"])
     assert configs.settings(_options.estimator(args))["valid_fraction"] == 0.25
     for bad in ("1", "-0.1", "half"):
         with pytest.raises(SystemExit):
-            cli.build_parser().parse_args(["train", "--valid-fraction", bad])
-        assert "--valid-fraction: expected a fraction in [0, 1)" in capsys.readouterr().err
+            cli.build_parser().parse_args(["train", "--valid", bad])
+        err = capsys.readouterr().err
+        assert "argument --valid/--valid-fraction: expected a fraction in [0, 1)" in err
 
 
 def test_valid_fraction_0_trains_on_every_row_and_says_so(tmp_path, capsys):
     data, model = tmp_path / "data", tmp_path / "m.joblib"
     assert cli.main(["make-data", "--out", str(data), "--n-train", "40", "--n-test", "4"]) == 0
     assert cli.main(["train", "--data", str(data), "--net", "net1", "--epochs", "1",
-                     "--valid-fraction", "0", "--model", str(model), "--device", "cpu"]) == 0
+                     "--valid", "0", "--model", str(model), "--device", "cpu"]) == 0
     record = json.loads((tmp_path / "m.json").read_text())
     assert record["params"]["valid_fraction"] == 0 and record["metrics"]["valid_rmse_px"] is None
     assert "valid RMSE n/a (no validation split)" in capsys.readouterr().out

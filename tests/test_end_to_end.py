@@ -62,7 +62,7 @@ def test_submit_writes_a_valid_kaggle_csv(trained, capsys):
     root, model = trained
     out = root / "subs"
     assert main(["submit", "--data", str(root / "data"), "--model", str(model),
-                 "--out-dir", str(out)]) == 0
+                 "--out", str(out)]) == 0
     path = capsys.readouterr().out.strip().splitlines()[-1]
     assert path.startswith(str(out / "net1-")) and path.endswith("Z.csv")
     table = pd.read_csv(path)
@@ -74,9 +74,9 @@ def test_submit_writes_a_valid_kaggle_csv(trained, capsys):
 def test_missing_data_folder_falls_back_to_synthetic(tmp_path, monkeypatch, capsys):
     """`make train` on a fresh clone: no data/ at all -> built-in synthetic data, once."""
     monkeypatch.chdir(tmp_path)
-    from kfkd_kit.data import synthetic
+    from kfkd_kit.data import synthetic_dataset
     calls = []
-    monkeypatch.setattr(synthetic, "write_kaggle_dataset",
+    monkeypatch.setattr(synthetic_dataset, "write_kaggle_dataset",
                         lambda folder, seed: calls.append(folder) or
                         write_kaggle_dataset(folder, n_train=40, n_test=4, seed=seed))
     assert main(["train", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
@@ -109,13 +109,13 @@ def test_cv_keeps_an_ensemble_that_submit_accepts(trained, tmp_path, capsys):
     root, _ = trained
     ensemble = tmp_path / "net1-cv2.ensemble.joblib"
     assert main(["cv", "--data", str(root / "data"), "--epochs", "1", "--folds", "2",
-                 "--device", "cpu", "--out-dir", str(tmp_path / "cv"), "--keep-models",
+                 "--device", "cpu", "--out", str(tmp_path / "cv"), "--keep-models",
                  "--model", str(ensemble)]) == 0
     out = capsys.readouterr().out
     assert "fold 2/2" in out and "px" in out
     assert len(list((tmp_path / "cv").glob("net1-*.csv"))) == 1
     assert main(["submit", "--data", str(root / "data"), "--model", str(ensemble),
-                 "--out-dir", str(tmp_path / "subs")]) == 0
+                 "--out", str(tmp_path / "subs")]) == 0
     assert len(list((tmp_path / "subs").glob("net1-cv2.ensemble-*.csv"))) == 1
 
 
@@ -124,7 +124,7 @@ def test_grid_writes_results_heatmap_and_refit_model(trained, tmp_path, capsys):
     model = tmp_path / "best.joblib"
     assert main(["grid", "--data", str(root / "data"), "--epochs", "1", "--folds", "2",
                  "--device", "cpu", "--lrs", "0.001,0.01", "--momenta", "0.9",
-                 "--out-dir", str(tmp_path / "cv"), "--refit", "--model", str(model)]) == 0
+                 "--out", str(tmp_path / "cv"), "--refit", "--model", str(model)]) == 0
     assert "candidate 2/2" in capsys.readouterr().out
     produced = sorted(p.suffix for p in (tmp_path / "cv").iterdir())
     assert produced == [".csv", ".json", ".png"]
@@ -148,7 +148,7 @@ def test_specialists_train_pretrained_and_submit_with_tta(trained, tmp_path, cap
     assert meta["metrics"]["valid_rmse_px"] > 0 and meta["params"]["base"] == str(base)
     capsys.readouterr()
     assert main(["submit", "--data", str(root / "data"), "--model", str(model), "--tta",
-                 "--out-dir", str(tmp_path / "subs")]) == 0
+                 "--out", str(tmp_path / "subs")]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].split("/")[-1].startswith("spec-tta-")
 
 
@@ -166,14 +166,14 @@ def test_net8_trains_records_its_precision_and_its_cv_ensemble_submits_with_tta(
 
     ensemble_path = tmp_path / "net8-cv2.ensemble.joblib"
     assert main(["cv", "--data", data, "--net", "net8", "--epochs", "1", "--folds", "2",
-                 "--device", "cpu", "--out-dir", str(tmp_path / "cv"), "--keep-models",
+                 "--device", "cpu", "--out", str(tmp_path / "cv"), "--keep-models",
                  "--model", str(ensemble_path), "--precision", "bf16"]) == 0
     ensemble = joblib.load(ensemble_path)
     assert len(ensemble.estimators_) == 2
     assert all(e.named_steps["net"].precision_ == "bf16" for e in ensemble.estimators_)
     for tta in ([], ["--tta"]):
         assert main(["submit", "--data", data, "--model", str(ensemble_path),
-                     "--out-dir", str(tmp_path / "subs")] + tta) == 0
+                     "--out", str(tmp_path / "subs")] + tta) == 0
     plain, flipped = (pd.read_csv(p) for p in sorted((tmp_path / "subs").glob("net8-cv2*.csv"),
                                                      key=lambda p: "-tta" in p.name))
     assert list(plain.RowId) == list(flipped.RowId)
@@ -184,7 +184,7 @@ def test_net8_trains_records_its_precision_and_its_cv_ensemble_submits_with_tta(
 def test_grid_over_nets_that_schedule_lr_is_refused_in_one_line(trained, net, capsys):
     root, _ = trained
     assert main(["grid", "--data", str(root / "data"), "--net", net, "--epochs", "1",
-                 "--folds", "2", "--device", "cpu", "--out-dir", str(root / "grid")]) == 2
+                 "--folds", "2", "--device", "cpu", "--out", str(root / "grid")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"kfkd grid: error: {net} sets lr/momentum")
     assert not (root / "grid").exists()
@@ -200,7 +200,7 @@ def test_epochs_must_be_a_positive_integer(epochs, capsys):
 def test_cv_seed_settings_and_complete_rows_are_one_truth_in_its_json(trained, tmp_path):
     root, _ = trained
     assert main(["cv", "--data", str(root / "data"), "--net", "net1", "--epochs", "2",
-                 "--folds", "2", "--seed", "4", "--device", "cpu", "--out-dir", str(tmp_path)]) == 0
+                 "--folds", "2", "--seed", "4", "--device", "cpu", "--out", str(tmp_path)]) == 0
     summary = json.loads(next(tmp_path.glob("net1-*.json")).read_text())
     assert summary["seed"] == 4 and summary["params"]["seed"] == 4
     assert summary["params"]["complete_only"] is True and summary["data"]["complete_only"] is True

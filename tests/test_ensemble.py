@@ -1,5 +1,5 @@
 """SeedEnsemble: one net per seed on all the rows, trained side by side in worker
-processes, saved and used as one model (``make train MODELS=N``)."""
+processes, saved and used as one model (``make train ENSEMBLE=N``)."""
 import json
 
 import numpy as np
@@ -108,7 +108,7 @@ def test_train_models_saves_one_ensemble_that_submit_uses(tmp_path, capfd):
     get_reusable_executor().shutdown(wait=True)
     data, model = tmp_path / "data", tmp_path / "models" / "net1.joblib"
     write_kaggle_dataset(data, n_train=60, n_test=4, seed=2)
-    assert main(["train", "--data", str(data), "--models", "2", "--jobs", "2", "--epochs", "2",
+    assert main(["train", "--data", str(data), "--ensemble", "2", "--jobs", "2", "--epochs", "2",
                  "--device", "cpu", "--precision", "fp32", "--model", str(model)]) == 0
     out = capfd.readouterr().out
     assert "an ensemble of 2 nets (seeds 0, 1), 2 at a time" in out
@@ -120,11 +120,11 @@ def test_train_models_saves_one_ensemble_that_submit_uses(tmp_path, capfd):
     loaded = modelfile.load_model(model)
     assert isinstance(loaded, SeedEnsemble) and len(loaded.estimators_) == 2
     assert main(["submit", "--data", str(data), "--model", str(model), "--tta",
-                 "--out-dir", str(tmp_path / "subs")]) == 0
+                 "--out", str(tmp_path / "subs")]) == 0
     assert len(list((tmp_path / "subs").glob("*.csv"))) == 1
     capfd.readouterr()
     assert main(["report", "--data", str(data), "--model", str(model),
-                 "--out-dir", str(tmp_path / "reports")]) == 0
+                 "--out", str(tmp_path / "reports")]) == 0
     said = capfd.readouterr().out
     assert "the model's own validation split" in said and "NOTE" not in said
 
@@ -150,7 +150,7 @@ def test_the_budgets_recipe_is_said_and_saved(tmp_path, monkeypatch, capfd):
                  "--device", "cpu", "--model", str(model), "--quiet"]) == 0
     out = capfd.readouterr().out
     assert "recipe pair: a budget of 0.1 minutes on 2 cores with native bf16: 2 net8 nets" in out
-    assert "--models 1 trains one net" in out
+    assert "--ensemble 1 (ENSEMBLE=1) trains one net" in out
     record = json.loads(modelfile.json_path(model).read_text())
     assert record["ensemble"]["heads"] == ["dense", "softargmax"]
     assert record["ensemble"]["member_budget_s"] == 6 and record["params"]["budget_s"] == 6
@@ -161,7 +161,7 @@ def test_the_budgets_recipe_is_said_and_saved(tmp_path, monkeypatch, capfd):
 def test_models_with_specialists_is_refused(tmp_path, capsys):
     data = tmp_path / "data"
     write_kaggle_dataset(data, n_train=20, n_test=2, seed=2)
-    code = main(["train", "--data", str(data), "--net", "specialists", "--models", "2",
+    code = main(["train", "--data", str(data), "--net", "specialists", "--ensemble", "2",
                  "--model", str(tmp_path / "m.joblib")])
     assert code == 2 and "specialists" in capsys.readouterr().err
     assert not (tmp_path / "m.joblib").exists()
@@ -204,7 +204,7 @@ def test_train_heads_is_refused_for_a_net_without_heads(tmp_path, capsys):
 def test_train_heads_saves_a_mixed_ensemble_as_skops(tmp_path, capsys):
     data, model = tmp_path / "data", tmp_path / "models" / "net8.skops"
     write_kaggle_dataset(data, n_train=40, n_test=4, seed=2)
-    assert main(["train", "--data", str(data), "--net", "net8", "--models", "2", "--jobs", "1",
+    assert main(["train", "--data", str(data), "--net", "net8", "--ensemble", "2", "--jobs", "1",
                  "--heads", "dense,softargmax", "--epochs", "1", "--device", "cpu",
                  "--precision", "fp32", "--model", str(model), "--quiet"]) == 0
     assert "(seeds 0, 1, heads dense, softargmax)" in capsys.readouterr().out

@@ -270,7 +270,7 @@ def test_a_broken_zip_from_kaggle_changes_nothing(tmp_path, capsys):
 def _submit(downloaded, tmp_path, *extra):
     _, folder, model, _ = downloaded
     return main(["submit", "--data", str(folder), "--model", str(model),
-                 "--out-dir", str(tmp_path / "subs"), "--kaggle", *extra])
+                 "--out", str(tmp_path / "subs"), "--kaggle", *extra])
 
 
 def test_submit_kaggle_uploads_the_csv_with_the_message(downloaded, tmp_path, capsys):

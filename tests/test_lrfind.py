@@ -91,7 +91,7 @@ def test_command_writes_png_and_json(tmp_path, capsys, name):
     write_kaggle_dataset(tmp_path / "data", n_train=60, n_test=4, seed=2)
     out = tmp_path / "out"
     assert main(["lrfind", "--data", str(tmp_path / "data"), "--net", name, "--device", "cpu",
-                 "--precision", "fp32", "--batches", "15", "--out-dir", str(out)]) == 0
+                 "--precision", "fp32", "--batches", "15", "--out", str(out)]) == 0
     png, record = out / f"{name}-lrfind.png", out / f"{name}-lrfind.json"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = json.loads(record.read_text())

@@ -42,7 +42,7 @@ def _copy(model, folder, name=None, with_json=True):
 
 
 def _submit(data, model, out, *extra):
-    return main(["submit", "--data", str(data), "--model", str(model), "--out-dir", str(out),
+    return main(["submit", "--data", str(data), "--model", str(model), "--out", str(out),
                  *extra])
 
 
@@ -76,8 +76,8 @@ def test_a_changed_model_is_refused_and_trust_loads_it(trained, tmp_path, capsys
     out = tmp_path / "subs"
     line = _refused(capsys, _submit(data, changed, out), out)
     assert line.startswith(f"kfkd submit: error: {changed}: sha256 ")
-    assert "does not match" in line and "net1.json" in line and "--trust-model" in line
-    assert _submit(data, changed, out, "--trust-model") == 0
+    assert "does not match" in line and "net1.json" in line and "--trust" in line
+    assert _submit(data, changed, out, "--trust") == 0
     assert len(list(out.glob("net1-*.csv"))) == 1
 
 
@@ -86,9 +86,9 @@ def test_a_model_without_its_json_is_refused_unless_trusted(trained, tmp_path, c
     stray = _copy(model, tmp_path / "elsewhere", with_json=False)
     out = tmp_path / "subs"
     line = _refused(capsys, _submit(data, stray, out), out)
-    assert str(stray) in line and "no net1.json" in line and "--trust-model" in line
+    assert str(stray) in line and "no net1.json" in line and "--trust" in line
     assert "TRUST=1" in line
-    assert _submit(data, stray, out, "--trust-model") == 0
+    assert _submit(data, stray, out, "--trust") == 0
 
 
 def test_a_json_of_another_model_with_the_same_stem_is_refused(trained, tmp_path, capsys):
@@ -110,7 +110,7 @@ def test_a_csv_renamed_as_a_model_is_refused(trained, tmp_path, capsys, suffix):
     out = tmp_path / "subs"
     line = _refused(capsys, _submit(data, fake, out), out)
     assert "no net1.json" in line                    # no record of it: refused unread
-    line = _refused(capsys, _submit(data, fake, out, "--trust-model"), out)
+    line = _refused(capsys, _submit(data, fake, out, "--trust"), out)
     kind = suffix[1:]
     assert line.startswith(f"kfkd submit: error: {fake}: not a readable {kind} model file")
 
@@ -128,7 +128,7 @@ def test_a_truncated_model_is_refused(trained, tmp_path, capsys, suffix):
     out = tmp_path / "subs"
     line = _refused(capsys, _submit(data, whole, out), out)
     assert "does not match" in line                  # the JSON's sha256 catches it first
-    line = _refused(capsys, _submit(data, whole, out, "--trust-model"), out)
+    line = _refused(capsys, _submit(data, whole, out, "--trust"), out)
     assert f"{whole}: not a readable {suffix[1:]} model file" in line
 
 
@@ -305,7 +305,7 @@ def test_a_skops_file_with_an_untrusted_type_is_refused(trained, fitted, tmp_pat
     node["params"]["memory"] = os.system            # a function it must never call or import
     path = _skops_with(tmp_path, node)
     out = tmp_path / "subs"
-    for trust in ([], ["--trust-model"]):             # trusting its bytes trusts no new types
+    for trust in ([], ["--trust"]):             # trusting its bytes trusts no new types
         line = _refused(capsys, _submit(data, path, out, *trust), out)
         assert line.startswith(f"kfkd submit: error: {path}: refused, it names types")
         assert f"{os.system.__module__}.system" in line

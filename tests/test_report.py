@@ -60,7 +60,7 @@ def _by_hand(model_path, data_dir):
 def test_cli_prints_the_html_path_last_and_the_page_embeds_every_figure(made, tmp_path, capsys):
     root, model = made
     code, lines, _ = _run(["--data", str(root / "data"), "--model", str(model),
-                           "--out-dir", str(tmp_path)], capsys)
+                           "--out", str(tmp_path)], capsys)
     assert code == 0
     page = tmp_path / lines[-1].split(str(tmp_path) + "/", 1)[1]
     assert page.name == "report.html" and page.parent.parent == tmp_path
@@ -124,7 +124,7 @@ def test_holdout_option_scores_a_grouped_holdout_and_says_the_rows_may_be_traine
         made, tmp_path, capsys):
     root, model = made
     code, lines, _ = _run(["--data", str(root / "data"), "--model", str(model), "--holdout",
-                           "--out-dir", str(tmp_path)], capsys)
+                           "--out", str(tmp_path)], capsys)
     assert code == 0 and lines[-1].endswith("report.html")
     assert "grouped hold-out of 20%" in lines[0]
     assert any(line.startswith("NOTE:") and "training part" in line for line in lines)
@@ -156,7 +156,7 @@ def test_a_bad_model_is_one_line_exit_2_and_no_report(made, tmp_path, capsys, ki
         path.with_suffix(".json").write_text(model.with_suffix(".json").read_text())
     out_dir = tmp_path / "reports"
     code, lines, err = _run(["--data", str(root / "data"), "--model", str(path),
-                             "--out-dir", str(out_dir)], capsys)
+                             "--out", str(out_dir)], capsys)
     assert code == 2 and lines == []
     assert len(err.strip().splitlines()) == 1 and err.startswith("kfkd report: error:")
     assert str(path) in err

@@ -385,7 +385,7 @@ def test_an_ensemble_whose_nets_had_finished_resumes_to_the_same_model(tmp_path,
 def test_ctrl_c_stops_an_ensemble_and_the_same_command_resumes_it(folder):
     model = folder / "pair" / "net1.joblib"
     run_dir = Path(f"{model}.run")
-    command = _command(folder, model, epochs=60) + ["--models", "2", "--jobs", "1", "--seed", "3"]
+    command = _command(folder, model, epochs=60) + ["--ensemble", "2", "--jobs", "1", "--seed", "3"]
     stopped = _kill_itself_after(command, 15, signal.SIGINT)    # Ctrl-C after the 15th epoch
     assert stopped.returncode == 130, stopped.stdout[-2000:] + stopped.stderr[-2000:]
     assert "run the same command to resume" in stopped.stdout and not model.exists()

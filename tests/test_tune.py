@@ -48,7 +48,7 @@ def faces(tmp_path_factory):
 
 
 def tune_cli(faces, out, *extra):
-    return main(["tune", "--data", str(faces), "--out-dir", str(out), *FAST, *extra])
+    return main(["tune", "--data", str(faces), "--out", str(out), *FAST, *extra])
 
 
 def table_rows(path):
@@ -136,7 +136,7 @@ def test_two_worker_processes_share_one_journal_study(faces, tmp_path):
     out = tmp_path / "cv"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), KFKD_PROGRESS="0")
     command = [sys.executable, "-m", "kfkd_kit", "tune", "--data", str(faces), "--trials", "4",
-               "--epochs", "1", "--storage", f"journal:{journal}", "--out-dir", str(out), *FAST]
+               "--epochs", "1", "--storage", f"journal:{journal}", "--out", str(out), *FAST]
     workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [w.communicate(timeout=600) for w in workers]
@@ -367,6 +367,8 @@ def test_tune_refuses_a_bad_storage_in_one_line(faces, tmp_path, capsys, storage
 
 @pytest.mark.slow
 def test_tune_refuses_a_holdout_out_of_range(faces, tmp_path, capsys):
-    assert tune_cli(faces, tmp_path / "cv", "--holdout", "1.5") == 2
+    with pytest.raises(SystemExit) as exit_:               # argparse checks it first
+        tune_cli(faces, tmp_path / "cv", "--holdout", "1.5")
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--holdout must be a fraction between 0 and 1" in err
+    assert err.count("\n") == 1 and "argument --holdout: expected a fraction in (0, 1)" in err

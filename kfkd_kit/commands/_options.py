@@ -1,8 +1,38 @@
 """The command line's shared options: data folder, named net, training settings, and the
-estimator they build (configs.build: --params, then the overrides, in one pass)."""
+estimator they build (configs.build: --params, then the overrides, in one pass).
+
+One name per concept, each the Makefile variable of the same name (--tta-shift is
+TTA_SHIFT=): ``--out`` is where a command writes, ``--model`` the model file it writes or
+reads, ``--holdout`` a fraction. Every option's help ends with its default, as
+"(default: X)". Old spellings (--out-dir, --output, --models, --trust-model, ...) stay
+accepted as second option strings, so existing scripts keep working.
+"""
 from __future__ import annotations
 
 import argparse
+
+DEFAULT_DATA = "data"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with "(default: X)": written in the help where the default
+    needs words, else appended from the option's value. A flag (off by default) and an
+    option without a value (None) say nothing more."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("(default: " in text or not action.option_strings or action.nargs == 0
+                or action.default is None or action.default == argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def command_parser(sub, name):
+    """The subparser of the command module ``name``, with its one line from
+    commands.COMMANDS and the one style of help."""
+    from . import COMMANDS, command_name
+    return sub.add_parser(command_name(name), help=COMMANDS[name], description=COMMANDS[name],
+                          formatter_class=HelpFormatter)
 
 
 class _LazyConfigs:
@@ -27,50 +57,84 @@ class _NetNames:
 configs = _LazyConfigs()
 
 
+def add_data(p, help="the folder of Kaggle's files; only the default, when it holds none, "
+                      "falls back to the built-in synthetic faces (in data/synthetic/)"):
+    p.add_argument("--data", default=DEFAULT_DATA, metavar="FOLDER", help=help)
+
+
 def add_common(p, net=True, verbose=0):
-    p.add_argument("--data", default="data", help="folder with Kaggle's files (default: data/)")
+    add_data(p)
     if not net:
         return
-    p.add_argument("--net", default="net1", choices=_NetNames(),
-                   help="named configuration (default: net1)")
+    p.add_argument("--net", default="net1", choices=_NetNames(), metavar="NAME",
+                   help="the named configuration: net1..net8 or specialists")
     add_settings(p, verbose)
 
 
 def add_settings(p, verbose):
     """The overrides of configs.configure, under the same names (dest = override name)."""
-    p.add_argument("--epochs", type=positive_int, default=None, help="override the net's epochs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (net8: the one-cycle peak)")
-    p.add_argument("--momentum", type=float, default=None, help="SGD momentum")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                   help="override the net's epochs (default: the net's own)")
+    add_seed(p, "the seed of the weights, shuffling, splits and augmentation")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate, net8: the one-cycle peak (default: the net's own)")
+    p.add_argument("--momentum", type=float, default=None,
+                   help="SGD momentum (default: the net's own)")
+    p.add_argument("--device", default=None,
+                   help="cpu or cuda (default: cuda if present, else cpu)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 autocast where the CPU/GPU computes bf16 natively "
-                        "(AMX, AVX512-BF16), else fp32 (default: auto)")
-    p.add_argument("--early-stopping", dest="patience", type=int, default=None, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better valid loss and keep the "
-                        "best weights (0: off; needs a validation split)")
+                        "(AMX, AVX512-BF16), else fp32")
+    p.add_argument("--patience", "--early-stopping", dest="patience", type=int, default=None,
+                   metavar="N",
+                   help="stop after N epochs without a better valid loss and keep the best "
+                        "weights; 0: off; needs a validation split (default: the net's own)")
     p.add_argument("--budget", type=parse_duration, default=None, metavar="TIME",
                    help="time per fit, e.g. 10m, 90s, 1.5h: the net times its first epochs and "
-                        "runs as many as fit, its schedules spread over them (replaces --epochs)")
-    p.add_argument("--valid-fraction", type=fraction, default=None, metavar="F",
+                        "runs as many as fit, its schedules spread over them; replaces --epochs "
+                        "(default: none, the net's epochs)")
+    p.add_argument("--valid", "--valid-fraction", dest="valid_fraction", type=fraction,
+                   default=None, metavar="F",
                    help="the share of the training rows held out for the epoch table's valid "
-                        "loss (default: the net's own, 0.2, net8 0.1, or train's recipe's: "
-                        "0 for net8's three nets; cv and grid: 0); "
-                        "0 trains on every row, and the table shows the train loss only")
+                        "loss; 0 trains on every row, and the table shows the train loss only "
+                        "(default: the net's own, 0.2, net8 0.1, or train's recipe's, 0 for "
+                        "net8's three nets; cv and grid: 0)")
     p.add_argument("--flip-axis", type=flip_axis, default=None, metavar="PX|auto",
                    help="the labels' mirror axis for flip augmentation and flip TTA, in pixels "
-                        "(x -> 2 PX - x); default auto: measured from the training rows")
+                        "(x -> 2 PX - x) (default: auto, measured from the training rows)")
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="a saved model whose layers (all but the output) start the net; "
-                        "for specialists, every one of them")
+                        "for specialists, every one of them (default: none)")
     p.add_argument("--params", default=None, metavar="FILE",
                    help="a JSON of the net's parameters (module__width, lr, ...), e.g. the "
-                        "best of kfkd tune; the other settings given here apply on top")
+                        "best of kfkd tune; the other settings given here apply on top "
+                        "(default: none)")
     p.set_defaults(verbose=verbose)
 
 
+def add_seed(p, what):
+    p.add_argument("--seed", type=int, default=0, help=what)
+
+
+def add_model(p, help="the saved model (.joblib or .skops)", default="models/net1.joblib"):
+    p.add_argument("--model", default=default, metavar="FILE", help=help)
+
+
+def add_out(p, default, help, old=()):
+    """--out, where the command writes (a file or a folder, as ``help`` says); ``old``: the
+    command's earlier spellings of it (--out-dir, --output), still accepted."""
+    p.add_argument("--out", *old, dest="out", default=default, metavar="PATH", help=help)
+
+
+def add_holdout(p, default, help, bare=None):
+    """--holdout F, the share of the rows held out; ``bare``: what --holdout alone means."""
+    extra = {} if bare is None else dict(nargs="?", const=bare)
+    p.add_argument("--holdout", type=open_fraction, default=default, metavar="F", help=help,
+                   **extra)
+
+
 def add_trust(p):
-    p.add_argument("--trust-model", action="store_true",
+    p.add_argument("--trust", "--trust-model", dest="trust_model", action="store_true",
                    help="load the model without checking its sha256 against its JSON (a model from "
                         "elsewhere; a .joblib file runs code when loaded, so only one you trust)")
 
@@ -80,7 +144,7 @@ def add_tta(p, what):
     p.add_argument("--tta-shift", type=tta_shift, default=0, metavar="PX",
                    help="with flip TTA (implies --tta), also average over a 3x3 grid of shifts "
                         "PX whole pixels apart: 18 passes per image instead of 2; 2 is the one "
-                        "measured (docs/RESULTS.md; default 0: no shifts)")
+                        "measured (docs/RESULTS.md); 0: no shifts")
 
 
 def tta_shift(text):
@@ -127,6 +191,17 @@ def fraction(text):
     return value
 
 
+def open_fraction(text):
+    """A share strictly between 0 and 1 (a hold-out needs rows on both sides)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), e.g. 0.2, got {text!r}")
+    return value
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -152,25 +227,26 @@ def estimator(args, name=None, head=None, **settings):
 def add_selection(p, folds):
     """The options cv and grid share."""
     p.add_argument("--folds", type=int, default=folds,
-                   help=f"k of the shuffled, seeded k-fold CV (default: {folds})")
-    # --valid-fraction (add_settings) splits each fold's training part; off unless asked
+                   help="k of the shuffled, seeded k-fold CV")
+    # --valid (add_settings) splits each fold's training part; off unless asked
     p.set_defaults(valid_fraction=0.0)
     rows = p.add_mutually_exclusive_group()
     rows.add_argument("--complete-only", dest="complete_only", action="store_true",
                       help="only rows with all 30 keypoints (default: as the net's config)")
     rows.add_argument("--all-rows", dest="complete_only", action="store_false",
-                      help="all rows, masked loss")
+                      help="all rows, masked loss (default: as the net's config)")
     p.set_defaults(complete_only=None)
-    p.add_argument("--out-dir", default="cv", help="where the CSV/JSON/PNG go (default: cv/)")
+    add_out(p, "cv", "the folder of the CSV, JSON and PNG", old=["--out-dir"])
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="Dask scheduler, e.g. tcp://10.0.0.5:8786")
+                   help="a Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: none, this "
+                        "process)")
     p.add_argument("--dask-workers", type=int, default=None, metavar="N",
-                   help="start a local Dask cluster of N worker processes")
+                   help="start a local Dask cluster of N worker processes (default: none)")
     p.add_argument("--verbose", action="store_const", const=1, default=0,
                    help="per-epoch tables of every fit")
 
 
 def selection_kwargs(args):
     return dict(name=args.net, data_dir=args.data, folds=args.folds, random_state=args.seed,
-                out_dir=args.out_dir, model_path=args.model, scheduler=args.scheduler,
+                out_dir=args.out, model_path=args.model, scheduler=args.scheduler,
                 dask_workers=args.dask_workers)

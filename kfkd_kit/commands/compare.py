@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..utils.modelfile import SKOPS_SUFFIX, headline_rmse, read_record, sha256_of
+from . import _options
 
 MODEL_SUFFIXES = (".joblib", SKOPS_SUFFIX)
 COLUMNS = ("net", "epochs", "train time", "valid RMSE px", "data", "file", "sha256")
@@ -104,8 +105,9 @@ def run_compare(folder="models", say=print) -> pd.DataFrame:
 
 
 def add_parser(sub):
-    p = sub.add_parser("compare", help="the saved models side by side, best validation RMSE first")
-    p.add_argument("--models-dir", default="models", help="default: models/")
+    p = _options.command_parser(sub, "compare")
+    p.add_argument("--models-dir", default="models", metavar="FOLDER",
+                   help="the folder of the saved models")
     p.set_defaults(func=run)
 
 

@@ -17,13 +17,13 @@ from ._shared import load_data
 
 
 def add_parser(sub):
-    p = sub.add_parser("cv", help="k-fold cross-validation of a named net (RMSE px per fold)")
+    p = _options.command_parser(sub, "cv")
     _options.add_common(p)
     _options.add_selection(p, folds=5)
     p.add_argument("--keep-models", action="store_true",
                    help="save the k fold models as one ensemble (usable by submit)")
-    p.add_argument("--model", default=None,
-                   help="ensemble path (default: models/<net>-cv<k>.ensemble.joblib)")
+    _options.add_model(p, "where the kept ensemble goes (default: "
+                          "models/<net>-cv<k>.ensemble.joblib)", default=None)
     p.set_defaults(func=run)
 
 

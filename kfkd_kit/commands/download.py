@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from . import _kaggle
+from . import _kaggle, _options
 
 
 def add_parser(sub):
-    p = sub.add_parser("download", help="download and unpack the competition's files from "
-                                        "Kaggle (the kaggle package) into the data folder")
-    p.add_argument("--data", default="data", help="where the files go (default: data/)")
+    p = _options.command_parser(sub, "download")
+    _options.add_data(p, help="the folder the files go into")
     p.add_argument("--competition", default=_kaggle.COMPETITION, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 

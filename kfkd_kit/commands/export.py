@@ -8,10 +8,9 @@ from . import _options
 
 
 def add_parser(sub):
-    p = sub.add_parser("export", help="the fitted net as an ONNX graph (crop in, keypoints "
-                                      "in pixels out), checked against torch")
-    p.add_argument("--model", default="models/net1.joblib")
-    p.add_argument("--out", default=None, help="default: the model's path with .onnx")
+    p = _options.command_parser(sub, "export")
+    _options.add_model(p)
+    _options.add_out(p, None, "the .onnx file (default: the model's path with .onnx)")
     _options.add_trust(p)
     p.set_defaults(func=run)
 

@@ -22,15 +22,16 @@ from ._shared import load_data
 
 
 def add_parser(sub):
-    p = sub.add_parser("grid", help="GridSearchCV over learning rate x momentum")
+    p = _options.command_parser(sub, "grid")
     _options.add_common(p)
     _options.add_selection(p, folds=3)
     p.add_argument("--lrs", default=None, metavar="LIST",
-                   help="comma-separated (default: 0.001,0.003,0.01,0.03)")
+                   help="learning rates, comma-separated (default: 0.001,0.003,0.01,0.03)")
     p.add_argument("--momenta", default=None, metavar="LIST",
-                   help="comma-separated (default: 0.8,0.9,0.95)")
+                   help="momenta, comma-separated (default: 0.8,0.9,0.95)")
     p.add_argument("--refit", action="store_true", help="refit the best on all rows and save it")
-    p.add_argument("--model", default=None, help="refit model path (default: models/<net>-grid.joblib)")
+    _options.add_model(p, "where the refit model goes (default: models/<net>-grid.joblib)",
+                       default=None)
     p.set_defaults(func=run)
 
 

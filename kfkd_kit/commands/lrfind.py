@@ -46,20 +46,20 @@ def run_lrfind(estimator, name="custom", data_dir="data", out_dir="cv", start_lr
 
 
 def add_parser(sub):
-    p = sub.add_parser("lrfind", help="learning-rate range test: loss against an exponentially "
-                                      "growing lr; plot, JSON and a suggested lr")
+    p = _options.command_parser(sub, "lrfind")
     _options.add_common(p)
-    p.add_argument("--start-lr", type=float, default=START_LR, help=f"default {START_LR:g}")
-    p.add_argument("--end-lr", type=float, default=END_LR, help=f"default {END_LR:g}")
-    p.add_argument("--batches", type=_options.positive_int, default=NUM_BATCHES,
-                   help=f"training batches at most (default {NUM_BATCHES})")
-    p.add_argument("--diverge", type=float, default=DIVERGE,
-                   help=f"stop when the smoothed loss exceeds this x its best (default {DIVERGE:g})")
-    p.add_argument("--out-dir", default="cv", help="where the PNG and JSON go (default: cv/)")
+    p.add_argument("--start-lr", type=float, default=START_LR, help="the first batch's lr")
+    p.add_argument("--end-lr", type=float, default=END_LR, help="the last batch's lr")
+    p.add_argument("--batches", type=_options.positive_int, default=NUM_BATCHES, metavar="N",
+                   help="training batches at most")
+    p.add_argument("--diverge", type=float, default=DIVERGE, metavar="FACTOR",
+                   help="stop when the smoothed loss exceeds this x its best")
+    _options.add_out(p, "cv", "the folder of the PNG and JSON",
+                     old=["--out-dir"])
     p.set_defaults(func=run)
 
 
 def run(args):
-    run_lrfind(_options.estimator(args), name=args.net, data_dir=args.data, out_dir=args.out_dir,
+    run_lrfind(_options.estimator(args), name=args.net, data_dir=args.data, out_dir=args.out,
                start_lr=args.start_lr, end_lr=args.end_lr, num_batches=args.batches,
                diverge=args.diverge)

@@ -83,27 +83,26 @@ def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, t
 
 
 def add_parser(sub):
-    p = sub.add_parser("predict", help="keypoints of the faces in your own photos: a CSV, and "
-                                       "copies with the faces drawn")
+    p = _options.command_parser(sub, "predict")
     p.add_argument("images", nargs="+", metavar="PHOTO_OR_FOLDER",
                    help="image files, or folders (the images directly in them)")
-    p.add_argument("--model", default="models/net1.joblib",
-                   help="a saved model (.joblib, .skops) or an exported .onnx")
-    p.add_argument("--out", default="keypoints.csv", help="the CSV (default: keypoints.csv)")
+    _options.add_model(p, "a saved model (.joblib, .skops) or an exported .onnx")
+    _options.add_out(p, "keypoints.csv", "the CSV of the keypoints")
     p.add_argument("--annotated", default=None, metavar="DIR",
-                   help="also write each photo with its boxes and keypoints drawn into DIR")
+                   help="also write each photo with its boxes and keypoints drawn into DIR "
+                        "(default: none)")
     _options.add_tta(p, "flip test-time augmentation, as for submit")
     p.add_argument("--detector", default="auto", choices=("auto", "mtcnn", "haar"),
-                   help="auto (default): mtcnn (facenet-pytorch, needs torch) for a torch "
-                        "model, haar (OpenCV) for an .onnx one, which then runs without torch")
-    p.add_argument("--passes", type=_options.positive_int, default=None,
+                   help="auto: mtcnn (facenet-pytorch, needs torch) for a torch model, haar "
+                        "(OpenCV) for an .onnx one, which then runs without torch")
+    p.add_argument("--passes", type=_options.positive_int, default=None, metavar="N",
                    help="crops per face, each re-aligned on the last one's keypoints "
                         "(default: 1 for mtcnn, 3 for haar)")
     p.add_argument("--min-size", type=float, default=MIN_SIZE, metavar="PX",
-                   help=f"skip (and count) faces narrower than PX pixels (default {MIN_SIZE})")
+                   help="skip (and count) faces narrower than PX pixels")
     p.add_argument("--data", default=None, metavar="FOLDER",
                    help="training data to measure the mean keypoint layout from, for a model "
-                        "saved without one")
+                        "saved without one (default: none)")
     _options.add_trust(p)
     p.set_defaults(func=run)
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import data
 from ..keypoints import KEYPOINTS
-from ..search.analysis import analyse, model_histories
+from ..search.analysis import HOLDOUT_FRACTION, analyse, model_histories
 from ..search.report_html import report_page
 from ..utils.atomic import atomic_write, create_unique, utc_stamp, write_csv
 from ..utils.modelfile import load_model
@@ -65,20 +65,21 @@ def run_report(model_path, data_dir="data", out_dir="reports", holdout=False, se
 
 
 def add_parser(sub):
-    p = sub.add_parser("report", help="error analysis of a saved model on held-out rows: "
-                                      "RMSE per keypoint, worst faces, learning curves (HTML)")
+    p = _options.command_parser(sub, "report")
     _options.add_common(p, net=False)
-    p.add_argument("--model", default="models/net1.joblib")
-    p.add_argument("--holdout", action="store_true",
-                   help="score a grouped 20%% hold-out (seeded by --seed) instead of the model's "
-                        "own validation split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the hold-out (default: 0)")
-    p.add_argument("--out-dir", default="reports",
-                   help="where the report folder <model stem>-<UTC time>/ goes (default: reports/)")
+    _options.add_model(p)
+    _options.add_holdout(p, None,
+                         "score a grouped hold-out of this share of the rows (seeded by --seed; "
+                         f"a bare --holdout: {HOLDOUT_FRACTION}) (default: none, the model's "
+                         "own validation split)", bare=HOLDOUT_FRACTION)
+    _options.add_seed(p, "the seed of the hold-out")
+    _options.add_out(p, "reports", "the folder where the report folder "
+                                   "<model stem>-<UTC time>/ goes",
+                     old=["--out-dir"])
     _options.add_trust(p)
     p.set_defaults(func=run)
 
 
 def run(args):
-    print(run_report(args.model, data_dir=args.data, out_dir=args.out_dir, holdout=args.holdout,
+    print(run_report(args.model, data_dir=args.data, out_dir=args.out, holdout=args.holdout,
                      seed=args.seed, trust=args.trust_model))

@@ -9,12 +9,15 @@ from . import _kaggle, _options
 
 
 def add_parser(sub):
-    p = sub.add_parser("submit", help="write a Kaggle submission CSV from a saved model")
-    _options.add_common(p, net=False)
-    p.add_argument("--model", default="models/net1.joblib")
-    p.add_argument("--lookup", default=None, help="IdLookupTable.csv (default: the data folder's)")
-    p.add_argument("--out-dir", default="submissions")
-    p.add_argument("--output", default=None, help="exact output path (overrides --out-dir)")
+    p = _options.command_parser(sub, "submit")
+    _options.add_data(p, help="the folder of Kaggle's test and lookup files")
+    _options.add_model(p)
+    p.add_argument("--lookup", default=None, metavar="FILE",
+                   help="IdLookupTable.csv (default: the data folder's)")
+    _options.add_out(p, "submissions",
+                     "a folder, where a new CSV named after the model goes, never replacing "
+                     "an earlier one; or the exact .csv file",
+                     old=["--out-dir", "--output"])
     _options.add_tta(p, "flip test-time augmentation: average with the mirrored image's "
                         "prediction")
     _options.add_trust(p)
@@ -63,10 +66,10 @@ def run(args):
     table = build_submission(predict_in_chunks(model, test.X), test.image_ids, lookup)
     name = (model_path.stem + ("-tta" if tta else "")
             + (f"-shift{args.tta_shift}" if args.tta_shift else ""))
-    if args.output:
-        path = write_submission(table, lookup, args.output)
+    if Path(args.out).suffix.lower() == ".csv":
+        path = write_submission(table, lookup, args.out)
     else:                                  # a new file: never replaces an earlier submission
-        path = write_submission(table, lookup, submission_path(args.out_dir, name), exclusive=True)
+        path = write_submission(table, lookup, submission_path(args.out, name), exclusive=True)
     print(path)
     if args.kaggle:                        # the CSV is written and checked: now upload it
         return _kaggle.call("submit", lambda api: api.upload(path, args.message or path.name))

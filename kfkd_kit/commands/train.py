@@ -78,7 +78,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
 
     A single net keeps checkpoints in ``<model>.run/`` while it trains (runs.py): the same
     call after the process died resumes there, and Ctrl-C stops it and saves the best
-    model so far. An ensemble of seeds (``--models N``) keeps one such folder per net in
+    model so far. An ensemble of seeds (``--ensemble N``) keeps one such folder per net in
     ``<model>.run/seed-S/`` and resumes each net; Ctrl-C stops it without a model.
     """
     given = configs.load_params(params_file) if params_file else None  # read now, not after hours
@@ -208,23 +208,24 @@ def write_figures(model, data_folder, model_path, title="") -> list[Path]:
 
 
 def add_parser(sub):
-    p = sub.add_parser("train", help="train a named net; save model, JSON and PNGs")
+    p = _options.command_parser(sub, "train")
     _options.add_common(p, verbose=1)
-    p.add_argument("--model", default=None, help="output path (default: models/<net>.joblib)")
+    _options.add_model(p, "where the model goes (default: models/<net>.joblib)", default=None)
     p.add_argument("--quiet", dest="verbose", action="store_const", const=0, help="no per-epoch table")
-    p.add_argument("--models", type=_options.positive_int, default=None, metavar="N",
+    p.add_argument("--ensemble", "--models", dest="models", type=_options.positive_int,
+                   default=None, metavar="N",
                    help="train N nets (seeds SEED, SEED+1, ...) and save their mean as one model; "
-                        "a --budget is for all of them (default: the budget's recipe, "
-                        "kfkd_kit/recipes.py: for net8 on a CPU of two or more cores with "
-                        "native bf16, 2 nets from 10 minutes, 3 from 45; else 1)")
+                        "a --budget is for all of them; the budget's recipe (kfkd_kit/recipes.py) "
+                        "trains net8 on a CPU of two or more cores with native bf16 as 2 nets "
+                        "from 10 minutes, 3 from 45 (default: the recipe's, else 1)")
     p.add_argument("--jobs", type=int, default=None, metavar="J",
-                   help="with --models: nets trained at a time, each in its own process with its "
-                        "share of the cores (default: the recipe's, else -1: one per core, at "
-                        "most N)")
+                   help="with --ensemble: nets trained at a time, each in its own process with its "
+                        "share of the cores; -1: one per core, at most N (default: the "
+                        "recipe's, else -1)")
     p.add_argument("--heads", default=None, metavar="H1,H2",
-                   help="net8's head: dense (default) or softargmax; with --models N, the "
-                        "nets' heads in turn (dense,softargmax: the nets differ in head as well "
-                        "as seed, which averages better; default: the recipe's)")
+                   help="net8's head, dense or softargmax; with --ensemble N, the nets' heads in "
+                        "turn (dense,softargmax: the nets differ in head as well as seed, which "
+                        "averages better) (default: the recipe's, else dense)")
     p.set_defaults(func=run)
 
 
@@ -233,10 +234,10 @@ def run(args):
     if heads and args.net != "net8":
         raise ValueError(f"--heads: only net8 has a choice of heads, not {args.net}")
     if heads and len(heads) > 1 and (args.models or 1) == 1:
-        raise ValueError(f"--heads {args.heads}: one net has one head (--models N trains "
+        raise ValueError(f"--heads {args.heads}: one net has one head (--ensemble N trains "
                          "N nets, their heads in turn)")
     if args.models and args.models > 1 and args.net == "specialists":
-        raise ValueError("--models N trains N copies of one net; specialists are six nets already")
+        raise ValueError("--ensemble N trains N copies of one net; specialists are six nets already")
     plan = recipes.plan(args.net, args.budget, recipes.Machine.this_one(args.device, args.precision),
                         models=args.models, heads=heads, jobs=args.jobs,
                         valid_fraction=args.valid_fraction)

@@ -25,24 +25,24 @@ def run_tune(estimator, name="net8", data_dir="data", trials=DEFAULT_TRIALS, sto
 
 
 def add_parser(sub):
-    p = sub.add_parser("tune", help="Optuna search over net8's width, dropout, augmentation, "
-                                    "weight decay, lr and epochs (resumable, shareable)")
-    p.add_argument("--data", default="data", help="folder with Kaggle's files (default: data/)")
-    p.add_argument("--net", default="net8", choices=("net8",), help="the net searched (net8)")
+    p = _options.command_parser(sub, "tune")
+    _options.add_data(p)
+    p.add_argument("--net", default="net8", choices=("net8",), metavar="NAME",
+                   help="the net searched; only net8 has a search space")
     _options.add_settings(p, verbose=0)
-    p.add_argument("--trials", type=_options.positive_int, default=DEFAULT_TRIALS,
-                   help=f"run until the study has this many finished trials, in all "
-                        f"(default {DEFAULT_TRIALS}); the same command resumes a study")
+    p.add_argument("--trials", type=_options.positive_int, default=DEFAULT_TRIALS, metavar="N",
+                   help="run until the study has this many finished trials, in all; the same "
+                        "command resumes a study")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna storage: an RDB URL (sqlite:///..., postgresql://...) or "
                         "journal:PATH; workers given the same one share the study "
-                        "(default: sqlite:///OUT_DIR/tune-NET.db)")
+                        "(default: sqlite:///OUT/tune-NET.db)")
     p.add_argument("--study", default=None, metavar="NAME", help="study name (default: the net's)")
-    p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT,
-                   help=f"fraction of rows held out to score every trial (default {DEFAULT_HOLDOUT})")
+    _options.add_holdout(p, DEFAULT_HOLDOUT, "the share of the rows held out to score every trial")
     p.add_argument("--no-prune", action="store_true",
                    help="run every trial to the end (default: median pruning on the valid loss)")
-    p.add_argument("--out-dir", default="cv", help="where the table, JSON and PNGs go (default: cv/)")
+    _options.add_out(p, "cv", "the folder of the table, JSON and PNGs",
+                     old=["--out-dir"])
     p.set_defaults(func=run)
 
 
@@ -50,5 +50,5 @@ def run(args):
     fixed = [key for key in ("epochs", "lr") if getattr(args, key) is not None]
     run_tune(_options.estimator(args), name=args.net, data_dir=args.data, trials=args.trials,
              storage=args.storage, study_name=args.study, holdout=args.holdout,
-             random_state=args.seed, out_dir=args.out_dir, fixed=fixed, budget=args.budget,
+             random_state=args.seed, out_dir=args.out, fixed=fixed, budget=args.budget,
              pruner=None if args.no_prune else "median")

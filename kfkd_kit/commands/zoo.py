@@ -27,17 +27,17 @@ def parse_epoch_caps(text):
 
 
 def add_parser(sub):
-    p = sub.add_parser("zoo", help="train every configuration, score on one held-out split, "
-                                   "write a Markdown results table")
+    p = _options.command_parser(sub, "zoo")
     _options.add_common(p, net=False)
     _options.add_settings(p, verbose=0)
-    p.add_argument("--nets", default=None, help="comma-separated (default: net1..net8,specialists)")
+    p.add_argument("--nets", default=None, metavar="LIST",
+                   help="the named nets, comma-separated (default: net1..net8,specialists)")
     p.add_argument("--epoch-cap", default=None, metavar="N[,NET=N...]",
                    help="at most N epochs for every net, with exceptions, e.g. 25,net1=400 "
                         "(default: the tutorial's; --epochs sets them all)")
-    p.add_argument("--holdout", type=float, default=0.2)
+    _options.add_holdout(p, 0.2, "the share of the rows held out to score every net")
     p.add_argument("--no-tta", action="store_true", help="skip the flip-TTA column")
-    p.add_argument("--out", default="docs/RESULTS.md")
+    _options.add_out(p, "docs/RESULTS.md", "the Markdown file of the table")
     p.set_defaults(func=run)
 
 

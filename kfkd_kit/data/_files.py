@@ -5,7 +5,7 @@ file's bytes out of its container, and the fingerprint of those bytes.
     find_file(folder, stem)       stem.csv, .csv.gz, .zip or .csv.zip (any case), or None
     has_kaggle_data(folder)       whether folder holds a training file
     data_folder(folder)           folder, checked to be an existing folder (submit)
-    resolve_data_dir(folder)      folder, or the synthetic set generated inside it (train)
+    resolve_data_dir(folder)      folder, or for the default data/ the synthetic set in it
     locate(folder_or_file, stem)  the file to read: folder's stem file, or the file itself
     unpack(path, raw)             (name for messages, CSV bytes) of a plain, gz or zip file
     fingerprint_of(raw)           the first 16 hex digits of the sha256 of the bytes
@@ -50,6 +50,9 @@ def has_kaggle_data(folder) -> bool:
     return find_file(folder, "training") is not None
 
 SYNTHETIC_FOLDER = "synthetic"
+# the data folder when none is given (--data, DATA=): a fresh clone's, which may hold no
+# Kaggle files yet; the only one the built-in synthetic faces stand in for
+DEFAULT_FOLDER = "data"
 KAGGLE_STEMS = ("training", "test", "IdLookupTable")
 
 
@@ -69,13 +72,16 @@ def data_folder(folder) -> Path:
 def resolve_data_dir(folder, say=print) -> Path:
     """The folder holding the training data: ``folder`` itself when it has a training file.
 
-    The built-in synthetic data set (``folder/synthetic``, generated once) stands in only
-    when ``folder`` holds no Kaggle file at all (no training, test or lookup file) or does
-    not exist yet, and ``say`` then prints one line starting with "NOTE:". A folder that
-    holds a test or lookup file but no training file is an error naming the missing file
-    (FileNotFoundError), as is a path that is not a folder (NotADirectoryError): the user's
-    files are never silently replaced. Used by train, cv, grid and zoo; submit reads the
-    test and lookup files of the folder it is given (``data_folder``), never synthetic ones.
+    The built-in synthetic data set (``data/synthetic``, generated once) stands in only for
+    the default folder, ``data`` (DEFAULT_FOLDER), and only when it holds no Kaggle file at
+    all (no training, test or lookup file) or does not exist yet, as on a fresh clone;
+    ``say`` then prints one line starting with "NOTE:". Any other folder, the user's own
+    choice, must hold a training file: a mistyped one is an error naming it, never
+    training on generated faces. A folder that holds a test or lookup file but no training
+    file is an error naming the missing file (FileNotFoundError), as is a path that is not
+    a folder (NotADirectoryError): the user's files are never silently replaced. Used by
+    train, cv, grid and zoo; submit reads the test and lookup files of the folder it is
+    given (``data_folder``), never synthetic ones.
     """
     from .synthetic_dataset import write_kaggle_dataset
     folder = Path(folder)
@@ -83,13 +89,18 @@ def resolve_data_dir(folder, say=print) -> Path:
         data_folder(folder)
     if has_kaggle_data(folder):
         return folder
+    tried = ", ".join("training" + s for s in SUFFIXES)
     present = [p.name for p in (find_file(folder, stem) for stem in KAGGLE_STEMS[1:]) if p]
     if present:
-        tried = ", ".join("training" + s for s in SUFFIXES)
         raise FileNotFoundError(f"{folder}: no training file (looked for {tried}); the folder "
                                 f"holds {' and '.join(present)}, so the built-in synthetic "
                                 f"data is not used in its place")
     fallback = folder / SYNTHETIC_FOLDER
+    if folder != Path(DEFAULT_FOLDER):
+        data_folder(folder)                      # no such folder: say so
+        hint = (f"; the synthetic faces in {fallback} are a data folder of their own: "
+                f"--data {fallback}" if has_kaggle_data(fallback) else "")
+        raise FileNotFoundError(f"{folder}: no training file (looked for {tried}){hint}")
     if not has_kaggle_data(fallback):
         say(f"NOTE: no Kaggle training file in {folder}/: generating the built-in SYNTHETIC "
             f"faces into {fallback}/ and training on them, not on real data")

@@ -36,7 +36,7 @@ def exported_nets(model, path) -> list:
     if None in nets:
         raise ValueError(f"{path}: holds a {type(model).__name__}; export handles one net's "
                          "pipeline (pixels -> net), as kfkd train saves net1 ... net8, or a "
-                         "seed ensemble of them (kfkd train --models N)")
+                         "seed ensemble of them (kfkd train --ensemble N)")
     return nets
 
 

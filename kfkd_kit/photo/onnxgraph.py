@@ -6,7 +6,7 @@ meta/onnxexport.py picks the nets out of a saved model and calls ``write_graph``
 The graph is the net as it predicts: input ``crops``, float32 (n, 96, 96) grey levels 0..255
 (a uint8 crop cast to float); the pixel scaling (/ 255) inside; output ``keypoints``, float32
 (n, 30) in pixels, Kaggle's columns and coordinates. For net8 its weights are the weight
-average that the fitted net carries. A seed ensemble (`kfkd train --models N`) becomes one
+average that the fitted net carries. A seed ensemble (`kfkd train --ensemble N`) becomes one
 graph that holds its N nets and outputs the mean of their keypoints. It is computed in fp32:
 a net that predicts in bf16 on a CPU with AMX gives answers that differ by a few hundredths
 of a pixel.

@@ -26,7 +26,9 @@ class OnnxKeypoints:
         if payload is None:
             path = Path(path)
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such model; run `kfkd export` first")
+                raise FileNotFoundError(
+                    f"{path}: no such model; export one there first: kfkd export --model MODEL "
+                    f"--out {path} (make export MODEL=MODEL OUT={path})")
             if not trust:
                 check_onnx_sha256(path)
             payload = path.read_bytes()

@@ -5,8 +5,8 @@ Which rows: for a single-net Pipeline with a validation split (or a SeedEnsemble
 nets share one), the rows the net never trained on, as ``KeypointNet.validation_rows`` draws
 them (its epoch table's rows), plus, for a net that trains on complete rows only (net1), the
 incomplete rows whose image no trained row shares. For any other model (FoldEnsemble,
-Specialists, FlipTTA), a net without a validation split, or with ``holdout=True``, a
-``splits.grouped_holdout`` of the data (20%, seeded), with a NOTE line saying those rows may
+Specialists, FlipTTA), a net without a validation split, or with ``holdout`` (a fraction;
+True: 20%), a seeded ``splits.grouped_holdout`` of the data, with a NOTE line saying those rows may
 have been trained on.
 
 What: a per-keypoint RMSE table (x, y, both; labelled values), the residual bias in x and y
@@ -60,8 +60,9 @@ def held_out_rows(model, X, y, holdout=False, seed=0) -> tuple[np.ndarray, str, 
         how += (f", plus {extra} rows it never trained on: it trains on complete rows only)"
                 if extra else ")")
         return rows, how, None
-    _, rows = splits.grouped_holdout(X, HOLDOUT_FRACTION, seed)
-    how = f"a grouped hold-out of {HOLDOUT_FRACTION:.0%} of the rows (seed {seed})"
+    fraction = HOLDOUT_FRACTION if holdout in (True, False, None) else holdout
+    _, rows = splits.grouped_holdout(X, fraction, seed)
+    how = f"a grouped hold-out of {fraction:.0%} of the rows (seed {seed})"
     net = _single_net(model)
     if net is not None:
         valid = net.validation_rows(X, y)
@@ -180,7 +181,8 @@ def analyse(model, model_path, training, holdout=False, seed=0, say=print) -> An
     X, y = training.X, training.y
     rows, how, note = held_out_rows(model, X, y, holdout=holdout, seed=seed)
     if not len(rows):
-        raise ValueError(f"{training.source}: no held-out rows to score; use --holdout")
+        raise ValueError(f"{training.source}: no held-out rows to score; use --holdout 0.2 "
+                         "(make report HOLDOUT=0.2)")
     notes = [note] if note else []
     recorded = _recorded_fingerprint(model_path)
     if recorded and recorded != training.fingerprint:

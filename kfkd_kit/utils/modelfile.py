@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import joblib
@@ -27,7 +28,12 @@ from .atomic import atomic_write, write_json
 from .skopsfile import (SKOPS_SUFFIX, TRUSTED_TYPES, _one_line, _unreadable,  # noqa: F401
                         load_skops, skops_bytes)
 
-TRUST_HINT = "pass --trust-model (make submit TRUST=1) to load it anyway"
+# every command that loads a model (submit, report, predict, export) takes --trust, and its
+# make target TRUST=1
+TRUST_HINT = "pass --trust (with make: TRUST=1) to load it anyway"
+# the names of the named nets (configs.CONFIGS), whose default path is models/<name>.joblib
+_NET_NAME = re.compile(r"net\d+|specialists")
+
 
 # --------------------------------------------------------------------------- saving
 
@@ -121,6 +127,16 @@ def sha256_of(path) -> str:
 # --------------------------------------------------------------------------- loading
 
 
+def train_hint(path) -> str:
+    """The command that saves a model at ``path``: a named net's default path,
+    models/net8.joblib, is `make train NET=net8`'s; any other path is given as MODEL=."""
+    path = Path(path)
+    named = path.parent == Path("models") and path.suffix == ".joblib"
+    if named and _NET_NAME.fullmatch(path.stem):
+        return f"kfkd train --net {path.stem} (make train NET={path.stem})"
+    return f"kfkd train --net NET --model {path} (make train NET=NET MODEL={path})"
+
+
 def load_model(path, trust: bool = False):
     """The fitted keypoint model saved at ``path``, checked before it is used.
 
@@ -131,7 +147,7 @@ def load_model(path, trust: bool = False):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model; run `make train` first")
+        raise FileNotFoundError(f"{path}: no such model; train it first: {train_hint(path)}")
     if not trust:
         check_sha256(path)
     model = _read(path)
