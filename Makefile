@@ -35,7 +35,7 @@ LR ?=
 MOMENTUM ?=
 ## stop after N epochs without a better valid loss (0: off)
 PATIENCE ?=
-## the share of training rows held out for the epoch table; 0 trains on every row (default: the net's, 0.2, net8 0.1)
+## the share of training rows held out for the epoch table; 0 trains on every row (default: the recipe's, else the net's, 0.2, net8 0.1)
 VALID ?=
 ## auto, fp32 or bf16 (default: auto, bf16 where the CPU/GPU computes it natively)
 PRECISION ?=
@@ -47,11 +47,11 @@ FLIP_AXIS ?=
 BASE ?=
 ## a JSON of the net's parameters, e.g. cv/tune-net8-best.json from make tune
 PARAMS ?=
-## train N nets of seeds SEED.. and save their mean (default: 1; net8 with BUDGET=10m+ on 2+ cores with native bf16: 2)
+## train N nets of seeds SEED.. and save their mean (default: the budget's recipe: net8 on 2+ cores with native bf16 trains 2 from BUDGET=10m, 3 from 45m; else 1)
 ENSEMBLE ?=
-## with ENSEMBLE: nets trained at a time (default: -1, one per core)
+## with ENSEMBLE: nets trained at a time (default: the recipe's, else -1, one per core)
 JOBS ?=
-## net8's heads, e.g. dense,softargmax: with ENSEMBLE, the nets' heads in turn (default: dense)
+## net8's heads, e.g. dense,softargmax: with ENSEMBLE, the nets' heads in turn (default: the recipe's, else dense)
 HEADS ?=
 ## Kaggle's IdLookupTable.csv (default: the data folder's)
 LOOKUP ?=
