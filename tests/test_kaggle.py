@@ -315,8 +315,8 @@ def test_the_toolkit_imports_without_the_kaggle_package():
     import subprocess
     import sys
     code = ("import sys; sys.modules['kaggle'] = None\n"
-            "import kfkd_kit.cli, kfkd_kit.data, kfkd_kit.data.submission, kfkd_kit.commands._kaggle\n"
-            "from kfkd_kit.commands import _kaggle as kaggle_api\n"
+            "import kfkd_kit.cli, kfkd_kit.data, kfkd_kit.data.submission, kfkd_kit.data.kaggle_api\n"
+            "from kfkd_kit.data import kaggle_api\n"
             "try:\n    kaggle_api.authenticated_api()\n"
             "except kaggle_api.KaggleError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,6 +1,8 @@
 """What several commands share: the training data with the record of it that a JSON
-carries."""
+carries; Kaggle's servers behind download and submit --kaggle."""
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -23,3 +25,17 @@ def load_data(estimator, data_dir="data", say=print):
     record of it for the JSON. Returns (training, record)."""
     training = data.load_training(data.resolve_data_dir(data_dir, say))
     return training, data_record(training, estimator)
+
+
+def kaggle_call(command, work):
+    """Run ``work(data.kaggle_api)`` for `kfkd <command>`; a KaggleError is one line on
+    stderr and exit 2. A string result is printed."""
+    from ..data import kaggle_api
+    try:
+        result = work(kaggle_api)
+    except kaggle_api.KaggleError as exc:
+        print(f"kfkd {command}: error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(result, str):
+        print(result)
+    return 0

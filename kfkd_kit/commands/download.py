@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from . import _kaggle, _options
+from ..data.kaggle_api import COMPETITION
+from . import _options
+from ._shared import kaggle_call
 
 
 def add_parser(sub):
     p = _options.command_parser(sub, "download")
     _options.add_data(p, help="the folder the files go into")
-    p.add_argument("--competition", default=_kaggle.COMPETITION, help=argparse.SUPPRESS)
+    p.add_argument("--competition", default=COMPETITION, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -18,4 +20,4 @@ def run(args):
     def fetch(api):
         for path in api.download(args.data, competition=args.competition):
             print(path)
-    return _kaggle.call("download", fetch)
+    return kaggle_call("download", fetch)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import _kaggle, _options
+from . import _options
+from ._shared import kaggle_call
 
 
 def add_parser(sub):
@@ -72,4 +73,4 @@ def run(args):
         path = write_submission(table, lookup, submission_path(args.out, name), exclusive=True)
     print(path)
     if args.kaggle:                        # the CSV is written and checked: now upload it
-        return _kaggle.call("submit", lambda api: api.upload(path, args.message or path.name))
+        return kaggle_call("submit", lambda api: api.upload(path, args.message or path.name))

@@ -6,6 +6,7 @@ Public API::
     upload(csv_path, message, competition=COMPETITION, api=None)  -> str (Kaggle's answer)
     authenticated_api()                                            -> kaggle's KaggleApi
     KaggleError                one-line message for the user; the CLI prints it and exits 2
+                               (commands/_shared.py kaggle_call)
 
 Both go through the official ``kaggle`` package (``KaggleApi.competition_download_files``
 and ``competition_submit``), imported only here and only when called, so the rest of the
@@ -243,17 +244,3 @@ def upload(csv_path, message: str, competition: str = COMPETITION, api=None) -> 
     ref = getattr(result, "ref", 0)
     return (f"Kaggle: {answer}" + (f" (submission {ref})" if ref else "") +
             f"; scores at https://www.kaggle.com/competitions/{competition}/submissions")
-
-
-def call(command, work):
-    """Run ``work(this module)`` for `kfkd <command>`; a KaggleError is one line on stderr
-    and exit 2. A string result is printed."""
-    import kfkd_kit.commands._kaggle as api
-    try:
-        result = work(api)
-    except KaggleError as exc:
-        print(f"kfkd {command}: error: {exc}", file=sys.stderr)
-        return 2
-    if isinstance(result, str):
-        print(result)
-    return 0
