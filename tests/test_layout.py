@@ -6,7 +6,7 @@ import inspect
 from pathlib import Path
 
 import kfkd_kit
-from kfkd_kit import configs
+from kfkd_kit import configs, training
 from kfkd_kit.net import settings as net_settings
 from kfkd_kit.search import grid as search_grid, selection
 from kfkd_kit.commands import NAMES, cv, grid, train, zoo
@@ -16,7 +16,7 @@ FRONT_DOOR = {"cli", "__main__"}
 # bottom to top: a module may import its own package and the layers below its own, never
 # one beside or above it (net and photo sit side by side: photo runs without torch)
 LAYERS = [{"", "_moved", "_lazy", "keypoints"}, {"utils"}, {"data"}, {"net", "photo"}, {"meta"},
-          {"configs", "recipes"}, {"search"}, {"commands"}, {"cli"}, {"__main__"}]
+          {"configs", "recipes"}, {"search", "training"}, {"commands"}, {"cli"}, {"__main__"}]
 
 
 def _layer(module):
@@ -135,7 +135,7 @@ def test_training_settings_are_applied_in_one_place():
     # train, cv, grid and zoo take an estimator; only configs.configure (and the CLI that
     # reads the command) knows the settings by name
     settings = set(net_settings.OVERRIDES) | {"max_epochs", "early_stopping"}
-    for function in (train.train, selection.cross_validate_net, search_grid.grid_search,
+    for function in (train.train, training.fit_and_save, selection.cross_validate_net, search_grid.grid_search,
                      cv.run_cv, grid.run_grid, zoo.run_zoo):
         loose = settings & set(inspect.signature(function).parameters)
         assert not loose, f"{function.__qualname__} takes {sorted(loose)}"

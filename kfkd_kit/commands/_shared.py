@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from .. import data
-from ..net.nested import inner_net
-
-
-def data_record(training, estimator) -> dict:
-    """What a JSON says about the training data: file, fingerprint, rows, and the rows the
-    estimator trains on (all, or the complete ones: its own ``complete_only``)."""
-    net = inner_net(estimator)
-    return {"source": str(training.source), "fingerprint": training.fingerprint,
-            "rows": len(training.X), "complete_only": bool(net.complete_only),
-            "rows_trained": int(len(net.fit_rows(training.y))),
-            "labelled_values": int(np.isfinite(training.y).sum())}
+from ..training import data_record
 
 
 def load_data(estimator, data_dir="data", say=print):
