@@ -8,12 +8,12 @@ import pytest
 
 from kfkd_kit import cli, configs
 from kfkd_kit.commands import _options
-from kfkd_kit.net import estimator as estimator_module
+from kfkd_kit.net import budget as budget_module
 from kfkd_kit.data.synthetic import make_faces
 
 
 class FakeClock:
-    """perf_counter for the estimator: each reading is ``step`` seconds after the one
+    """perf_counter for the time budget: each reading is ``step`` seconds after the one
     before; ``jump`` adds seconds once the clock has been read ``jump_after`` times."""
 
     def __init__(self, step=1.0, jump_after=None, jump=0.0, then_step=None):
@@ -55,7 +55,7 @@ def test_bad_durations_are_refused(text):
 def test_the_plan_follows_the_measured_epochs_and_the_one_cycle_ends(monkeypatch, faces):
     # one fake second per clock reading: the fit starts at 1 and epoch k ends at k + 1, so
     # every epoch takes 1 s and a budget of 20 s less its 2 s margin holds 18 epochs
-    monkeypatch.setattr(estimator_module, "time", FakeClock())
+    monkeypatch.setattr(budget_module, "time", FakeClock())
     model = _net8(budget=20).fit(*faces)
     net = model.named_steps["net"]
     assert net.planned_epochs_ == 18 == len(net.history)
@@ -89,7 +89,7 @@ def test_one_slow_epoch_costs_its_own_seconds_and_the_cycle_still_ends(monkeypat
     # 18 no longer fits, and the 5 s lost cost 5 epochs (the pace is the median of the last
     # three epochs, so one slow epoch does not make every later one look slow)
     clock = FakeClock(jump_after=6, jump=5.0)
-    monkeypatch.setattr(estimator_module, "time", clock)
+    monkeypatch.setattr(budget_module, "time", clock)
     net = _net8(budget=20).fit(*faces).named_steps["net"]
     assert net.planned_epochs_ == 13 == len(net.history)
     assert net.budget_plan_["replanned"] == [[5, 13, 1.0]] and "stopped_early" not in net.budget_plan_
@@ -103,7 +103,7 @@ def test_a_machine_that_stays_slower_plans_fewer_epochs_and_ends_in_time(monkeyp
     # epochs take 1 s until epoch 5, then 2 s each: the plan shrinks as the pace is seen,
     # the fit ends within its budget, and the one-cycle still runs to its end
     clock = FakeClock(jump_after=6, then_step=2.0)
-    monkeypatch.setattr(estimator_module, "time", clock)
+    monkeypatch.setattr(budget_module, "time", clock)
     net = _net8(budget=20).fit(*faces).named_steps["net"]
     assert net.budget_plan_["budget_s"] == 20.0
     assert [epochs for _, epochs, _ in net.budget_plan_["replanned"]] == [17, 11]
@@ -117,7 +117,7 @@ def test_a_machine_that_gets_quicker_plans_more_epochs(monkeypatch, faces):
     # the first two epochs take 3 s each (the machine was busy when the plan was made),
     # then 1 s: the plan grows to use the budget, and the one-cycle still ends with it
     clock = FakeClock(step=3.0, jump_after=3, then_step=1.0)
-    monkeypatch.setattr(estimator_module, "time", clock)
+    monkeypatch.setattr(budget_module, "time", clock)
     net = _net8(budget=20).fit(*faces).named_steps["net"]
     # planned after epoch 2 for 3-s epochs: 2 + (20 - 2 - 6) // 3 = 6; after epoch 3 the
     # pace is the median of epochs 2-3 (2 s): 8; after epoch 4, 1 s: 4 + (18 - 8) // 1 = 14
@@ -129,7 +129,7 @@ def test_a_machine_that_gets_quicker_plans_more_epochs(monkeypatch, faces):
 
 
 def test_a_budget_below_one_epoch_runs_one(monkeypatch, faces):
-    monkeypatch.setattr(estimator_module, "time", FakeClock(step=10.0))
+    monkeypatch.setattr(budget_module, "time", FakeClock(step=10.0))
     net = _net8(budget=5).fit(*faces).named_steps["net"]
     assert len(net.history) == 1 and net.planned_epochs_ == 1
 
@@ -146,12 +146,14 @@ def test_a_bad_budget_is_refused(faces):
 
 
 def test_a_resumed_run_keeps_its_plan(faces):
+    from kfkd_kit.utils.runs import resumed_plan
     net = _net8(budget=None).named_steps["net"]
     net.initialize()
+    assert resumed_plan(net.history, net.max_epochs) == 50
     for planned in (7, 7):
         net.history.new_epoch()
         net.history.record("planned_epochs", planned)
-    assert net._resumed_plan() == 7
+    assert resumed_plan(net.history, net.max_epochs) == 7
 
 
 @pytest.mark.slow

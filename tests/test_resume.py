@@ -308,7 +308,7 @@ def test_early_stopping_resumes_with_its_count_and_best_weights(tmp_path, faces)
 
 
 class _FakeClock:
-    """perf_counter for the estimator: one second later at every reading."""
+    """perf_counter for the time budget: one second later at every reading."""
 
     def __init__(self):
         self.now = 0.0
@@ -319,14 +319,14 @@ class _FakeClock:
 
 
 def test_a_budgeted_run_resumes_with_its_plan_and_schedule(tmp_path, faces, monkeypatch):
-    from kfkd_kit.net import estimator as estimator_module
+    from kfkd_kit.net import budget as budget_module
     # one fake second an epoch: a budget of 8 s less its 2 s margin plans 6 epochs
-    monkeypatch.setattr(estimator_module, "time", _FakeClock())
+    monkeypatch.setattr(budget_module, "time", _FakeClock())
     whole = _with_run(_small_net8(epochs=50, budget=8), tmp_path / "whole", kill_after=3,
                       into=tmp_path / "killed").fit(*faces)
     net = whole.named_steps["net"]
     assert net.planned_epochs_ == 6 == len(net.history)
-    monkeypatch.setattr(estimator_module, "time", _FakeClock())
+    monkeypatch.setattr(budget_module, "time", _FakeClock())
     resumed = _with_run(_small_net8(epochs=50, budget=8), tmp_path / "killed").fit(*faces)
     again = resumed.named_steps["net"]
     assert again.resumed_epochs_ == 3 and again.budget_plan_ == net.budget_plan_

@@ -8,6 +8,8 @@ EXPORTS = {
     "nets": ("MLP", "CNN", "BNCNN", "SoftArgmax", "transfer_weights"),
     "losses": ("MaskedMSELoss", "MaskedL1Loss"),
     "batches": ("ResidentBatches",),
+    "budget": ("TimeBudget",),
+    "mirror_axis": ("MirrorAxis",),
     "callbacks": ("EpochTable", "EarlyStopping", "LinearSchedule", "OneCycle",
                   "PretrainedLayers", "TrainValidRatio", "WeightAverage"),
     "pipeline": ("PixelScaler", "make_pipeline"),

@@ -8,12 +8,14 @@
 - a ``seed`` makes a fit reproducible (weights, validation split, batch order, flips);
 - which rows it trains on is its own parameter (``complete_only``), so train, cv, grid and
   zoo hand every net the same rows and score it the same way;
+- fp32 or bf16 under autocast (precision.py);
 - on CUDA, opted in with ``fast_path`` (configs does for every named net), the training
   step is captured once in a CUDA graph and replayed (fastpath.py).
+
+A time budget and the labels' mirror axis are its default callbacks (budget.TimeBudget,
+mirror_axis.MirrorAxis), beside skorch's own and the epoch table.
 """
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import torch
@@ -23,34 +25,17 @@ from skorch.utils import is_dataset
 
 from . import fastpath
 from ..utils import malloc, precision as precisions
+from skorch.callbacks import PrintLog
+
 from .batches import ResidentBatches
-from .callbacks import EpochTable
-from ..keypoints import IMAGE_AXIS, IMAGE_SIDE, from_unit, to_unit
+from .budget import TimeBudget, epoch_bound
+from .callbacks import EpochTable, planned_epochs
+from ..keypoints import IMAGE_AXIS, from_unit, to_unit
+from .mirror_axis import MirrorAxis
 from .losses import MaskedMSELoss
 from .metrics import PixelRMSEScore
 from ..data.splits import GroupedValidSplit
 from .nested import nets
-
-
-class _PlanDone(Exception):
-    """Ends a budgeted fit's epoch loop: its planned epochs are done (or no time is left)."""
-
-
-def _training_arrays(dataset, at_most=None):
-    """(images, keypoints in pixels) of a training dataset's rows as numpy arrays, at most
-    ``at_most`` of them (evenly spaced); keypoints None when the dataset has no targets."""
-    from .batches import _tensors_of
-    X, y, rows = _tensors_of(dataset)
-    if y is None:
-        return None, None
-    n = len(rows) if rows is not None else len(X)
-    pick = rows
-    if at_most is not None and n > at_most:
-        pick = torch.linspace(0, n - 1, at_most).round().long().to(X.device)
-        pick = rows.index_select(0, pick) if rows is not None else pick
-    if pick is not None:
-        X, y = X.index_select(0, pick), y.index_select(0, pick)
-    return X.detach().cpu().numpy(), from_unit(y.detach().cpu().numpy())
 
 
 def default_device() -> str:
@@ -60,39 +45,62 @@ def default_device() -> str:
 class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     """skorch regressor for keypoints in pixels; see the module docstring.
 
-    Extra parameters:
-    ``seed`` (int) - torch's generators are seeded with it at every (re)initialisation,
-    and it seeds the validation split, so the same seed on the same CPU gives the same model.
-    ``valid_fraction`` - the share of the training rows held out for the epoch table's
-    valid loss (0: none). With ``train_split="seeded"`` (the default) the split is
-    ``splits.GroupedValidSplit(valid_fraction, random_state=seed)`` (identical images on
-    one side), made when the net is fitted; any other ``train_split`` is skorch's own.
-    ``complete_only`` - train on the rows with every target labelled only (the tutorial's
-    dropna), else on all rows with the masked loss.
-    ``fast_path``: False (the default: skorch's plain path), "auto" (CUDA graphs on CUDA
-    where they apply, else skorch's plain path; what configs' nets use), True (graphs or
-    an error saying why not) or "eager" (the fast step without capture, any device); the
-    graphs serve fastpath.SERVES (net1-net7, the specialists; not net8), see fastpath.py.
-    ``precision``: "fp32", "bf16" (training and prediction under autocast) or "auto" (bf16
-    where the device computes it natively, see precision.py); ``precision_`` is what a fit
-    resolved it to.
-    ``budget``: seconds that a fit may take, or None. With a budget the net times its first
-    epochs and then fixes how many epochs it runs (``planned_epochs_``, recorded in the
-    history) so that the fit ends within the budget, its schedules (one-cycle, linear)
-    spread over exactly those epochs; ``max_epochs`` is then only the first guess. See
-    ``budget_plan_`` for what was measured and chosen.
-    ``flip_axis``: the labels' mirror axis in pixels (x -> 2 axis - x) for flip
-    augmentation and flip TTA, or "auto" (the default) to measure it from the rows the net
-    trains on: from the images and labels before training (mirror.estimate_flip_axis,
-    ``flip_axis_images_``, what augmentation uses), then, when training ends, from the
-    net's own predictions on those rows where it fits them to 2.5 px
-    (mirror.flip_consistent_axis). ``flip_axis_`` is the axis flip TTA uses.
-    ``split_seed``: the seed of the validation split, or None (the default) for ``seed``;
-    the nets of an ensemble.SeedEnsemble differ in ``seed`` and share one split.
+    Parameters
+    ----------
+    module, criterion, ... :
+        skorch's ``NeuralNetRegressor`` parameters; ``criterion`` defaults to
+        ``losses.MaskedMSELoss`` and both iterators to ``batches.ResidentBatches``.
+    seed : int, default 0
+        Seeds torch's generators at every (re)initialisation, and the validation split, so
+        the same seed on the same CPU gives the same model.
+    valid_fraction : float, default 0.2
+        The share of the training rows held out for the epoch table's valid loss (0: none).
+    train_split : "seeded", None or callable, default "seeded"
+        "seeded": ``splits.GroupedValidSplit(valid_fraction, random_state=split seed)``
+        (identical images on one side), made when the net is fitted; anything else is
+        skorch's own.
+    complete_only : bool, default False
+        Train on the rows with every target labelled only (the tutorial's dropna), else on
+        all rows with the masked loss.
+    fast_path : False, "auto", True or "eager", default False
+        False: skorch's plain path; "auto": CUDA graphs on CUDA where they apply (what
+        configs' nets use); True: graphs or an error saying why not; "eager": the fast step
+        without capture, any device. The graphs serve fastpath.SERVES (see fastpath.py).
+    precision : "fp32", "bf16" or "auto", default "fp32"
+        bf16: training and prediction under autocast; "auto": bf16 where the device
+        computes it natively (precision.py).
+    flip_axis : float or "auto", default "auto"
+        The labels' mirror axis in pixels (x -> 2 axis - x) for flip augmentation and flip
+        TTA, or "auto" to measure it from the rows the net trains on
+        (mirror_axis.MirrorAxis).
+    budget : float or None, default None
+        Seconds that a fit may take: the net times its first epochs and then fixes how many
+        it runs so that the fit ends within the budget, its schedules spread over exactly
+        those; ``max_epochs`` is then only the first guess (budget.TimeBudget).
+    split_seed : int or None, default None
+        The seed of the validation split, None for ``seed``; the nets of an
+        ensemble.SeedEnsemble differ in ``seed`` and share one split.
+
+    Attributes
+    ----------
+    precision_ : str
+        What a fit resolved ``precision`` to.
+    planned_epochs_ : int
+        The epochs the fit runs: ``max_epochs``, a budget's choice or a resumed run's plan.
+    budget_plan_ : dict
+        With a budget: what was measured and chosen (seconds per epoch, epochs, re-plans).
+    flip_axis_ : float
+        The mirror axis flip TTA uses; ``flip_axis_images_`` is the one measured from the
+        images (what augmentation used), ``flip_axis_fit_rmse_px_`` the net's RMSE on its
+        training rows when the axis was refined from its predictions.
+    resumed_epochs_ : int
+        Epochs loaded from a checkpoint when the fit began (runs.Resume; 0 for none).
+
     ``score`` is the negative RMSE in pixels over labelled values (metrics.PixelRMSEScore).
     """
 
     split_seed = None   # models saved before the parameter existed
+    _end_fit = False    # see end_fit_after_this_epoch
 
     def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0, valid_fraction=0.2,
                  complete_only=False, iterator_train=ResidentBatches,
@@ -145,63 +153,48 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         _, valid = split(Dataset(np.asarray(X)[rows], None), None)
         return rows[np.asarray(valid.indices)]
 
+    # -- callbacks: skorch's, the epoch table, the budget and the mirror axis ---------
     def get_default_callbacks(self):
-        return [(name, EpochTable() if name == "print_log" else cb)
-                for name, cb in super().get_default_callbacks()]
+        return [("time_budget", TimeBudget()),
+                *[(name, EpochTable() if name == "print_log" else cb)
+                  for name, cb in super().get_default_callbacks()],
+                ("mirror_axis", MirrorAxis())]
+
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        self.callbacks_ = _running_order(self.callbacks_)
+        return self
 
     def initialize(self):
         torch.manual_seed(self.seed)
         self.precision_ = precisions.resolve(self.precision, self.device)
-        for fitted in ("flip_axis_", "flip_axis_images_", "flip_axis_fit_rmse_px_",
-                       "planned_epochs_", "budget_plan_"):
-            self.__dict__.pop(fitted, None)     # a new fit measures and plans again
-        return super().initialize()
+        super().initialize()
+        for name in _FITTED_BY_CALLBACKS:
+            self.__dict__.pop(name, None)     # a new fit measures and plans again
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self._end_fit = False
+
+    def end_fit_after_this_epoch(self):
+        """Called by a callback's ``on_epoch_end`` (the time budget's): the fit ends once
+        every callback has seen the end of this epoch, before another begins. (skorch's
+        own stop, KeyboardInterrupt from ``on_epoch_end``, would keep the epoch's end from
+        the callbacks after it: its checkpoint, its row of the table.)"""
+        self._end_fit = True
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        if self._end_fit:
+            raise KeyboardInterrupt   # how skorch ends a fit early; partial_fit catches it
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
+                               **kwargs)
 
     def get_iterator(self, dataset, training=False):
         iterator = super().get_iterator(dataset, training=training)
-        if training and isinstance(iterator, ResidentBatches):
-            if getattr(self, "flip_axis_", None) is None:
-                self.flip_axis_ = self._measure_flip_axis(dataset, iterator.target_columns)
-                self.flip_axis_images_ = self.flip_axis_
-            iterator.flip_axis = self.flip_axis_
-            self._train_rows = (dataset, iterator.target_columns)   # for _refine_flip_axis
+        axis = getattr(self, "flip_axis_", None)   # measured when training began (MirrorAxis)
+        if training and isinstance(iterator, ResidentBatches) and axis is not None:
+            iterator.flip_axis = axis
         return iterator
-
-    def _refine_flip_axis(self):
-        """When training ends: the axis that makes flip TTA unbiased on (up to 2000 of) the
-        training rows, from the net's own predictions (mirror.flip_consistent_axis), where
-        the net fits those rows well enough; augmentation used the images' estimate."""
-        dataset, columns = self.__dict__.pop("_train_rows", (None, None))
-        if self.flip_axis != "auto" or dataset is None:
-            return
-        from ..keypoints import mirror_images
-        from ..data.mirror import MAX_RMSE_TO_REFINE_PX, flip_consistent_axis
-        images, labels = _training_arrays(dataset, at_most=2000)
-        if labels is None:
-            return
-        direct = from_unit(self.predict_proba(images))
-        mirrored = from_unit(self.predict_proba(mirror_images(images)))
-        axis, rmse = flip_consistent_axis(direct, mirrored, labels, columns)
-        self.flip_axis_fit_rmse_px_ = rmse
-        if np.isfinite(axis) and rmse <= MAX_RMSE_TO_REFINE_PX and 0 < axis < IMAGE_SIDE:
-            self.flip_axis_ = axis
-
-    def _measure_flip_axis(self, dataset, columns):
-        """``flip_axis`` as a number: as given, or measured from the training rows."""
-        if self.flip_axis != "auto":
-            try:
-                axis = float(self.flip_axis)
-            except (TypeError, ValueError):
-                axis = float("nan")
-            if not 0 < axis < IMAGE_SIDE:
-                raise ValueError(f"flip_axis must be 'auto' or a number of pixels in (0, 96), "
-                                 f"got {self.flip_axis!r}")
-            return axis
-        from ..data.mirror import estimate_flip_axis
-        images, labels = _training_arrays(dataset)
-        if labels is None:
-            return float(IMAGE_AXIS)
-        return estimate_flip_axis(images, labels, columns)
 
     def infer(self, x, **fit_params):
         # Training, validation and prediction all pass through here: one autocast for all.
@@ -262,153 +255,36 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         self._fast_trainer = None
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        resumed = getattr(self, "resumed_epochs_", 0)
-        self.planned_epochs_ = self._resumed_plan() if resumed else self.max_epochs
-        if epochs is None and resumed:
+        if epochs is None and getattr(self, "resumed_epochs_", 0):
             # resumed from a checkpoint (runs.Resume): only the epochs that are left
-            epochs = max(self.planned_epochs_ - len(self.history), 0)
-        if self.budget is not None and epochs is None:
-            epochs = 10 ** 9   # the budget decides (notify raises _PlanDone at the end)
+            epochs = max(planned_epochs(self) - len(self.history), 0)
+        if epochs is None and self.budget is not None:
+            epochs = epoch_bound(self.budget)   # TimeBudget ends the fit at its plan
         # On CPU the fast path is glibc keeping freed memory for reuse (see malloc.py).
         on_cpu = torch.device(self.device or "cpu").type == "cpu"
         try:
             with malloc.reuse_freed_memory(on_cpu and self.fast_path is not False):
                 return super().fit_loop(X, y, epochs=epochs, **fit_params)
-        except _PlanDone:
-            return self
         finally:
             self._drop_fast_trainer()  # graphs live for one fit and are never pickled
-
-    def _resumed_plan(self):
-        """The epochs a resumed run was planned for: its budget's choice, or max_epochs."""
-        planned = [row.get("planned_epochs") for row in self.history]
-        return planned[-1] if planned and planned[-1] else self.max_epochs
-
-    # -- a time budget ----------------------------------------------------------------
-    def notify(self, method_name, **cb_kwargs):
-        plan_done = False
-        if method_name == "on_epoch_end" and self.budget is not None:
-            # before the callbacks, so that the epoch's checkpoint holds the plan (runs.py);
-            # its lines are said after them, below the epoch's row of the table
-            self._held_lines = []
-            plan_done = self._budget_epoch_end()
-        try:
-            super().notify(method_name, **cb_kwargs)
-        finally:
-            for line in self.__dict__.pop("_held_lines", ()):
-                self._say(line)
-        if method_name == "on_train_begin":
-            self._epoch_ends = []
-            if self.budget is not None:
-                self._check_budget()
-        elif plan_done:
-            raise _PlanDone
-        elif method_name == "on_train_end":   # after the weight average is in place
-            self._refine_flip_axis()
-
-    def _check_budget(self):
-        try:
-            budget = float(self.budget)
-        except (TypeError, ValueError):
-            budget = float("nan")
-        if not budget > 0:
-            raise ValueError(f"budget must be a positive number of seconds, got {self.budget!r}")
-
-    def _budget_epoch_end(self) -> bool:
-        """After each epoch of a budgeted fit: plan (after the first two epochs, from their
-        measured time), record the plan, and say whether the fit ends here: its plan is
-        done, or the time left would not hold another epoch."""
-        done = len(self.history)
-        resumed = getattr(self, "resumed_epochs_", 0)
-        now = time.perf_counter()
-        elapsed = now - self._fit_started
-        budget = float(self.budget)
-        # an epoch's wall time, from the end of the one before (callbacks and all; the first
-        # from the fit's start, so what came before it is counted in too)
-        epoch_s = now - (self._epoch_ends[-1] if self._epoch_ends else self._fit_started)
-        self._epoch_ends.append(now)
-        # what follows the last epoch (the weight average, the caller's saving) gets a margin
-        margin = max(2.0, 0.03 * budget)
-        if not resumed and done <= 2:
-            epochs = done + max(int((budget - margin - elapsed) // epoch_s), 0)
-            self._replan(max(epochs, done), epoch_s, elapsed)
-        elif not resumed:
-            self._follow_pace(done, elapsed, budget - margin)
-        self.history.record("planned_epochs", self.planned_epochs_)
-        if done >= self.planned_epochs_:
-            return True
-        if elapsed + epoch_s > budget - margin / 2:
-            # a new dict: a checkpoint being written may hold the old one
-            self.budget_plan_ = dict(getattr(self, "budget_plan_", None) or {},
-                                     stopped_early=done)
-            self._say(f"budget: stopping after epoch {done} of {self.planned_epochs_}: "
-                      f"{elapsed:.0f} s of {budget:.0f} s spent and an epoch now takes "
-                      f"{epoch_s:.1f} s (slower than when it was planned)")
-            return True
-        return False
-
-    def _follow_pace(self, done, elapsed, usable):
-        """Re-plan when the pace of the epochs has changed since the plan (a busier or a
-        quieter machine): fewer epochs as soon as the plan would overrun, more once at least
-        max(2, 3%) more fit, so that the schedules still run to their end (the one-cycle's lr
-        anneals) within the budget. The pace is the median of the last three epochs after
-        the first (which carries the warm-up), so one slow epoch costs its own seconds and
-        no more."""
-        recent = float(np.median(np.diff(self._epoch_ends[-4:])))   # epochs 2.. end to end
-        fits = max(done + int((usable - elapsed) // recent), done)
-        was = self.planned_epochs_
-        if not (fits < was or fits - was >= max(2, 0.03 * was)):
-            return
-        self.planned_epochs_ = fits
-        # a new dict: a checkpoint being written may hold the old one
-        plan = dict(self.budget_plan_)
-        plan["epochs"] = int(fits)
-        plan["replanned"] = [*plan.get("replanned", []), [done, int(fits), round(recent, 3)]]
-        self.budget_plan_ = plan
-        self._replan_schedules()
-        self._say(f"budget: epochs now take {recent:.1f} s (planned at "
-                  f"{plan['seconds_per_epoch']:.1f} s), so {fits} epochs in all instead of "
-                  f"{was}; the schedules end with them")
-
-    def _replan(self, epochs, epoch_s, elapsed):
-        first = len(self.history) == 1
-        changed = epochs != self.planned_epochs_
-        self.planned_epochs_ = epochs
-        self.budget_plan_ = {"budget_s": float(self.budget), "epochs": int(epochs),
-                             "seconds_per_epoch": round(epoch_s, 3),
-                             "timed_epochs": len(self.history)}
-        if changed:
-            self._replan_schedules()
-        if first or changed:
-            self._say(f"budget {float(self.budget):.0f} s: epoch {len(self.history)} took "
-                      f"{epoch_s:.1f} s ({elapsed:.0f} s so far), so {epochs} epochs in all; the "
-                      "schedules run over exactly those")
-
-    def _replan_schedules(self):
-        """Spread the schedules (the callbacks with ``replan``) over ``planned_epochs_``."""
-        for _, callback in self.callbacks_:
-            if hasattr(callback, "replan"):
-                callback.replan(self)
-
-    def _say(self, line):
-        held = getattr(self, "_held_lines", None)
-        if held is not None:
-            held.append(line)
-        elif self.verbose:
-            print(line, flush=True)
 
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_fast_trainer", None)
-        state.pop("_fit_started", None)
-        state.pop("_epoch_ends", None)
-        state.pop("_train_rows", None)
-        state.pop("_held_lines", None)
+        state.pop("_end_fit", None)
         return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # nets saved before the budget and the mirror axis were callbacks train on with them
+        if "callbacks_" in self.__dict__:
+            names = {name for name, _ in self.callbacks_}
+            missing = [(name, cb.initialize()) for name, cb in self.get_default_callbacks()
+                       if isinstance(cb, _OWN_CALLBACKS) and name not in names]
+            self.callbacks_ = _running_order(self.callbacks_ + missing)
 
     # skorch's fit() calls partial_fit(), so targets are scaled here, once.
     def partial_fit(self, X, y=None, classes=None, **fit_params):
-        self._fit_started = time.perf_counter()   # a time budget counts from here
         if y is not None:
             y = np.asarray(y, dtype=np.float32)
             if self.complete_only and not is_dataset(X):
@@ -422,6 +298,24 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     def predict(self, X):
         """Keypoints in pixels, shape (n, n_outputs)."""
         return from_unit(self.predict_proba(X))
+
+
+_OWN_CALLBACKS = (TimeBudget, MirrorAxis)
+_FITTED_BY_CALLBACKS = [name for cls in _OWN_CALLBACKS for name in cls.fitted_attributes]
+
+
+def _running_order(callbacks):
+    """The (name, callback) pairs in the order they run: the budget first (it plans an
+    epoch before any other callback sees its end, so that the epoch's checkpoint holds the
+    plan), then skorch's defaults and the user's in their order, then the mirror axis (it is
+    refined from the fitted weights: after the callbacks that change them when training
+    ends, the weight average and early stopping's best) and the table (skorch's PrintLog)
+    last."""
+    def rank(item):
+        callback = item[1]
+        return (0 if isinstance(callback, TimeBudget) else 3 if isinstance(callback, PrintLog)
+                else 2 if isinstance(callback, MirrorAxis) else 1)
+    return sorted(callbacks, key=rank)
 
 
 def flip_axis_of(model) -> float:

@@ -272,7 +272,8 @@ class Resume(LoadInitState):
     The rest of the saved run (``run_state``) goes back when the first epoch begins, after
     every callback has set itself up in ``on_train_begin`` (the weight average, early
     stopping) and right before the first batch is drawn; or at the end, when no epoch was
-    left. What a time budget planned goes back at once, so that the one-cycle schedule,
+    left. What a time budget planned goes back at once (``budget_plan_``, and the
+    epochs the run was planned for as ``planned_epochs_``), so that the one-cycle schedule,
     set up next, spans the planned epochs.
 
     Put first (``checkpoint_callbacks`` does): when training ends it has the run's
@@ -297,9 +298,7 @@ class Resume(LoadInitState):
         self.pending_ = self.checkpoint.run_state()
         if self.pending_ is not None:
             _restore_net_state(net, self.pending_)
-        resumed_plan = getattr(net, "_resumed_plan", None)
-        if resumed_plan is not None:
-            net.planned_epochs_ = resumed_plan()
+        net.planned_epochs_ = resumed_plan(net.history, net.max_epochs)
 
     def _restore(self, net):
         pending, self.pending_ = self.pending_, None
@@ -315,6 +314,13 @@ class Resume(LoadInitState):
             if (isinstance(callback, SlotCheckpoint) and callback.name == "last"
                     and Path(callback.root) == Path(self.checkpoint.root)):
                 callback.save_final(net)
+
+
+def resumed_plan(history, max_epochs) -> int:
+    """The epochs a run resumed from ``history`` was planned for: what its time budget
+    chose (the history's ``planned_epochs``, see net/budget.py), or ``max_epochs``."""
+    planned = [row.get("planned_epochs") for row in history]
+    return planned[-1] if planned and planned[-1] else max_epochs
 
 
 def checkpoint_callbacks(run_dir) -> tuple[list, list]:

@@ -45,6 +45,8 @@ TRUSTED_TYPES = [
     "kfkd_kit.net.callbacks.EpochTable",
     "kfkd_kit.net.callbacks.OneCycle",
     "kfkd_kit.net.callbacks.WeightAverage",
+    "kfkd_kit.net.budget.TimeBudget",
+    "kfkd_kit.net.mirror_axis.MirrorAxis",
     # scikit-learn's and skorch's containers, torch's optimizers and schedule (as classes
     # named by a net's parameters; torch objects themselves are never stored)
     "sklearn.pipeline.Pipeline",
