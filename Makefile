@@ -5,7 +5,7 @@
 # target's "## " its line. Each variable is the option of the same name of the kfkd command
 # a target runs (TTA_SHIFT=2 is --tta-shift 2, TRUST=1 is --trust); empty means that
 # command's own default, and a flag such as TTA= is on unless empty or 0. A variable given
-# to a target that does not take it is an error, not ignored. tests/test_make.py checks the
+# to a target that does not take it is an error, not ignored. tests/commands/test_make.py checks the
 # table against the targets and the commands' options.
 
 ## the Python that builds .venv

@@ -31,8 +31,8 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
     $PY -c "import sys, torch, skorch, sklearn, numpy; print(sys.version.split()[0], 'torch', torch.__version__, 'skorch', skorch.__version__, 'sklearn', sklearn.__version__, 'numpy', numpy.__version__, torch.cuda.get_device_name(0))"
 } >>"$OUT/env.txt" 2>&1
 
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_fastpath.py tests/test_estimator.py \
-    tests/test_net8.py >"$OUT/pytest.txt" 2>&1
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/net/test_fastpath.py tests/net/test_estimator.py \
+    tests/net/test_net8.py >"$OUT/pytest.txt" 2>&1
 echo "pytest exit $? after $(( $(date +%s) - start )) s" >>"$OUT/pytest.txt"
 
 timeout 280 $PY -m benchmarks.bench --parts d --compile-epochs ${COMPILE_EPOCHS:-0} \

@@ -139,3 +139,13 @@ def test_training_settings_are_applied_in_one_place():
                      cv.run_cv, grid.run_grid, zoo.run_zoo):
         loose = settings & set(inspect.signature(function).parameters)
         assert not loose, f"{function.__qualname__} takes {sorted(loose)}"
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<sub>/ holds the tests of kfkd_kit/<sub>/; fixtures/ the files they read."""
+    tests = Path(__file__).parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    package = {p.name for p in Path(kfkd_kit.__file__).parent.iterdir()
+               if (p / "__init__.py").is_file()}
+    assert folders - {"fixtures"} <= package, sorted(folders - {"fixtures"} - package)
+    assert package <= folders, sorted(package - folders)

@@ -46,7 +46,7 @@ def run(table, opts):
     precision = getattr(configs.inner_net(model), "precision_", "fp32")
     table.add(f"net8 keypoints for {n} face crops, faces/s, onnxruntime (fp32) vs torch "
               f"({precision})", ort_fps, torch_fps, ort_fps / torch_fps)
-    photo = read_photo(ROOT / "tests" / "data" / "astronaut.jpg")
+    photo = read_photo(ROOT / "tests" / "fixtures" / "astronaut.jpg")
     for detector in ("mtcnn", "haar"):
         find = make_detector(detector, 40)
         find(photo)                                               # load, warm up

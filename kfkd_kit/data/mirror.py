@@ -24,7 +24,7 @@ The axis is ``IMAGE_AXIS`` plus the median difference over the images (robust to
 turned aside and to images whose best match lies at the edge of the search, which are
 left out). It uses the pixels and the labels only, no trained model, so it costs a couple
 of seconds (at most 2500 images are compared) and can be checked on its own: synthetic
-faces written with a planted axis come back within 0.1 px (tests/test_mirror.py).
+faces written with a planted axis come back within 0.1 px (tests/data/test_mirror.py).
 """
 from __future__ import annotations
 

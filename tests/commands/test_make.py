@@ -12,7 +12,7 @@ import pytest
 
 from kfkd_kit import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAKEFILE = ROOT / "Makefile"
 BUILD = {"PYTHON", "VENV", "TORCH_INDEX"}
 # targets -> the program their command line runs

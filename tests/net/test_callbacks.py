@@ -15,7 +15,7 @@ from kfkd_kit.net.estimator import KeypointNet
 from kfkd_kit.net.mirror_axis import MirrorAxis
 from kfkd_kit.utils import runs
 
-OLD = Path(__file__).parent / "data" / "old_models"
+OLD = Path(__file__).parents[1] / "fixtures" / "old_models"
 
 
 class Clock:

@@ -11,7 +11,7 @@ import pytest
 from kfkd_kit import __version__, cli
 from kfkd_kit.commands import COMMANDS, _options, command_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "skorch", "sklearn", "pandas", "numpy", "matplotlib")
 
 

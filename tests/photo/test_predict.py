@@ -1,6 +1,6 @@
 """`kfkd predict` on real photos and `kfkd export` to ONNX, through the command line.
 
-The photo is NASA's astronaut portrait (public domain, tests/data/README.md). The synthetic
+The photo is NASA's astronaut portrait (public domain, tests/fixtures/README.md). The synthetic
 faces would not fool a detector trained on photos, and no net that predicts real faces well
 can be trained in a test; so the model for the photo tests is a ridge regression from pixels
 to keypoints, fitted in seconds on crops of this one face (tilted, scaled and shifted around
@@ -24,8 +24,8 @@ from kfkd_kit.cli import main
 from kfkd_kit.keypoints import FEATURE_NAMES, IMAGE_SIDE
 from kfkd_kit.utils.modelfile import save_model
 
-ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT / "tests" / "data" / "astronaut.jpg"
+ROOT = Path(__file__).resolve().parents[2]
+ASTRONAUT = ROOT / "tests" / "fixtures" / "astronaut.jpg"
 # Placed by hand on the 512x512 photo (Kaggle's coordinates, Kaggle's order).
 ASTRONAUT_KEYPOINTS = np.array([
     246.0, 104.0, 204.8, 102.3, 237.3, 104.0, 254.8, 104.0, 213.5, 103.0, 194.8, 102.3,

@@ -320,5 +320,5 @@ def test_the_toolkit_imports_without_the_kaggle_package():
             "try:\n    kaggle_api.authenticated_api()\n"
             "except kaggle_api.KaggleError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).parents[1], check=True).stdout
+                         cwd=Path(__file__).parents[2], check=True).stdout
     assert "the kaggle package is not installed" in out

@@ -311,7 +311,7 @@ def test_missing_fraction_extremes(tmp_path, fraction):
 
 
 def test_rewriting_replaces_every_file_by_os_replace(tmp_path, monkeypatch):
-    """Each file arrives whole by os.replace (tests/test_atomic.py: a failed rewrite leaves
+    """Each file arrives whole by os.replace (tests/utils/test_atomic.py: a failed rewrite leaves
     the old files as they were)."""
     first = write_kaggle_dataset(tmp_path, n_train=10, n_test=3, seed=0)
     before = first["training"].read_bytes()

@@ -10,7 +10,7 @@ from kfkd_kit.keypoints import FEATURE_NAMES
 from kfkd_kit.photo import align, framing
 from kfkd_kit.photo.annotate import write_annotated
 
-ASTRONAUT = Path(__file__).resolve().parent / "data" / "astronaut.jpg"
+ASTRONAUT = Path(__file__).resolve().parents[1] / "fixtures" / "astronaut.jpg"
 # a face-like layout in the 96x96 crop: eyes, brows, nose, mouth (Kaggle's order)
 LAYOUT = np.array([66, 38, 30, 38, 60, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 31, 39, 29,
                    16, 31, 48, 57, 63, 76, 33, 76, 48, 72, 48, 82], dtype=float)

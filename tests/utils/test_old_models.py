@@ -1,6 +1,6 @@
 """Models saved before the package was grouped into subpackages still load, from .joblib
 and .skops, and predict the numbers they predicted when they were saved (the fixtures in
-tests/data/old_models were written by the old layout; make_fixtures.py there says how)."""
+tests/fixtures/old_models were written by the old layout; make_fixtures.py there says how)."""
 import json
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import pytest
 
 from kfkd_kit.data.synthetic import make_faces
 
-OLD = Path(__file__).parent / "data" / "old_models"
+OLD = Path(__file__).parents[1] / "fixtures" / "old_models"
 EXPECTED = json.loads((OLD / "expected.json").read_text())
 FILES = {"net1": "net1.joblib", "net1 skops": "net1-skops.skops", "net8": "net8.joblib",
          "net8 skops": "net8-skops.skops", "net8-pair": "net8-pair.joblib",

@@ -50,7 +50,7 @@ def test_saved_model_predicts_pixels_after_joblib_load(trained):
 def test_example_script_predicts_from_the_joblib_file_alone(trained, tmp_path):
     import runpy
     root, model = trained
-    example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "predict_keypoints.py"))
+    example = runpy.run_path(str(Path(__file__).parents[2] / "examples" / "predict_keypoints.py"))
     out = tmp_path / "kp.csv"
     example["main"](str(model), str(root / "data" / "test.csv"), str(out))
     table = pd.read_csv(out)

@@ -32,7 +32,7 @@ from kfkd_kit.data.splits import grouped_holdout
 from kfkd_kit.data import write_kaggle_dataset
 from kfkd_kit.meta.tta import FlipTTA
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--device", "cpu", "--precision", "fp32"]
 TRIAL_LINE = re.compile(r"^trial (\d+) \[\d+/\d+\]: ", re.M)
 # net8's own values on the dimensions searched with the epochs held: trial 0's

@@ -29,7 +29,7 @@ from kfkd_kit.cli import main
 from kfkd_kit.keypoints import FEATURE_NAMES
 from kfkd_kit.data import write_kaggle_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).resolve().parent.parent if (
     Path(sys.executable).parent / "activate").exists() else None
 

@@ -37,7 +37,7 @@ def _command(folder, model, net="net1", epochs=EPOCHS):
 
 def _start_and_wait(command, pointer, epoch):
     """Start the command; return the process once its last checkpoint reached ``epoch``."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=env)
     deadline = time.monotonic() + 120
@@ -62,7 +62,7 @@ def test_kill_9_then_the_same_command_resumes_and_ends_with_all_epochs(folder):
     stopped = json.loads((run_dir / "last.json").read_text())["epoch"]
     assert 20 <= stopped < EPOCHS and not model.exists()
     out = subprocess.run(command, capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2])))
     assert out.returncode == 0, out.stderr
     assert f"resuming from epoch {stopped} of {EPOCHS}" in out.stdout
     net = joblib.load(model).named_steps["net"]
@@ -157,7 +157,7 @@ def _exact_command(folder, model, net):
 
 def _run(command):
     out = subprocess.run(command, capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2])))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return out.stdout
 
@@ -212,7 +212,7 @@ sys.exit(main(sys.argv[1:]))
 
 def _kill_itself_after(command, epoch, signum=signal.SIGKILL):
     assert command[1:3] == ["-m", "kfkd_kit"]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]),
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]),
                KFKD_TEST_KILL_AFTER=str(epoch), KFKD_TEST_SIGNAL=str(int(signum)))
     return subprocess.run([command[0], "-c", _SELF_KILL, *command[3:]], capture_output=True,
                           text=True, env=env, timeout=600)
