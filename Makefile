@@ -21,7 +21,7 @@ DATA ?=
 NET ?=
 ## the model file: written by train, read by submit, report, predict, export (default: models/NET.joblib for train, else models/net1.joblib)
 MODEL ?=
-## where the command writes: submit a folder or .csv (submissions), report a folder (reports), predict a CSV (keypoints.csv), export an .onnx, cv/grid/lrfind/tune a folder (cv), zoo a .md
+## where the command writes: submit a folder or .csv (submissions), report and audit a folder (reports), predict a CSV (keypoints.csv), export an .onnx, cv/grid/lrfind/tune a folder (cv), zoo a .md
 OUT ?=
 ## seed of the weights, splits and augmentation (default: 0)
 SEED ?=
@@ -105,6 +105,8 @@ IMAGES ?=
 ANNOTATED ?=
 ## predict: auto, mtcnn or haar (default: auto)
 DETECTOR ?=
+## audit: also write a cleaned copy of the training file to this .csv, its log of every change beside it (<stem>-changes.csv)
+CLEAN ?=
 ## bench: 1 for a quick run
 QUICK ?=
 
@@ -134,7 +136,7 @@ check = $(foreach v,$(filter-out $(1) $(BUILD_VARS),$(given)),$(error make $@: $
 # recipe passes itself
 kfkd = $(call check,$(2) $(3) $(4))$(KFKD) $(1) $(strip $(call options,$(2),$(3)))
 
-.PHONY: setup download train submit report cv grid zoo lrfind tune compare predict export bench test data clean help
+.PHONY: setup download train submit report audit cv grid zoo lrfind tune compare predict export bench test data clean help
 
 help: ## this table
 	@awk '$(HELP_AWK)' $(firstword $(MAKEFILE_LIST))
@@ -172,6 +174,9 @@ submit: setup ## a Kaggle submission CSV from MODEL into OUT; KAGGLE=1 uploads i
 
 report: setup ## error analysis of MODEL: OUT/<model>-<UTC>/report.html
 	$(call kfkd,report,DATA MODEL OUT HOLDOUT SEED,TRUST)
+
+audit: setup ## a data audit of DATA without a net: OUT/audit-<UTC>/audit.html; CLEAN= writes a cleaned training file
+	$(call kfkd,audit,DATA OUT CLEAN)
 
 cv: setup ## k-fold cross-validation of NET: RMSE per fold
 	$(call kfkd,cv,DATA NET MODEL OUT $(SETTINGS) FOLDS $(DASK),KEEP_MODELS)

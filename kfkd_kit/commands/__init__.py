@@ -33,6 +33,8 @@ COMMANDS = {
                "drawn",
     "export": "the fitted net as an ONNX graph (crop in, keypoints in pixels out), checked "
               "against torch",
+    "audit": "a data audit without a net: duplicate images, labels that look wrong, images "
+             "with no face, labelling groups (HTML); --clean writes a cleaned training file",
     "make_data": "write the built-in synthetic data set in Kaggle's layout",
 }
 NAMES = tuple(COMMANDS)

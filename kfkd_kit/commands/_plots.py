@@ -169,3 +169,33 @@ def lr_range_plot(lrs, losses, smoothed, path, suggested=None, configured=None, 
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def face_table(cells, path, columns=4, title="") -> Path:
+    """Faces in rows of ``columns``: each cell None (left empty) or (image, keypoints px,
+    caption, marked keypoint indices drawn in red, the others green). The audit's page:
+    a duplicate group on one row, a flagged face in each cell."""
+    rows = max(1, -(-len(cells) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.15 * rows + (0.4 if title else 0)),
+                             squeeze=False)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - (0.35 / (2.15 * rows + 0.4) if title else 0),
+                        hspace=0.2, wspace=0.05)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, cell in zip(axes.flat, cells):
+        if cell is None:
+            continue
+        image, keypoints, caption, marked = cell
+        ax.imshow(np.asarray(image).reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=255)
+        if keypoints is not None:
+            points = _on_image(keypoints).reshape(-1, 2)
+            red = np.zeros(len(points), dtype=bool)
+            red[list(marked or [])] = True
+            ax.scatter(points[~red, 0], points[~red, 1], marker="o", s=9, c="#1a9e1a")
+            ax.scatter(points[red, 0], points[red, 1], marker="x", s=30, c="#d62728")
+        ax.set_xlim(-0.5, IMAGE_SIDE - 0.5)
+        ax.set_ylim(IMAGE_SIDE - 0.5, -0.5)
+        ax.set_title(caption, fontsize="x-small", pad=2)
+    if title:
+        fig.suptitle(title, fontsize="small")
+    return _save(fig, path)

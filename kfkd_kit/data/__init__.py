@@ -49,7 +49,7 @@ EXPORTS = {
     "submission": ("SubmissionError", "build_submission", "validate_submission",
                    "write_submission", "submission_path"),
     "mirror": ("estimate_flip_axis", "flip_consistent_axis"),
-    "audit": ("audit", "clean_changes", "write_clean"),
+    "audit": ("Audit", "clean_changes", "write_clean"),
 }
 _lazy_names, __getattr__, __dir__ = exports(__name__, EXPORTS)
 __all__ = ["DataError", "TrainingData", "TestData", "find_file", "has_kaggle_data",

@@ -13,6 +13,7 @@ EXPORTS = {
     "analysis": ("analyse", "Analysis", "held_out_rows", "per_face_rmse", "worst_faces",
                  "keypoint_table", "bias_table", "completeness_table"),
     "report_html": ("report_page",),
+    "audit_html": ("audit_page",),
     "zoo": ("run_zoo",),
 }
 __all__, __getattr__, __dir__ = exports(__name__, EXPORTS)

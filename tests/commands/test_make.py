@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAKEFILE = ROOT / "Makefile"
 BUILD = {"PYTHON", "VENV", "TORCH_INDEX"}
 # targets -> the program their command line runs
-COMMAND_TARGETS = ("download", "train", "submit", "report", "cv", "grid", "zoo", "lrfind",
+COMMAND_TARGETS = ("download", "train", "submit", "report", "audit", "cv", "grid", "zoo", "lrfind",
                    "tune", "compare", "predict", "export", "data")
 # a value each variable's option accepts; "1" for a flag
 SAMPLES = {
@@ -30,7 +30,7 @@ SAMPLES = {
     "SCHEDULER": "tcp://h:1", "DASK_WORKERS": "2", "NETS": "net1,net2", "EPOCH_CAP": "5",
     "BATCHES": "9", "START_LR": "1e-5", "END_LR": "0.5", "TRIALS": "4", "STORAGE": "journal:j",
     "STUDY": "s", "MODELS_DIR": "mm", "IMAGES": "a.jpg b", "ANNOTATED": "ann",
-    "DETECTOR": "haar", "QUICK": "1",
+    "DETECTOR": "haar", "QUICK": "1", "CLEAN": "c/clean.csv",
 }
 
 needs_make = pytest.mark.skipif(

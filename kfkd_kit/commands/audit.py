@@ -1,0 +1,164 @@
+"""`kfkd audit` (``make audit DATA=... [CLEAN=...]``): the data audit of a training file
+(and the test file beside it) without a trained net, written to
+``reports/audit-<UTC stamp>/``: ``audit.html`` (one self-contained page, faces drawn), the
+PNGs, and one CSV per check; with ``--clean PATH``, a cleaned copy of the training file and
+``PATH``'s log of every change (``<stem>-changes.csv``). The checks and the cleaning
+policy: data/audit.py; the page: search/audit_html.py.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import data
+
+from ..data.audit import audit as audit_data, clean_changes, write_clean
+from ..keypoints import KEYPOINTS
+from ..search.audit_html import audit_page
+from ..utils.atomic import atomic_write, create_unique, utc_stamp, write_csv
+from . import _options, _plots as plots
+
+DRAWN = 12           # groups or faces drawn per section
+
+
+def log_path(clean) -> Path:
+    clean = Path(clean)
+    return clean.with_name(f"{clean.stem}-changes.csv")
+
+
+def _check_clean(clean, sources):
+    """A one-line ValueError unless ``clean`` is a new .csv path that is no input file."""
+    clean = Path(clean)
+    if clean.suffix.lower() != ".csv":
+        raise ValueError(f"--clean {clean}: expected a .csv path for the cleaned training file")
+    for source in sources:
+        if source is not None and clean.resolve() == Path(source).resolve():
+            raise ValueError(f"--clean {clean}: is an input file; the cleaned copy never "
+                             "replaces it")
+    if clean.is_dir():
+        raise ValueError(f"--clean {clean}: is a folder; expected a .csv path")
+
+
+def _group_cells(groups, training, test, columns=4):
+    cells = []
+    for g in groups[:DRAWN]:
+        row = [(training.X[r], training.y[r], f"row {r}" + (" disagree" if g.disagree else ""), [])
+               for r in g.rows]
+        row += [(test.X[t], None, f"test {t}", []) for t in g.test]
+        row = row[:columns]
+        cells += row + [None] * (columns - len(row))
+    return cells
+
+
+def _face_cells(items, training, marked):
+    cells = []
+    for item in items[:DRAWN]:
+        r = item["row"]
+        cells.append((training.X[r], training.y[r], f"row {r}", marked(item)))
+    return cells
+
+
+def _figures(result, training, test, folder):
+    figures, shown = {}, {}
+    if result.exact:
+        figures["exact"] = plots.face_table(_group_cells(result.exact, training, test),
+                                            folder / "exact-duplicates.png")
+        shown["exact"] = min(DRAWN, len(result.exact))
+    if result.near:
+        figures["near"] = plots.face_table(_group_cells(result.near, training, test),
+                                           folder / "near-duplicates.png")
+        shown["near"] = min(DRAWN, len(result.near))
+    if result.swapped:
+        figures["swapped"] = plots.face_table(
+            _face_cells(result.swapped, training, lambda s: [KEYPOINTS.index(k) for k in s["keypoints"]]),
+            folder / "swapped.png")
+        shown["swapped"] = min(DRAWN, len(result.swapped))
+    if result.outliers:
+        figures["outliers"] = plots.face_table(
+            _face_cells(result.outliers, training, lambda o: [KEYPOINTS.index(o["keypoint"])]),
+            folder / "outliers.png")
+        shown["outliers"] = min(DRAWN, len(result.outliers))
+    blank = [(training.X[b["row"]], None, f"row {b['row']}", []) for b in result.blank] + \
+            [(test.X[b["row"]], None, f"test {b['row']}", []) for b in result.blank_test]
+    if blank:
+        figures["blank"] = plots.face_table(blank[:DRAWN], folder / "no-face.png")
+        shown["blank"] = min(DRAWN, len(blank))
+    return figures, shown
+
+
+def _tables(result, folder):
+    def groups(items):
+        return pd.DataFrame([{"group": k, "kind": g.kind, "rows": " ".join(map(str, g.rows)),
+                              "test": " ".join(map(str, g.test)), "similarity": g.similarity,
+                              "disagree": g.disagree, "max_diff_px": g.max_diff_px}
+                             for k, g in enumerate(items)],
+                            columns=["group", "kind", "rows", "test", "similarity", "disagree",
+                                     "max_diff_px"])
+    write_csv(folder / "duplicates.csv", pd.concat([groups(result.exact), groups(result.near)]))
+    labels = ([{"row": s["row"], "keypoint": " ".join(s["keypoints"]), "check": "swapped",
+                "score": s["sse"] / max(s["sse_swapped"], 1e-9)} for s in result.swapped] +
+              [{"row": o["row"], "keypoint": o["keypoint"], "check": "outlier", "score": o["z"]}
+               for o in result.outliers] +
+              [{"row": o["row"], "keypoint": o["keypoint"], "check": "outside", "score": np.nan}
+               for o in result.outside])
+    write_csv(folder / "labels.csv", pd.DataFrame(labels, columns=["row", "keypoint", "check", "score"]))
+    write_csv(folder / "no-face.csv", pd.DataFrame(
+        [{"file": "training", **b} for b in result.blank] +
+        [{"file": "test", **b} for b in result.blank_test],
+        columns=["file", "row", "std", "spread"]))
+    write_csv(folder / "groups.csv", pd.DataFrame(
+        [{"group": g["group"], "rows": g["count"], "keypoints": " ".join(g["keypoints"])}
+         for g in result.groups], columns=["group", "rows", "keypoints"]))
+    write_csv(folder / "group-bias.csv", pd.DataFrame(result.bias))
+
+
+def run_audit(data_dir="data", out_dir="reports", clean=None, say=print) -> Path:
+    """Audit the data folder; write the page, its figures and CSVs (and, with ``clean``,
+    the cleaned training file and its log); return the page's path."""
+    folder = data.resolve_data_dir(data_dir, say)
+    training = data.load_training(folder)
+    test_file = data.find_file(folder, "test")
+    test = data.load_test(test_file) if test_file is not None else None
+    if clean is not None:
+        _check_clean(clean, [training.source, test_file])
+    result = audit_data(training.X, training.y, None if test is None else test.X)
+    changes = clean_changes(result, training.y) if clean is not None else None
+
+    out = create_unique(Path(out_dir) / f"audit-{utc_stamp()}")
+    figures, shown = _figures(result, training, test, out)
+    _tables(result, out)
+    cleaned = None
+    if clean is not None:
+        clean = Path(clean)
+        clean.parent.mkdir(parents=True, exist_ok=True)
+        done = write_clean(training.source, clean, changes)
+        log = pd.DataFrame([asdict(c) for c in done], columns=["row", "column", "old", "new", "reason"])
+        write_csv(log_path(clean), log)
+        write_csv(out / "changes.csv", log)
+        cleaned = (clean, len(done))
+        say(f"{clean}: {len(done)} changes, logged in {log_path(clean)}")
+    page = out / "audit.html"
+    with atomic_write(page, "w") as f:
+        f.write(audit_page(result, figures, shown, Path(str(training.source)).name,
+                           None if test is None else Path(str(test.source)).name, cleaned))
+    for name, count in result.counts().items():
+        say(f"{name}: {count}")
+    return page
+
+
+def add_parser(sub):
+    p = _options.command_parser(sub, "audit")
+    _options.add_data(p)
+    _options.add_out(p, "reports", "the folder where the audit's folder audit-<UTC time>/ goes")
+    p.add_argument("--clean", default=None, metavar="PATH",
+                   help="also write a cleaned copy of the training file to this .csv, and its "
+                        "log of every change to <stem>-changes.csv beside it; the test file "
+                        "is never touched (default: none)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    print(run_audit(data_dir=args.data, out_dir=args.out, clean=args.clean))

@@ -1,0 +1,88 @@
+"""The page of `kfkd audit`: one self-contained HTML file (figures embedded as data URIs)
+from a ``data.audit.Audit`` and its figures."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from ..utils.atomic import utc_stamp
+from .report_html import _STYLE, _html_table, _img
+
+__all__ = ["audit_page"]
+
+
+def _section(title, intro, figure=None, table=None, headers=None, shown=None, total=None):
+    parts = [f"<h2>{html.escape(title)}</h2>", f"<p>{intro}</p>"]
+    if total == 0:
+        parts.append("<p><b>None found.</b></p>")
+        return "\n".join(parts)
+    if shown is not None and total is not None and shown < total:
+        parts.append(f'<p class="note">The first {shown} of {total} drawn; the CSV beside '
+                     "this page lists them all.</p>")
+    if figure:
+        parts.append(_img(figure, title))
+    if table:
+        parts.append(_html_table(table, headers))
+    return "\n".join(parts)
+
+
+def audit_page(result, figures, shown, training_name, test_name, cleaned=None) -> str:
+    """The HTML of the audit ``result``; ``figures``: {section: PNG path}, ``shown``:
+    {section: how many drawn}; ``cleaned``: (path, number of changes) or None."""
+    counts = result.counts()
+    rows = [{"check": k, "count": v} for k, v in counts.items()]
+    groups = [{"group": g["group"], "rows": g["count"],
+               "keypoints": ", ".join(g["keypoints"]) if len(g["keypoints"]) < 15 else "all 15"}
+              for g in result.groups]
+    bias = [{k: b[k] for k in ("group", "versus", "keypoint", "axis", "diff_px", "se_px",
+                               "aligned_diff_px", "aligned_se_px")} | {"differs": "yes" if b["differs"] else ""}
+            for b in result.bias]
+    page = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>data audit: "
+            f"{html.escape(training_name)}</title><style>{_STYLE}</style></head><body>",
+            f"<h1>Data audit: {html.escape(training_name)}</h1>",
+            f'<p class="meta">training {html.escape(training_name)} ({result.n_rows} rows); test '
+            f"{html.escape(test_name or 'none')} ({result.n_test} images); written {utc_stamp()}. "
+            "\"row\" is the row in the training file (0-based), \"test\" in the test file.</p>",
+            _html_table(rows, {"check": "check", "count": "count"})]
+    if cleaned:
+        page.append(f"<p>Cleaned copy: {html.escape(Path(cleaned[0]).name)}, {cleaned[1]} "
+                    "changes, each in its log.</p>")
+    page += [
+        _section("Exact duplicate images", "Identical pixels, across the training and test "
+                 "images; one group a row. Labels that differ by more than 1 px on a keypoint "
+                 "both rows label are marked <i>disagree</i>.", figures.get("exact"),
+                 shown=shown.get("exact"), total=len(result.exact)),
+        _section("Near duplicates", "The same picture again though not identical (re-lit, "
+                 "noisier, moved a pixel or two): blurred images correlating above 0.99 at "
+                 "their best shift.", figures.get("near"), shown=shown.get("near"),
+                 total=len(result.near)),
+        _section("Left/right pairs that fit better swapped", "The row's points fitted to the "
+                 "mean shape by a similarity fit clearly better with the marked pair "
+                 "exchanged (red: the pair as labelled).", figures.get("swapped"),
+                 shown=shown.get("swapped"), total=len(result.swapped)),
+        _section("Keypoints far from the rest of the face", "Each labelled point against where "
+                 "the row's other points put it (a similarity fit to the mean shape), more than "
+                 "twice that keypoint's 95th percentile and 4 px away (red).",
+                 figures.get("outliers"), shown=shown.get("outliers"), total=len(result.outliers)),
+        _section("Keypoints outside the image", "Labels outside the 96x96 frame.", None,
+                 result.outside[:50], {"row": "row", "keypoint": "keypoint"},
+                 total=len(result.outside)),
+        _section("Images with no face", "Near-constant images (pixel sd below 6 or a 1st to "
+                 "99th percentile spread below 24 grey levels): no face to find. No face "
+                 "detector is run.", figures.get("blank"), shown=shown.get("blank"),
+                 total=len(result.blank) + len(result.blank_test)),
+        "<h2>Labelling groups</h2><p>The rows by which keypoints they label, largest first.</p>",
+        _html_table(groups, {"group": "group", "rows": "rows", "keypoints": "keypoints"}),
+        "<p>Each group of 10 rows or more against the largest, on the keypoints they share: "
+        "the difference of the mean (px) with its standard error, in the image and after each "
+        "row's similarity alignment to the mean shape (geometry, not placement); "
+        "<i>differs</i>: the image difference exceeds 3 standard errors. Groups may differ "
+        "in their images as well as in their labelling; the aligned difference is the "
+        "closer to a labelling habit. Computed after the swaps and outliers above.</p>",
+        _html_table(bias, {"group": "group", "versus": "versus", "keypoint": "keypoint",
+                           "axis": "axis", "diff_px": "diff (px)", "se_px": "SE",
+                           "aligned_diff_px": "aligned diff", "aligned_se_px": "aligned SE",
+                           "differs": "differs"}) if bias else
+        "<p>No two groups of 10 rows or more.</p>",
+        "</body></html>\n"]
+    return "\n".join(page)
