@@ -62,7 +62,7 @@ def audit_page(result, figures, shown, training_name, test_name, cleaned=None) -
                  shown=shown.get("swapped"), total=len(result.swapped)),
         _section("Keypoints far from the rest of the face", "Each labelled point against where "
                  "the row's other points put it (a similarity fit to the mean shape), more than "
-                 "twice that keypoint's 95th percentile and 4 px away (red).",
+                 "1.7 times that keypoint's 95th percentile and 4 px away (red).",
                  figures.get("outliers"), shown=shown.get("outliers"), total=len(result.outliers)),
         _section("Keypoints outside the image", "Labels outside the 96x96 frame.", None,
                  result.outside[:50], {"row": "row", "keypoint": "keypoint"},
