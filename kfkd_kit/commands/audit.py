@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import data
@@ -90,29 +89,8 @@ def _figures(result, training, test, folder):
 
 
 def _tables(result, folder):
-    def groups(items):
-        return pd.DataFrame([{"group": k, "kind": g.kind, "rows": " ".join(map(str, g.rows)),
-                              "test": " ".join(map(str, g.test)), "similarity": g.similarity,
-                              "disagree": g.disagree, "max_diff_px": g.max_diff_px}
-                             for k, g in enumerate(items)],
-                            columns=["group", "kind", "rows", "test", "similarity", "disagree",
-                                     "max_diff_px"])
-    write_csv(folder / "duplicates.csv", pd.concat([groups(result.exact), groups(result.near)]))
-    labels = ([{"row": s["row"], "keypoint": " ".join(s["keypoints"]), "check": "swapped",
-                "score": s["sse"] / max(s["sse_swapped"], 1e-9)} for s in result.swapped] +
-              [{"row": o["row"], "keypoint": o["keypoint"], "check": "outlier", "score": o["z"]}
-               for o in result.outliers] +
-              [{"row": o["row"], "keypoint": o["keypoint"], "check": "outside", "score": np.nan}
-               for o in result.outside])
-    write_csv(folder / "labels.csv", pd.DataFrame(labels, columns=["row", "keypoint", "check", "score"]))
-    write_csv(folder / "no-face.csv", pd.DataFrame(
-        [{"file": "training", **b} for b in result.blank] +
-        [{"file": "test", **b} for b in result.blank_test],
-        columns=["file", "row", "std", "spread"]))
-    write_csv(folder / "groups.csv", pd.DataFrame(
-        [{"group": g["group"], "rows": g["count"], "keypoints": " ".join(g["keypoints"])}
-         for g in result.groups], columns=["group", "rows", "keypoints"]))
-    write_csv(folder / "group-bias.csv", pd.DataFrame(result.bias))
+    for name, (rows, columns) in result.tables().items():
+        write_csv(folder / f"{name}.csv", pd.DataFrame(rows, columns=columns))
 
 
 def run_audit(data_dir="data", out_dir="reports", clean=None, say=print) -> Path:

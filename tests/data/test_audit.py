@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfkd_kit.data import audit as A
+from kfkd_kit.data import audit as A, label_checks
 from kfkd_kit.data import load_training, write_kaggle_dataset
 from kfkd_kit.data.synthetic import make_faces
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, KEYPOINTS, columns_of
@@ -44,7 +44,7 @@ def _plant(n=400, n_test=100, seed=0, offset=None):
     # swapped left/right pairs, one per row
     truth["swapped"] = set()
     for r in rows[40:60]:
-        pairs = [(a, b) for a, b in A._PAIRS if np.isfinite(y[r, 2 * a])]
+        pairs = [(a, b) for a, b in label_checks._PAIRS if np.isfinite(y[r, 2 * a])]
         a, b = pairs[rng.integers(len(pairs))]
         y[r, [2 * a, 2 * a + 1, 2 * b, 2 * b + 1]] = y[r, [2 * b, 2 * b + 1, 2 * a, 2 * a + 1]]
         truth["swapped"].add((int(r), KEYPOINTS[a]))
