@@ -63,6 +63,7 @@ def write_oof(result: CVResult, out_dir, run, meta=None, test=None, model=None,
     ``test``: the TestData whose images ``result.test_predictions`` are. Returns the paths."""
     from ..utils.atomic import write_csv
     paths = oof_paths(out_dir, run)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     train, test_table = oof_tables(result, None if test is None else test.image_ids)
     written = {"train": write_csv(paths["train"], train)}
     if test_table is not None:

@@ -22,7 +22,7 @@ def add_parser(sub):
     p.add_argument("--runs", type=run_list, required=True, metavar="RUN,RUN,...",
                    help="the cv runs, comma-separated: cv/<net>-<time> (or their "
                         "cv/oof-<net>-<time>.json), each from make cv KEEP_MODELS=1 with "
-                        "the same FOLDS and SEED")
+                        "the same FOLDS and SEED (default: none, they are required)")
     _options.add_model(p, "where the stacked model goes (.joblib or .skops)",
                        default=DEFAULT_MODEL)
     p.set_defaults(func=run)

@@ -212,7 +212,7 @@ class StackedKeypoints(PixelRMSEScore, RegressorMixin, BaseEstimator):
         if not members:
             raise ValueError("StackedKeypoints.from_fitted needs at least one member")
         coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
-        if coef.ndim != 2 or coef.shape[0] % len(members) or coef.shape[1] != len(intercept):
+        if intercept.ndim != 1 or coef.shape != (len(members) * len(intercept), len(intercept)):
             raise ValueError(f"a meta-model of shape {coef.shape} + {intercept.shape} does "
                              f"not fit {len(members)} members")
         stack = cls(estimators=None, method=method)

@@ -131,10 +131,10 @@ def _read_table(path, key, folds, k):
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             raise _error(path, int(bad[0]) + 1, column,
-                         f"{table[column].iloc[bad[0]]!r} is not a number")
+                         f"{str(table[column].iloc[bad[0]])!r} is not a number")
         if column in (key, "fold") and (values != np.round(values)).any():
             row = int(np.flatnonzero(values != np.round(values))[0]) + 1
-            raise _error(path, row, column, f"{values[row - 1]!r} is not a whole number")
+            raise _error(path, row, column, f"{float(values[row - 1])!r} is not a whole number")
     fold = table["fold"].to_numpy(dtype=np.int64)
     bad = np.flatnonzero((fold < 1) | (fold > folds))
     if len(bad):
