@@ -19,7 +19,7 @@ TORCH_INDEX ?=
 DATA ?=
 ## the named net: net1..net8 or specialists (default: net1; tune: net8)
 NET ?=
-## the model file: written by train, read by submit, report, predict, export (default: models/NET.joblib for train, else models/net1.joblib)
+## the model file: written by train (and cv with KEEP_MODELS, grid with REFIT, stack), read by submit, report, predict, export (default: models/NET.joblib for train, models/stack.joblib for stack, else models/net1.joblib)
 MODEL ?=
 ## where the command writes: submit a folder or .csv (submissions), report and audit a folder (reports), predict a CSV (keypoints.csv), export an .onnx, cv/grid/lrfind/tune a folder (cv), zoo a .md
 OUT ?=
@@ -69,8 +69,10 @@ MESSAGE ?=
 HOLDOUT ?=
 ## k of the k-fold CV (cv: 5, grid: 3)
 FOLDS ?=
-## 1: save cv's fold models as one ensemble (MODEL=, default models/NET-cv<k>.ensemble.joblib)
+## 1: save cv's fold models as one ensemble (MODEL=, default models/NET-cv<k>.ensemble.joblib; stack needs them)
 KEEP_MODELS ?=
+## stack's cv runs, comma-separated, e.g. cv/net8-20260101T000000Z,cv/net7-20260101T010000Z (same FOLDS and SEED, each with KEEP_MODELS=1)
+RUNS ?=
 ## grid's learning rates, comma-separated
 LRS ?=
 ## grid's momenta, comma-separated
@@ -136,7 +138,7 @@ check = $(foreach v,$(filter-out $(1) $(BUILD_VARS),$(given)),$(error make $@: $
 # recipe passes itself
 kfkd = $(call check,$(2) $(3) $(4))$(KFKD) $(1) $(strip $(call options,$(2),$(3)))
 
-.PHONY: setup download train submit report audit cv grid zoo lrfind tune compare predict export bench test data clean help
+.PHONY: setup download train submit report audit cv stack grid zoo lrfind tune compare predict export bench test data clean help
 
 help: ## this table
 	@awk '$(HELP_AWK)' $(firstword $(MAKEFILE_LIST))
@@ -178,8 +180,11 @@ report: setup ## error analysis of MODEL: OUT/<model>-<UTC>/report.html
 audit: setup ## a data audit of DATA without a net: OUT/audit-<UTC>/audit.html; CLEAN= writes a cleaned training file
 	$(call kfkd,audit,DATA OUT CLEAN)
 
-cv: setup ## k-fold cross-validation of NET: RMSE per fold
+cv: setup ## k-fold cross-validation of NET: RMSE per fold, out-of-fold predictions (cv/oof-*)
 	$(call kfkd,cv,DATA NET MODEL OUT $(SETTINGS) FOLDS $(DASK),KEEP_MODELS)
+
+stack: setup ## stack cv RUNS: a meta-model on their out-of-fold predictions, nested-CV scored, saved as MODEL
+	$(call kfkd,stack,DATA RUNS MODEL)
 
 grid: setup ## GridSearchCV of NET over LRS x MOMENTA
 	$(call kfkd,grid,DATA NET MODEL OUT $(SETTINGS) FOLDS LRS MOMENTA $(DASK),REFIT)

@@ -20,7 +20,10 @@ COMMANDS = {
               "faces, learning curves (HTML)",
     "download": "download and unpack the competition's files from Kaggle (the kaggle "
                 "package) into the data folder",
-    "cv": "k-fold cross-validation of a named net (RMSE px per fold)",
+    "cv": "k-fold cross-validation of a named net (RMSE px per fold), with its out-of-fold "
+          "predictions",
+    "stack": "stack cv runs: a meta-model per keypoint on their out-of-fold predictions, "
+             "scored by nested CV, saved as one model",
     "grid": "GridSearchCV over learning rate x momentum",
     "zoo": "train every configuration, score on one held-out split, write a Markdown "
            "results table",

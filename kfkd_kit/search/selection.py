@@ -267,6 +267,14 @@ class CVResult:
     params: dict = field(default_factory=dict)
     seconds: float = 0.0
     ensemble: FoldEnsemble | None = None
+    # out-of-fold predictions: every row by the fold model that did not train on it (n, k)
+    # px; each row's fold (n,), 1..folds; each fold model's predictions of X_test (folds,
+    # m, k) px, or None without test images
+    oof: np.ndarray | None = None
+    fold_of: np.ndarray | None = None
+    test_predictions: np.ndarray | None = None
+    # RMSE px over every labelled value of ``oof`` (the folds pooled): what stacking compares
+    oof_rmse_px: float | None = None
 
     @property
     def rmse_px(self) -> list:
@@ -300,7 +308,7 @@ class CVResult:
 
 
 def cross_validate_net(estimator, X, y, folds=5, random_state=0, keep_models=False, scheduler=None,
-                       dask_workers=None, name="custom", say=print) -> CVResult:
+                       dask_workers=None, name="custom", say=print, X_test=None) -> CVResult:
     """Shuffled k-fold CV (``splits.grouped_kfold``: sklearn's shuffled KFold over groups of
     identical images, seeded with ``random_state``) of an unfitted
     estimator (``configs.build(name, ...)``), cloned for every fold.
@@ -311,6 +319,12 @@ def cross_validate_net(estimator, X, y, folds=5, random_state=0, keep_models=Fal
     on all of the held-out fold's labelled values.
     ``keep_models``: return the k fitted fold models as ``result.ensemble`` (FoldEnsemble).
     ``scheduler`` / ``dask_workers``: run the folds on Dask (see ``dask_backend``).
+
+    Always: ``result.oof``, every row's prediction by the fold model that held it out, and
+    ``result.fold_of``, its fold (1..k); with ``X_test`` (the test images),
+    ``result.test_predictions``, each fold model's predictions of them. The folds depend
+    on the images, ``folds`` and ``random_state`` only, so every model cross-validated on
+    the same data with the same two gets the same folds (what stacking needs).
     """
     X, y = _check_xy(X, y, folds)
     template = clone(estimator)
@@ -336,11 +350,41 @@ def cross_validate_net(estimator, X, y, folds=5, random_state=0, keep_models=Fal
                   dask=_dask_label(scheduler, dask_workers))
     result = CVResult(net=name, folds=folds, seed=random_state, epochs=_max_epochs(template),
                       n_rows=len(X), rows=rows, params=params, seconds=seconds)
+    result.oof, result.fold_of, result.test_predictions = out_of_fold(
+        out["estimator"], splits, X, X_test)
+    result.oof_rmse_px = float(masked_rmse_px(y, result.oof))
     if keep_models:
         result.ensemble = FoldEnsemble.from_fitted(out["estimator"], folds=splits,
                                                    template=template, cv=folds,
                                                    random_state=random_state)
     return result
+
+
+def out_of_fold(models, splits, X, X_test=None):
+    """(oof (n, k) float32, fold of each row (n,) 1..len(splits), test predictions
+    (folds, m, k) float32 or None): each row predicted by the model of the fold that held
+    it out, and every fold model's predictions of ``X_test``. ValueError if a model
+    predicts NaN or an infinite value (nothing to stack on)."""
+    from ..utils.progress import bar
+    X = np.asarray(X)
+    oof, fold_of, test = None, np.zeros(len(X), np.int64), []
+    with bar(total=len(splits), desc="out-of-fold predictions", unit="fold") as progress:
+        for k, (model, (_, rows)) in enumerate(zip(models, splits), start=1):
+            predicted = np.asarray(model.predict(X[rows]), dtype=np.float32)
+            if oof is None:
+                oof = np.full((len(X), predicted.shape[1]), np.nan, np.float32)
+            oof[rows], fold_of[rows] = predicted, k
+            if X_test is not None:
+                test.append(np.asarray(model.predict(np.asarray(X_test)), dtype=np.float32))
+            progress.update(1)
+    if (fold_of == 0).any():
+        raise ValueError(f"the folds leave {int((fold_of == 0).sum())} rows out")
+    for what, values in (("out-of-fold", oof), ("test", np.asarray(test))):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(f"a fold model predicted {int(bad.sum())} non-finite {what} "
+                             "values: nothing to stack on; check its training")
+    return oof, fold_of, (np.stack(test) if test else None)
 
 
 def _dask_label(scheduler, dask_workers):

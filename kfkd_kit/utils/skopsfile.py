@@ -32,6 +32,7 @@ TRUSTED_TYPES = [
     "kfkd_kit.meta.ensemble.SeedEnsemble",
     "kfkd_kit.meta.specialists.Specialists",
     "kfkd_kit.meta.tta.FlipTTA",
+    "kfkd_kit.meta.stack.StackedKeypoints",
     "kfkd_kit.net.nets.MLP",
     "kfkd_kit.net.nets.CNN",
     "kfkd_kit.net.nets.BNCNN",

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAKEFILE = ROOT / "Makefile"
 BUILD = {"PYTHON", "VENV", "TORCH_INDEX"}
 # targets -> the program their command line runs
-COMMAND_TARGETS = ("download", "train", "submit", "report", "audit", "cv", "grid", "zoo", "lrfind",
-                   "tune", "compare", "predict", "export", "data")
+COMMAND_TARGETS = ("download", "train", "submit", "report", "audit", "cv", "stack", "grid", "zoo",
+                   "lrfind", "tune", "compare", "predict", "export", "data")
 # a value each variable's option accepts; "1" for a flag
 SAMPLES = {
     "DATA": "some/data", "NET": "net8", "MODEL": "m/x.joblib", "OUT": "o/x", "SEED": "7",
@@ -26,7 +26,7 @@ SAMPLES = {
     "BASE": "b.joblib", "PARAMS": "p.json", "ENSEMBLE": "3", "JOBS": "2",
     "HEADS": "dense,softargmax", "LOOKUP": "l.csv", "TTA": "1", "TTA_SHIFT": "2",
     "TRUST": "1", "KAGGLE": "1", "MESSAGE": "it's $HOME", "HOLDOUT": "0.3", "FOLDS": "4",
-    "KEEP_MODELS": "1", "LRS": "0.1,0.2", "MOMENTA": "0.9", "REFIT": "1",
+    "KEEP_MODELS": "1", "RUNS": "cv/a,cv/b", "LRS": "0.1,0.2", "MOMENTA": "0.9", "REFIT": "1",
     "SCHEDULER": "tcp://h:1", "DASK_WORKERS": "2", "NETS": "net1,net2", "EPOCH_CAP": "5",
     "BATCHES": "9", "START_LR": "1e-5", "END_LR": "0.5", "TRIALS": "4", "STORAGE": "journal:j",
     "STUDY": "s", "MODELS_DIR": "mm", "IMAGES": "a.jpg b", "ANNOTATED": "ann",

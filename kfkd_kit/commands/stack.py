@@ -1,0 +1,79 @@
+"""`kfkd stack`: cv runs' out-of-fold predictions -> one stacked model.
+
+Reads each run's ``cv/oof-<run>.*`` files (search/oof.py), checks that the runs share
+their data and folds, prints the nested-CV RMSE of each meta-model against each member's
+out-of-fold RMSE, and saves the best as one estimator (meta/stack.py ``StackedKeypoints``:
+each run's kept fold models and the meta-model) with its JSON record; submit, report and
+predict take it like any model. The work is search/stacking.py's.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import _options
+
+DEFAULT_MODEL = "models/stack.joblib"
+
+
+def add_parser(sub):
+    p = _options.command_parser(sub, "stack")
+    _options.add_data(p, help="the folder of Kaggle's files the runs cross-validated on")
+    p.add_argument("--runs", type=run_list, required=True, metavar="RUN,RUN,...",
+                   help="the cv runs, comma-separated: cv/<net>-<time> (or their "
+                        "cv/oof-<net>-<time>.json), each from make cv KEEP_MODELS=1 with "
+                        "the same FOLDS and SEED (default: none, they are required)")
+    _options.add_model(p, "where the stacked model goes (.joblib or .skops)",
+                       default=DEFAULT_MODEL)
+    p.set_defaults(func=run)
+
+
+def run_list(text):
+    runs = [part.strip() for part in text.split(",") if part.strip()]
+    if not runs:
+        raise argparse.ArgumentTypeError(f"expected cv runs, comma-separated, got {text!r}")
+    return runs
+
+
+def run(args):
+    run_stack(args.runs, data_dir=args.data, model_path=args.model)
+
+
+def run_stack(runs, data_dir="data", model_path=DEFAULT_MODEL, say=print) -> dict:
+    """``kfkd stack``: read and check the runs and their fold models, score the stacks,
+    save the best. Returns the summary (the scores, the model's path)."""
+    from .. import data
+    from ..data.splits import image_groups
+    from ..search.oof import read_run
+    from ..search.stacking import check_runs, load_members, score_stacks, stack_model
+    from ..utils.modelfile import model_record, save_model
+    from ..utils.provenance import library_versions
+    from ..meta.stack import METHODS
+
+    model_path = Path(model_path)
+    if model_path.suffix == ".json":
+        raise ValueError(f"{model_path}: a model file is .joblib or .skops; its JSON record "
+                         "is written beside it")
+    oof_runs = [read_run(name) for name in runs]
+    training = data.load_training(data.resolve_data_dir(data_dir, say))
+    check_runs(oof_runs, training)
+    members = load_members(oof_runs)          # before the scoring: a missing one fails fast
+    say(f"stacking {len(oof_runs)} runs on {len(training.X)} rows of {training.source} over "
+        f"their {int(oof_runs[0].record['folds'])} shared folds")
+    scores = score_stacks(oof_runs, training.y, groups=image_groups(training.X), say=say)
+    say(scores.table())
+    model = stack_model(oof_runs, scores, members)
+    record = model_record(
+        "stack", "stack", scores.rmse_px, "cv", metrics={"methods": list(METHODS)},
+        **scores.record(), folds=int(oof_runs[0].record["folds"]),
+        seed=oof_runs[0].record.get("seed"),
+        members=[{"run": run.name, "net": run.record.get("net"), "model": run.model["path"],
+                  "params": run.record.get("params")} for run in oof_runs],
+        data={"source": str(training.source), "fingerprint": training.fingerprint,
+              "rows": len(training.X)},
+        versions=library_versions())
+    path, json_path = save_model(model, model_path, record)
+    say(f"stack ({scores.best}, nested-CV RMSE {scores.rmse_px:.4f} px) saved to {path}; "
+        f"record: {json_path}")
+    return {"model": str(path), "json": str(json_path), "method": scores.best,
+            "rmse_px": scores.rmse_px, "scores": scores.record()}

@@ -1,0 +1,77 @@
+"""cv -> its out-of-fold files -> stack -> submit, through the command line, on tiny
+synthetic data; runs whose folds differ are refused in one line, writing nothing."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kfkd_kit.cli import main
+from kfkd_kit.data import write_kaggle_dataset
+
+pytestmark = pytest.mark.slow   # every test here runs commands through the CLI
+
+
+def cv_run(root, name, *extra):
+    args = ["cv", "--data", str(root / "data"), "--epochs", "1", "--folds", "2",
+            "--device", "cpu", "--out", str(root / "cv"), "--keep-models",
+            "--model", str(root / "models" / f"{name}.joblib"), *extra]
+    assert main(args) == 0
+    return json.loads((root / "models" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stack")
+    write_kaggle_dataset(root / "data", n_train=40, n_test=5, seed=3)
+    cv_run(root, "a", "--lr", "0.01")
+    cv_run(root, "b", "--lr", "0.03")
+    return root, sorted(p.with_suffix("") for p in (root / "cv").glob("net1-*.json"))
+
+
+def test_cv_writes_out_of_fold_predictions_for_every_row_and_test_image(runs):
+    root, names = runs
+    assert len(names) == 2
+    summary = json.loads(names[0].with_suffix(".json").read_text())
+    record = json.loads(open(summary["oof"]).read())
+    assert record["rows"] == 40 and record["folds"] == 2 and record["model"]["path"]
+    train = pd.read_csv(root / "cv" / record["files"]["train"])
+    assert len(train) == 40 and set(train["fold"]) == {1, 2} and train.notna().all().all()
+    test = pd.read_csv(root / "cv" / record["files"]["test"])
+    assert len(test) == 2 * 5 and list(test["fold"]) == [1] * 5 + [2] * 5
+
+
+def test_stack_saves_one_model_that_submit_takes(runs, capsys):
+    root, names = runs
+    model = root / "models" / "stack.skops"
+    assert main(["stack", "--data", str(root / "data"), "--runs", ",".join(map(str, names)),
+                 "--model", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "stack: nnls" in out and "stack: elasticnet" in out and "<- best" in out
+    record = json.loads(model.with_suffix(".json").read_text())
+    assert record["kind"] == "stack" and record["metrics"]["rmse_of"] == "cv"
+    assert record["method"] in ("mean", "nnls", "elasticnet")
+    assert record["metrics"]["rmse_px"] == min(record["nested_cv_rmse_px"].values())
+    assert main(["submit", "--data", str(root / "data"), "--model", str(model), "--tta",
+                 "--out", str(root / "subs.csv")]) == 0
+    table = pd.read_csv(root / "subs.csv")
+    assert len(table) and np.isfinite(table["Location"]).all()
+    # the same runs give the same stack
+    again = root / "models" / "again.skops"
+    assert main(["stack", "--data", str(root / "data"), "--runs", ",".join(map(str, names)),
+                 "--model", str(again)]) == 0
+    assert json.loads(again.with_suffix(".json").read_text())["nested_cv_rmse_px"] == \
+        record["nested_cv_rmse_px"]
+
+
+def test_runs_with_other_folds_are_refused_in_one_line(runs, capsys):
+    root, names = runs
+    cv_run(root, "c", "--seed", "1")
+    other = [p.with_suffix("") for p in (root / "cv").glob("net1-*.json")
+             if p.with_suffix("") not in names]
+    model = root / "models" / "refused.joblib"
+    assert main(["stack", "--data", str(root / "data"), "--runs",
+                 f"{names[0]},{other[0]}", "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "its folds differ" in err and "same FOLDS and SEED" in err
+    assert not model.exists() and not model.with_suffix(".json").exists()
