@@ -55,8 +55,8 @@ def main(out):
                              "predictions": _digest(load_model(model).predict(test.X))}
         with contextlib.redirect_stdout(io.StringIO()):
             assert kfkd(["cv", "--net", "net1", "--epochs", "3", "--folds", "2", "--data", str(data),
-                         "--out-dir", str(tmp / "cv"), "--device", "cpu"]) == 0
-        summary = json.loads(next((tmp / "cv").glob("*.json")).read_text())
+                         "--out", str(tmp / "cv"), "--device", "cpu"]) == 0
+        summary = json.loads(next((tmp / "cv").glob("net1-*.json")).read_text())   # not oof-*
         results["cv net1"] = {"per_fold_rmse_px": summary["per_fold_rmse_px"]}
     Path(out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(json.dumps(results, indent=2, sort_keys=True))
