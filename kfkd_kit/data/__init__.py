@@ -50,6 +50,7 @@ EXPORTS = {
                    "write_submission", "submission_path"),
     "mirror": ("estimate_flip_axis", "flip_consistent_axis"),
     "audit": ("Audit", "clean_changes", "write_clean"),
+    "residual_checks": ("OOFChecks", "oof_checks"),
 }
 _lazy_names, __getattr__, __dir__ = exports(__name__, EXPORTS)
 __all__ = ["DataError", "TrainingData", "TestData", "find_file", "has_kaggle_data",

@@ -1,7 +1,9 @@
 """A data audit without a trained net: duplicate images, labels that look wrong, images with
 no face, and the rows' labelling groups; and the cleaned copy of a training file.
 
-    audit(X, y, X_test=None, ...)  -> Audit      every check below, on arrays
+    audit(X, y, X_test=None, oof=None) -> Audit  every check below, on arrays; with ``oof``
+                                                 (out-of-fold predictions, (n, 30) px) the
+                                                 residual checks of residual_checks.py too
     exact_duplicates(X, X_test)    -> [Group]    identical pixels (splits.image_groups)
     near_duplicates(X, X_test)     -> [Group]    the same picture again, re-lit, noisier or
                                                  moved a pixel or two
@@ -30,7 +32,13 @@ Cleaning policy (``clean_changes``), conservative: only what a check flags clear
 * a left/right pair that fits clearly better swapped is swapped (its fields exchanged, as
   written);
 * a keypoint flagged as a geometry outlier is set to missing (both its fields emptied);
-* near duplicates are reported, never changed (they may be distinct crops of one photo).
+* near duplicates are reported, never changed (they may be distinct crops of one photo);
+* with out-of-fold predictions (residual_checks.py's policy, stricter than its report): a
+  keypoint far from its prediction is set to missing where the geometry check flags it too
+  (one change, both reasons) or where it is far beyond the report's threshold; a pair that
+  fits the prediction better swapped is swapped where the geometry check swaps it too or
+  where the fit is very clearly better. No keypoint is changed twice: a swapped pair is not
+  also emptied.
 
 The file is rewritten field by field from its own text: unchanged fields keep their exact
 text, so a cleaned file reads back to the same numbers except where the log says.
@@ -45,6 +53,7 @@ import numpy as np
 from ..keypoints import FEATURE_NAMES, KEYPOINTS, N_TARGETS
 from ..utils.atomic import atomic_write
 from .duplicates import AGREE_PX, Group, blank_images, exact_duplicates, near_duplicates
+from .residual_checks import cleaned_by_residual, oof_checks, swapped_by_residual
 from .label_checks import (apply_swaps, geometry_outliers, labelling_groups, mean_shape,
                            outside_points, swapped_pairs)
 
@@ -78,6 +87,7 @@ class Audit:
     groups: list = field(default_factory=list)       # [dict]
     bias: list = field(default_factory=list)         # [dict]
     shape: np.ndarray | None = None
+    oof: object | None = None                        # residual_checks.OOFChecks, with OOF=
 
     def counts(self) -> dict:
         return {"rows": self.n_rows, "test images": self.n_test,
@@ -89,7 +99,10 @@ class Audit:
                 "swapped left/right pairs": len(self.swapped),
                 "geometry outliers": len(self.outliers), "points outside the image": len(self.outside),
                 "labelling groups": len(self.groups),
-                "shared keypoints that differ between groups": sum(b["differs"] for b in self.bias)}
+                "shared keypoints that differ between groups": sum(b["differs"] for b in self.bias),
+                **({} if self.oof is None else {
+                    "pairs that fit the out-of-fold prediction better swapped": len(self.oof.swapped),
+                    "keypoints far from their out-of-fold prediction": len(self.oof.outliers)})}
 
     def tables(self) -> dict:
         """{CSV name: (rows as dicts, columns)}: what each check found, one table each."""
@@ -104,7 +117,7 @@ class Audit:
                       "score": o["z"]} for o in self.outliers]
                   + [{"row": o["row"], "keypoint": o["keypoint"], "check": "outside",
                       "score": np.nan} for o in self.outside])
-        return {
+        tables = {
             "duplicates": (groups(self.exact) + groups(self.near),
                            ["group", "kind", "rows", "test", "similarity", "disagree",
                             "max_diff_px"]),
@@ -117,13 +130,24 @@ class Audit:
                        ["group", "rows", "keypoints"]),
             "group-bias": (self.bias, None),
         }
+        if self.oof is not None:
+            tables["oof-labels"] = (
+                [{"row": s["row"], "keypoint": " ".join(s["keypoints"]), "check": "swapped",
+                  "distance_px": np.nan, "z": np.nan, "ratio": s["ratio"]}
+                 for s in self.oof.swapped]
+                + [{"check": "residual", **o, "ratio": np.nan} for o in self.oof.outliers],
+                ["row", "keypoint", "check", "label_x", "label_y", "predicted_x", "predicted_y",
+                 "residual_px", "distance_px", "z", "ratio"])
+            tables["oof-keypoints"] = (self.oof.keypoints, None)
+        return tables
 
 
 # --------------------------------------------------------------------------- everything
 
-def audit(X, y, X_test=None) -> Audit:
+def audit(X, y, X_test=None, oof=None, oof_run="") -> Audit:
     """Every check on training images ``X`` (n, 9216) uint8 with labels ``y`` (n, 30) px
-    (NaN missing) and, if given, the test images ``X_test``. Deterministic."""
+    (NaN missing) and, if given, the test images ``X_test`` and the out-of-fold predictions
+    ``oof`` (n, 30) px of the cv run ``oof_run``. Deterministic."""
     X = np.asarray(X)
     y = np.asarray(y, dtype=np.float64)
     if y.shape != (len(X), N_TARGETS):
@@ -155,6 +179,8 @@ def audit(X, y, X_test=None) -> Audit:
         cleaned[rows], result.shape, np.isfinite(y[rows, 0::2]) & np.isfinite(y[rows, 1::2]))
     for g in result.groups:        # rows of the file, not of the faces kept
         g["rows"] = [int(rows[r]) for r in g["rows"]]
+    if oof is not None:
+        result.oof = oof_checks(y, oof, run=oof_run)
     return result
 
 
@@ -198,14 +224,50 @@ def clean_changes(result: Audit, y) -> list:
                 reason = f"left/right swapped: {left} and {right} fit the face exchanged"
                 changes.append(Change(s["row"], a, "", f"@{b}", reason))
                 changes.append(Change(s["row"], b, "", f"@{a}", reason))
+    swapped = {(s["row"], k) for s in result.swapped for k in s["keypoints"]}
+    oof_swapped = set()
+    residual = {} if result.oof is None else {(o["row"], o["keypoint"]): o
+                                              for o in result.oof.outliers}
+    for s in [] if result.oof is None else result.oof.swapped:
+        if s["row"] in dropped or not swapped_by_residual(s):
+            continue
+        names = s["keypoints"]
+        for left, right in zip(names[0::2], names[1::2]):
+            if (s["row"], left) in swapped or (s["row"], right) in swapped:
+                continue           # the geometry check swaps it already (or another pair)
+            oof_swapped |= {(s["row"], left), (s["row"], right)}
+            for axis in ("x", "y"):
+                a, b = f"{left}_{axis}", f"{right}_{axis}"
+                reason = (f"left/right swapped: {left} and {right} fit the out-of-fold "
+                          f"prediction exchanged (squared distance x{s['ratio']:.2f})")
+                changes.append(Change(s["row"], a, "", f"@{b}", reason))
+                changes.append(Change(s["row"], b, "", f"@{a}", reason))
+    swapped |= oof_swapped
+    emptied = set()
     for o in result.outliers:
-        if o["row"] in dropped:
+        if o["row"] in dropped or (o["row"], o["keypoint"]) in oof_swapped:
+            continue           # the exchange above puts it back
+        emptied.add((o["row"], o["keypoint"]))
+        reason = (f"outlier: {o['distance']:.1f} px from where the face's other points put "
+                  f"it (robust z {o['z']:.1f})")
+        r = residual.get((o["row"], o["keypoint"]))
+        if r is not None:
+            reason += f"; {_residual_reason(r)}"
+        for axis in ("x", "y"):
+            changes.append(Change(o["row"], f"{o['keypoint']}_{axis}", "", "", reason))
+    for (row, keypoint), r in residual.items():
+        if row in dropped or (row, keypoint) in emptied or (row, keypoint) in swapped \
+                or not cleaned_by_residual(r):
             continue
         for axis in ("x", "y"):
-            changes.append(Change(o["row"], f"{o['keypoint']}_{axis}", "", "",
-                                  f"outlier: {o['distance']:.1f} px from where the face's other "
-                                  f"points put it (robust z {o['z']:.1f})"))
+            changes.append(Change(row, f"{keypoint}_{axis}", "", "",
+                                  f"outlier: {_residual_reason(r)}"))
     return sorted(changes, key=lambda c: (c.row, c.column))
+
+
+def _residual_reason(r) -> str:
+    return (f"{r['residual_px']:.1f} px from its out-of-fold prediction "
+            f"({r['predicted_x']:.1f}, {r['predicted_y']:.1f}), z {r['z']:.1f}")
 
 
 def _rows(text: bytes) -> tuple[bytes, list]:
