@@ -1,5 +1,6 @@
-"""`kfkd audit` (``make audit DATA=... [CLEAN=...]``): the data audit of a training file
-(and the test file beside it) without a trained net, written to
+"""`kfkd audit` (``make audit DATA=... [CLEAN=...] [OOF=cv/<run>]``): the data audit of a
+training file (and the test file beside it) without a trained net, and, with ``--oof``, its
+labels against a cv run's out-of-fold predictions (search/oof.py reads them), written to
 ``reports/audit-<UTC stamp>/``: ``audit.html`` (one self-contained page, faces drawn), the
 PNGs, and one CSV per check; with ``--clean PATH``, a cleaned copy of the training file and
 ``PATH``'s log of every change (``<stem>-changes.csv``). The checks and the cleaning
@@ -17,6 +18,7 @@ from .. import data
 from ..data.audit import audit as audit_data, clean_changes, write_clean
 from ..keypoints import KEYPOINTS
 from ..search.audit_html import audit_page
+from ..search.oof import read_run
 from ..utils.atomic import atomic_write, create_unique, utc_stamp, write_csv
 from . import _options, _plots as plots
 
@@ -41,6 +43,18 @@ def _check_clean(clean, sources):
         raise ValueError(f"--clean {clean}: is a folder; expected a .csv path")
 
 
+def _check_oof(run, training):
+    """A one-line ValueError unless the cv run ``run`` (OOFRun) predicted ``training``'s rows."""
+    data = run.record.get("data") or {}
+    if data.get("fingerprint") != training.fingerprint:
+        raise ValueError(f"{run.path}: its data (fingerprint {data.get('fingerprint')}) is not "
+                         f"{training.source} (fingerprint {training.fingerprint}); give a "
+                         "run of make cv on the data given with DATA=")
+    if len(run.predictions) != len(training.X):
+        raise ValueError(f"{run.path}: {len(run.predictions)} rows, but {training.source} "
+                         f"has {len(training.X)}")
+
+
 def _group_cells(groups, training, test, columns=4):
     cells = []
     for g in groups[:DRAWN]:
@@ -60,7 +74,7 @@ def _face_cells(items, training, marked):
     return cells
 
 
-def _figures(result, training, test, folder):
+def _figures(result, training, test, folder, oof=None):
     figures, shown = {}, {}
     if result.exact:
         figures["exact"] = plots.face_table(_group_cells(result.exact, training, test),
@@ -80,6 +94,15 @@ def _figures(result, training, test, folder):
             _face_cells(result.outliers, training, lambda o: [KEYPOINTS.index(o["keypoint"])]),
             folder / "outliers.png")
         shown["outliers"] = min(DRAWN, len(result.outliers))
+    if result.oof is not None and (result.oof.outliers or result.oof.swapped):
+        items = [(s["row"], " ".join(s["keypoints"][:2]) + " swapped") for s in result.oof.swapped]
+        items += [(o["row"], f"{o['keypoint']} {o['residual_px']:.0f} px") for o in result.oof.outliers]
+        items = items[:16]            # the swaps, then the worst residuals, as the grid holds
+        rows = [r for r, _ in items]
+        figures["oof"] = plots.worst_faces_grid(
+            training.X[rows], training.y[rows], oof[rows], folder / "oof-residuals.png",
+            labels=[f"row {r}: {what}" for r, what in items])
+        shown["oof"] = len(items)
     blank = [(training.X[b["row"]], None, f"row {b['row']}", []) for b in result.blank] + \
             [(test.X[b["row"]], None, f"test {b['row']}", []) for b in result.blank_test]
     if blank:
@@ -93,20 +116,28 @@ def _tables(result, folder):
         write_csv(folder / f"{name}.csv", pd.DataFrame(rows, columns=columns))
 
 
-def run_audit(data_dir="data", out_dir="reports", clean=None, say=print) -> Path:
+def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, say=print) -> Path:
     """Audit the data folder; write the page, its figures and CSVs (and, with ``clean``,
-    the cleaned training file and its log); return the page's path."""
+    the cleaned training file and its log); with ``oof`` (a cv run: ``cv/oof-<run>.json``
+    or ``cv/<run>``), check the labels against its out-of-fold predictions too; return the
+    page's path."""
     folder = data.resolve_data_dir(data_dir, say)
     training = data.load_training(folder)
     test_file = data.find_file(folder, "test")
     test = data.load_test(test_file) if test_file is not None else None
     if clean is not None:
         _check_clean(clean, [training.source, test_file])
-    result = audit_data(training.X, training.y, None if test is None else test.X)
+    run = None
+    if oof is not None:
+        run = read_run(oof)
+        _check_oof(run, training)
+    predictions = None if run is None else run.predictions.astype("float64")
+    result = audit_data(training.X, training.y, None if test is None else test.X,
+                        oof=predictions, oof_run="" if run is None else run.name)
     changes = clean_changes(result, training.y) if clean is not None else None
 
     out = create_unique(Path(out_dir) / f"audit-{utc_stamp()}")
-    figures, shown = _figures(result, training, test, out)
+    figures, shown = _figures(result, training, test, out, predictions)
     _tables(result, out)
     cleaned = None
     if clean is not None:
@@ -135,8 +166,12 @@ def add_parser(sub):
                    help="also write a cleaned copy of the training file to this .csv, and its "
                         "log of every change to <stem>-changes.csv beside it; the test file "
                         "is never touched (default: none)")
+    p.add_argument("--oof", default=None, metavar="RUN",
+                   help="also check each label against a make cv run's out-of-fold "
+                        "predictions: cv/oof-<run>.json or cv/<run> (default: none)")
     p.set_defaults(func=run)
 
 
 def run(args):
-    print(run_audit(data_dir=args.data, out_dir=args.out, clean=args.clean))
+    print(run_audit(data_dir=args.data, out_dir=args.out, clean=args.clean,
+                    oof=args.oof))

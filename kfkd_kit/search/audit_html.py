@@ -26,6 +26,52 @@ def _section(title, intro, figure=None, table=None, headers=None, shown=None, to
     return "\n".join(parts)
 
 
+def _oof_sections(result, figures, shown) -> list:
+    """The labels against a cv run's out-of-fold predictions: the faces, the worst labels
+    and each keypoint's spread and threshold (data/residual_checks.py). None without them."""
+    oof = result.oof
+    if oof is None:
+        return []
+    from ..data.residual_checks import (CLEAN_MIN_PX, CLEAN_SWAP_RATIO, CLEAN_Z, RESIDUAL_MIN_PX,
+                                        RESIDUAL_Z, SWAP_RATIO)
+    worst = [{"row": o["row"], "keypoint": o["keypoint"],
+              "label": f"({o['label_x']:.1f}, {o['label_y']:.1f})",
+              "predicted": f"({o['predicted_x']:.1f}, {o['predicted_y']:.1f})",
+              "residual_px": o["residual_px"], "z": o["z"]} for o in oof.outliers[:30]]
+    swaps = [{"row": s["row"], "keypoint": ", ".join(s["keypoints"]), "ratio": s["ratio"]}
+             for s in oof.swapped[:30]]
+    keypoints = oof.keypoints
+    intro = (f"Each labelled keypoint against the out-of-fold prediction of cv run "
+             f"<code>{html.escape(oof.run or '?')}</code> (a net that never saw its row; "
+             f"RMSE {oof.rmse_px:.3f} px over the labelled values). A keypoint is flagged "
+             f"where its residual (label &minus; prediction), less the keypoint's median "
+             f"residual, is more than {RESIDUAL_Z:g} times the keypoint's robust spread "
+             f"(1.4826&middot;MAD) and {RESIDUAL_MIN_PX:g} px; a left/right pair where the "
+             f"two labels exchanged fit the prediction below {SWAP_RATIO:g} of the squared "
+             f"distance. Green: the labels as written, red: the prediction. CLEAN= empties "
+             f"a flagged keypoint only where the geometry check flags it too or beyond "
+             f"{CLEAN_Z:g} spreads and {CLEAN_MIN_PX:g} px, and swaps a pair below "
+             f"{CLEAN_SWAP_RATIO:g}.")
+    total = len(oof.outliers) + len(oof.swapped)
+    parts = [_section("Labels far from the out-of-fold prediction", intro, figures.get("oof"),
+                      shown=shown.get("oof"), total=total)]
+    if swaps:
+        parts.append(_html_table(swaps, {"row": "row", "keypoint": "pairs swapped",
+                                         "ratio": "squared distance, exchanged / as written"}))
+    if worst:
+        parts.append(f"<p>The worst {len(worst)} of {len(oof.outliers)} (oof-labels.csv lists "
+                     "them all):</p>")
+        parts.append(_html_table(worst, {"row": "row", "keypoint": "keypoint", "label": "label",
+                                         "predicted": "predicted", "residual_px": "residual (px)",
+                                         "z": "spreads"}))
+    parts.append("<p>Per keypoint (oof-keypoints.csv):</p>")
+    parts.append(_html_table(keypoints, {"keypoint": "keypoint", "labelled": "labelled",
+                                         "center_x_px": "median dx", "center_y_px": "median dy",
+                                         "spread_px": "spread (px)",
+                                         "threshold_px": "threshold (px)", "flagged": "flagged"}))
+    return parts
+
+
 def audit_page(result, figures, shown, training_name, test_name, cleaned=None) -> str:
     """The HTML of the audit ``result``; ``figures``: {section: PNG path}, ``shown``:
     {section: how many drawn}; ``cleaned``: (path, number of changes) or None."""
@@ -64,6 +110,7 @@ def audit_page(result, figures, shown, training_name, test_name, cleaned=None) -
                  "the row's other points put it (a similarity fit to the mean shape), more than "
                  "1.7 times that keypoint's 95th percentile and 4 px away (red).",
                  figures.get("outliers"), shown=shown.get("outliers"), total=len(result.outliers)),
+        *_oof_sections(result, figures, shown),
         _section("Keypoints outside the image", "Labels outside the 96x96 frame.", None,
                  result.outside[:50], {"row": "row", "keypoint": "keypoint"},
                  total=len(result.outside)),

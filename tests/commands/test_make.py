@@ -31,6 +31,7 @@ SAMPLES = {
     "BATCHES": "9", "START_LR": "1e-5", "END_LR": "0.5", "TRIALS": "4", "STORAGE": "journal:j",
     "STUDY": "s", "MODELS_DIR": "mm", "IMAGES": "a.jpg b", "ANNOTATED": "ann",
     "DETECTOR": "haar", "QUICK": "1", "CLEAN": "c/clean.csv",
+    "OOF": "cv/oof-net1-x.json",
 }
 
 needs_make = pytest.mark.skipif(
