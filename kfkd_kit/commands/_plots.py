@@ -173,8 +173,9 @@ def lr_range_plot(lrs, losses, smoothed, path, suggested=None, configured=None, 
 
 def face_table(cells, path, columns=4, title="") -> Path:
     """Faces in rows of ``columns``: each cell None (left empty) or (image, keypoints px,
-    caption, marked keypoint indices drawn in red, the others green). The audit's page:
-    a duplicate group on one row, a flagged face in each cell."""
+    caption, marked keypoint indices drawn in red, the others green[, predicted keypoints
+    px, drawn as blue crosses joined to the labels]). The audit's page: a duplicate group
+    on one row, a flagged face in each cell."""
     rows = max(1, -(-len(cells) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.15 * rows + (0.4 if title else 0)),
                              squeeze=False)
@@ -185,7 +186,7 @@ def face_table(cells, path, columns=4, title="") -> Path:
     for ax, cell in zip(axes.flat, cells):
         if cell is None:
             continue
-        image, keypoints, caption, marked = cell
+        image, keypoints, caption, marked, *predicted = cell
         ax.imshow(np.asarray(image).reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=255)
         if keypoints is not None:
             points = _on_image(keypoints).reshape(-1, 2)
@@ -193,6 +194,12 @@ def face_table(cells, path, columns=4, title="") -> Path:
             red[list(marked or [])] = True
             ax.scatter(points[~red, 0], points[~red, 1], marker="o", s=9, c="#1a9e1a")
             ax.scatter(points[red, 0], points[red, 1], marker="x", s=30, c="#d62728")
+            if predicted and predicted[0] is not None:
+                guess = _on_image(predicted[0]).reshape(-1, 2)
+                for (x0, y0), (x1, y1) in zip(points, guess):
+                    if np.isfinite(x0) and np.isfinite(y0):
+                        ax.plot([x0, x1], [y0, y1], color="yellow", lw=0.7)
+                ax.scatter(guess[:, 0], guess[:, 1], marker="+", s=16, c="#1f5fd6")
         ax.set_xlim(-0.5, IMAGE_SIDE - 0.5)
         ax.set_ylim(IMAGE_SIDE - 0.5, -0.5)
         ax.set_title(caption, fontsize="x-small", pad=2)

@@ -95,13 +95,15 @@ def _figures(result, training, test, folder, oof=None):
             folder / "outliers.png")
         shown["outliers"] = min(DRAWN, len(result.outliers))
     if result.oof is not None and (result.oof.outliers or result.oof.swapped):
-        items = [(s["row"], " ".join(s["keypoints"][:2]) + " swapped") for s in result.oof.swapped]
-        items += [(o["row"], f"{o['keypoint']} {o['residual_px']:.0f} px") for o in result.oof.outliers]
-        items = items[:16]            # the swaps, then the worst residuals, as the grid holds
-        rows = [r for r, _ in items]
-        figures["oof"] = plots.worst_faces_grid(
-            training.X[rows], training.y[rows], oof[rows], folder / "oof-residuals.png",
-            labels=[f"row {r}: {what}" for r, what in items])
+        items = [(s["row"], [KEYPOINTS.index(k) for k in s["keypoints"]],
+                  "swapped " + " ".join(s["keypoints"][:2]).replace("_center", ""))
+                 for s in result.oof.swapped]
+        items += [(o["row"], [KEYPOINTS.index(o["keypoint"])],
+                   f"{o['keypoint']} {o['residual_px']:.0f} px") for o in result.oof.outliers]
+        items = items[:DRAWN]         # the swaps, then the worst residuals
+        figures["oof"] = plots.face_table(
+            [(training.X[r], training.y[r], f"row {r}: {what}", marked, oof[r])
+             for r, marked, what in items], folder / "oof-residuals.png")
         shown["oof"] = len(items)
     blank = [(training.X[b["row"]], None, f"row {b['row']}", []) for b in result.blank] + \
             [(test.X[b["row"]], None, f"test {b['row']}", []) for b in result.blank_test]

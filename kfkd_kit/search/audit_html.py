@@ -48,7 +48,7 @@ def _oof_sections(result, figures, shown) -> list:
              f"residual, is more than {RESIDUAL_Z:g} times the keypoint's robust spread "
              f"(1.4826&middot;MAD) and {RESIDUAL_MIN_PX:g} px; a left/right pair where the "
              f"two labels exchanged fit the prediction below {SWAP_RATIO:g} of the squared "
-             f"distance. Green: the labels as written, red: the prediction. CLEAN= empties "
+             f"distance. Green: the labels as written (red: the one flagged), blue: the prediction. CLEAN= empties "
              f"a flagged keypoint only where the geometry check flags it too or beyond "
              f"{CLEAN_Z:g} spreads and {CLEAN_MIN_PX:g} px, and swaps a pair below "
              f"{CLEAN_SWAP_RATIO:g}.")
