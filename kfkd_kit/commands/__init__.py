@@ -3,7 +3,7 @@
 Each command module has ``add_parser(subparsers)``, which declares its options, and
 ``run(args)``, which does the work and returns the exit status (None: 0). Commands build on
 the estimator side (kfkd_kit's other modules) and on the private helpers here
-(``_options``, ``_shared``, ``_plots``), never on one another
+(``_options``, ``_shared``, ``_plots``, ``_audit_figures``), never on one another
 (tests/test_layout.py checks it). Heavy libraries are imported inside functions where
 `kfkd predict` with an ONNX model must run without torch.
 
