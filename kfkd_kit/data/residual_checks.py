@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..keypoints import KEYPOINT_FLIP_PAIRS, KEYPOINTS, N_TARGETS
+from .label_checks import apply_swaps
 
 __all__ = ["OOFChecks", "oof_checks", "residual_spread", "oof_swaps", "residual_outliers",
            "cleaned_by_residual", "swapped_by_residual"]
@@ -138,16 +139,6 @@ def oof_swaps(y, predictions) -> list:
     return out
 
 
-def _unswap(y, swapped):
-    y = np.array(y, dtype=np.float64, copy=True)
-    for item in swapped:
-        names = item["keypoints"]
-        for left, right in zip(names[0::2], names[1::2]):
-            a, b = 2 * KEYPOINTS.index(left), 2 * KEYPOINTS.index(right)
-            y[item["row"], [a, a + 1, b, b + 1]] = y[item["row"], [b, b + 1, a, a + 1]]
-    return y
-
-
 def residual_outliers(y, predictions) -> tuple[list, list]:
     """Keypoints whose label is far from its out-of-fold prediction (module docstring), on
     ``y`` as given: ([{"row", "keypoint", ...}] worst first by ``z``, [one dict per keypoint:
@@ -182,7 +173,7 @@ def oof_checks(y, predictions, run="") -> OOFChecks:
     labels with those pairs exchanged back. Deterministic."""
     y, p = _check(y, predictions)
     swapped = oof_swaps(y, p)
-    fixed = _unswap(y, swapped)
+    fixed = apply_swaps(y, swapped)
     outliers, table = residual_outliers(fixed, p)
     labelled = np.isfinite(fixed)
     rmse = float(np.sqrt(np.mean((fixed[labelled] - p[labelled]) ** 2))) if labelled.any() \
