@@ -52,7 +52,13 @@ JournalStorage on a JournalFileBackend: one append-only file, fine on NFS). Seve
 processes or machines given the same storage and study name share one study: Optuna hands
 each trial to one worker. The study remembers its objective (net, data fingerprint,
 hold-out, seed, search space and the net's other settings) and a run with other ones is
-refused rather than mixed in.
+refused rather than mixed in. SQLite is for one process (Optuna's docs): parallel workers take
+PostgreSQL (``postgresql://`` with psycopg2, requirements.txt's driver, where SQLAlchemy's
+default psycopg 3 is missing) or a journal file. Workers that start together create the
+database's tables once (the losers of PostgreSQL's CREATE TABLE race try again) and record
+the objective once; a missing driver or a server that cannot be reached is one line naming
+the URL without its password. The files a worker writes when it stops are rewritten until
+the study did not change meanwhile, so the last ones written show every trial.
 
 Sampler: TPE (``constant_liar``, so workers avoid what others are trying), seeded by
 (seed, trial number): one worker's search is reproducible, and two workers never draw the
