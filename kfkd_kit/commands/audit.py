@@ -40,18 +40,6 @@ def _check_clean(clean, sources):
         raise ValueError(f"--clean {clean}: is a folder; expected a .csv path")
 
 
-def _check_oof(run, training):
-    """A one-line ValueError unless the cv run ``run`` (OOFRun) predicted ``training``'s rows."""
-    data = run.record.get("data") or {}
-    if data.get("fingerprint") != training.fingerprint:
-        raise ValueError(f"{run.path}: its data (fingerprint {data.get('fingerprint')}) is not "
-                         f"{training.source} (fingerprint {training.fingerprint}); give a "
-                         "run of make cv on the data given with DATA=")
-    if len(run.predictions) != len(training.X):
-        raise ValueError(f"{run.path}: {len(run.predictions)} rows, but {training.source} "
-                         f"has {len(training.X)}")
-
-
 def _tables(result, folder):
     for name, (rows, columns) in result.tables().items():
         write_csv(folder / f"{name}.csv", pd.DataFrame(rows, columns=columns))
@@ -71,7 +59,7 @@ def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, say=prin
     run = None
     if oof is not None:
         run = read_run(oof)
-        _check_oof(run, training)
+        run.check_data(training, "give a run of make cv on the data given with DATA=")
     predictions = None if run is None else run.predictions.astype("float64")
     result = audit_data(training.X, training.y, None if test is None else test.X,
                         oof=predictions, oof_run="" if run is None else run.name)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..data.duplicates import AGREE_PX, NEAR_SIMILARITY
+from ..data.label_checks import (BIAS_Z, GROUP_MIN_ROWS, OUTLIER_MIN, OUTLIER_QUANTILE,
+                                 OUTLIER_RATIO)
 from ..utils.atomic import utc_stamp
 from .report_html import _STYLE, _html_table, _img
 
@@ -95,12 +98,13 @@ def audit_page(result, figures, shown, training_name, test_name, cleaned=None) -
                     "changes, each in its log.</p>")
     page += [
         _section("Exact duplicate images", "Identical pixels, across the training and test "
-                 "images; one group a row. Labels that differ by more than 1 px on a keypoint "
-                 "both rows label are marked <i>disagree</i>.", figures.get("exact"),
+                 f"images; one group a row. Labels that differ by more than {AGREE_PX:g} px on a "
+                 "keypoint both rows label are marked <i>disagree</i>.", figures.get("exact"),
                  shown=shown.get("exact"), total=len(result.exact)),
         _section("Near duplicates", "The same picture again though not identical (re-lit, "
-                 "noisier, moved a pixel or two): blurred images correlating above 0.99 at "
-                 "their best shift.", figures.get("near"), shown=shown.get("near"),
+                 "noisier, moved a pixel or two): blurred images correlating above "
+                 f"{NEAR_SIMILARITY:g} at their best shift.", figures.get("near"),
+                 shown=shown.get("near"),
                  total=len(result.near)),
         _section("Left/right pairs that fit better swapped", "The row's points fitted to the "
                  "mean shape by a similarity fit clearly better with the marked pair "
@@ -108,7 +112,8 @@ def audit_page(result, figures, shown, training_name, test_name, cleaned=None) -
                  shown=shown.get("swapped"), total=len(result.swapped)),
         _section("Keypoints far from the rest of the face", "Each labelled point against where "
                  "the row's other points put it (a similarity fit to the mean shape), more than "
-                 "1.7 times that keypoint's 95th percentile and 4 px away (red).",
+                 f"{OUTLIER_RATIO:g} times that keypoint's {OUTLIER_QUANTILE * 100:.0f}th "
+                 f"percentile and {OUTLIER_MIN:g} px away (red).",
                  figures.get("outliers"), shown=shown.get("outliers"), total=len(result.outliers)),
         *_oof_sections(result, figures, shown),
         _section("Keypoints outside the image", "Labels outside the 96x96 frame.", None,
@@ -120,11 +125,11 @@ def audit_page(result, figures, shown, training_name, test_name, cleaned=None) -
                  total=len(result.blank) + len(result.blank_test)),
         "<h2>Labelling groups</h2><p>The rows by which keypoints they label, largest first.</p>",
         _html_table(groups, {"group": "group", "rows": "rows", "keypoints": "keypoints"}),
-        "<p>Each group of 10 rows or more against the largest, on the keypoints they share: "
-        "the difference of the mean (px) with its standard error, in the image and after each "
+        f"<p>Each group of {GROUP_MIN_ROWS} rows or more against the largest, on the keypoints "
+        "they share: the difference of the mean (px) with its standard error, in the image and after each "
         "row's similarity alignment to the mean shape (geometry, not placement); "
-        "<i>differs</i>: the image difference exceeds 3 standard errors. Groups may differ "
-        "in their images as well as in their labelling; the aligned difference is the "
+        f"<i>differs</i>: the image difference exceeds {BIAS_Z:g} standard errors. Groups may "
+        "differ in their images as well as in their labelling; the aligned difference is the "
         "closer to a labelling habit. Computed after the swaps and outliers above.</p>",
         _html_table(bias, {"group": "group", "versus": "versus", "keypoint": "keypoint",
                            "axis": "axis", "diff_px": "diff (px)", "se_px": "SE",

@@ -94,6 +94,18 @@ class OOFRun:
         """{"path", "sha256"} of the run's kept fold models, or None."""
         return self.record.get("model")
 
+    def check_data(self, training, hint) -> None:
+        """A one-line ValueError unless this run predicted ``training``'s rows (the same
+        data fingerprint and row count); ``hint`` ends the message: what to give instead."""
+        data = self.record.get("data") or {}
+        if data.get("fingerprint") != training.fingerprint:
+            raise ValueError(f"{self.path}: its data (fingerprint {data.get('fingerprint')}) "
+                             f"is not {training.source} (fingerprint {training.fingerprint}); "
+                             f"{hint}")
+        if len(self.predictions) != len(training.X):
+            raise ValueError(f"{self.path}: {len(self.predictions)} rows, but "
+                             f"{training.source} has {len(training.X)}")
+
 
 def find_run(text) -> Path:
     """The JSON of a run named on the command line: ``cv/oof-<run>.json``, the run's cv

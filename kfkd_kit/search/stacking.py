@@ -68,14 +68,8 @@ def check_runs(runs: list[OOFRun], training=None) -> None:
     if twice:
         raise ValueError(f"{twice[0]}: the same run is given twice")
     for run in runs:
-        data = run.record.get("data") or {}
-        if training is not None and data.get("fingerprint") != training.fingerprint:
-            raise ValueError(f"{run.path}: its data (fingerprint {data.get('fingerprint')}) "
-                             f"is not {training.source} (fingerprint {training.fingerprint}); "
-                             "stack runs of the data given with DATA=")
-        if training is not None and len(run.predictions) != len(training.X):
-            raise ValueError(f"{run.path}: {len(run.predictions)} rows, but "
-                             f"{training.source} has {len(training.X)}")
+        if training is not None:
+            run.check_data(training, "stack runs of the data given with DATA=")
         if (run.record.get("data") or {}).get("fingerprint") != \
                 (first.record.get("data") or {}).get("fingerprint"):
             raise ValueError(f"{run.path}: ran on other data than {first.path} (their "
