@@ -30,6 +30,7 @@ from skorch.callbacks import PrintLog
 from .batches import ResidentBatches
 from .budget import TimeBudget, epoch_bound
 from .callbacks import EpochTable, planned_epochs
+from .deferred import run_deferred_epoch
 from ..keypoints import IMAGE_AXIS, from_unit, to_unit
 from .mirror_axis import MirrorAxis
 from .losses import MaskedMSELoss
@@ -235,8 +236,8 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         trainer = getattr(self, "_fast_trainer", None)
         if not training:
             if trainer is not None:  # one sync for this pass's and the training pass's losses
-                return fastpath.run_deferred_epoch(self, iterator, training, prefix, step_fn,
-                                                   pending=trainer.pending, **fit_params)
+                return run_deferred_epoch(self, iterator, training, prefix, step_fn,
+                                          pending=trainer.pending, **fit_params)
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         if iterator is None or self.fast_path_reason(iterator, fit_params) is not None:
             self._drop_fast_trainer()

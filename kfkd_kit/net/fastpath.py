@@ -9,7 +9,7 @@ SGD update (``sgd_update_``). skorch stays in charge of the loop: callbacks get
 ``on_batch_begin`` / ``on_batch_end`` (``batch`` is the gathered, not yet flipped, batch,
 in buffers reused by the next step), and the history gets every batch's loss - as a device
 tensor during the epoch, made a float with one sync per epoch for the training and the
-validation pass together, so the CPU never waits for the GPU inside an epoch.
+validation pass together, so the CPU never waits for the GPU inside an epoch (deferred.py).
 
 The optimizer update reads ``lr``, ``momentum`` (and ``weight_decay``) from device tensors
 that are refreshed from ``optimizer.param_groups`` before each step, so schedules
@@ -52,6 +52,7 @@ from skorch.history import History
 from torch.utils.data import Subset
 
 from .batches import ResidentBatches
+from .deferred import PendingLosses
 from ..keypoints import N_TARGETS, mirror_images, mirror_targets
 
 MODES = ("auto", True, False, "eager")
@@ -216,28 +217,6 @@ class _Slot:
         self.graph = None
         self.pred = None
         self.loss = None
-
-
-class PendingLosses:
-    """Batch losses recorded in the history as device tensors, made floats in one sync."""
-
-    def __init__(self):
-        self.items = []
-
-    def add(self, rows, key, values):
-        if rows:
-            self.items.append((rows, key, values))
-
-    def flush(self):
-        if not self.items:
-            return
-        values = torch.cat([v.detach().reshape(-1).float() for _, _, v in self.items]).tolist()
-        i = 0
-        for rows, key, _ in self.items:
-            for row in rows:
-                row[key] = values[i]
-                i += 1
-        self.items = []
 
 
 class FastTrainer:
@@ -430,29 +409,3 @@ class FastTrainer:
         self.pending.add(batches[first:first + count], prefix + "_loss", self.loss_hist[:count])
         if self.device.type != "cuda":
             self.pending.flush()
-
-
-def run_deferred_epoch(net, iterator, training, prefix, step_fn, pending=None, **fit_params):
-    """skorch's run_single_epoch, but batch losses are turned into floats once, at the end
-    (together with ``pending`` ones, e.g. the training pass's).
-
-    skorch calls ``loss.item()`` after every batch, which on CUDA stalls the CPU until the
-    GPU has finished; here the CPU keeps queueing work.
-    """
-    pending = pending if pending is not None else PendingLosses()
-    if iterator is not None:
-        batches = net.history[-1]["batches"]
-        first = len(batches)
-        losses = []
-        for batch in iterator:
-            net.notify("on_batch_begin", batch=batch, training=training)
-            step = step_fn(batch, **fit_params)
-            loss = step["loss"].detach()
-            losses.append(loss.float().reshape(1))
-            net.history.record_batch(prefix + "_loss", loss)
-            net.history.record_batch(prefix + "_batch_size", len(batch[0]))
-            net.notify("on_batch_end", batch=batch, training=training, **step)
-        net.history.record(prefix + "_batch_count", len(losses))
-        if losses:
-            pending.add(batches[first:first + len(losses)], prefix + "_loss", torch.cat(losses))
-    pending.flush()
