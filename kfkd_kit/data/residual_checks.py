@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..keypoints import KEYPOINT_FLIP_PAIRS, KEYPOINTS, N_TARGETS
-from .label_checks import apply_swaps
+from ..keypoints import KEYPOINTS, N_TARGETS
+from .label_checks import _K, _PAIRS, apply_swaps   # the keypoint-index pairs, defined once
 
 __all__ = ["OOFChecks", "oof_checks", "residual_spread", "oof_swaps", "residual_outliers",
            "cleaned_by_residual", "swapped_by_residual"]
@@ -54,9 +54,6 @@ SWAP_MIN_PX2 = 32.0      # ... and smaller by this many px² at least (2 x RESID
 CLEAN_Z = 8.0            # cleaned on the residual alone: beyond this x the spread
 CLEAN_MIN_PX = 8.0       # ... and this many pixels
 CLEAN_SWAP_RATIO = 0.1   # swapped on the residual alone: the exchanged fit below this share
-
-_K = len(KEYPOINTS)
-_PAIRS = [(KEYPOINTS.index(a), KEYPOINTS.index(b)) for a, b in KEYPOINT_FLIP_PAIRS]
 
 
 @dataclass
