@@ -53,6 +53,10 @@ ENSEMBLE ?=
 JOBS ?=
 ## net8's heads, e.g. dense,softargmax: with ENSEMBLE, the nets' heads in turn (default: the recipe's, else dense)
 HEADS ?=
+## W: then train again on the test images' pseudo-labels, where the first model's flip and shift views agree, each such row of weight W (1, 1/2, 1/3, ...) against a labelled row (default: off)
+PSEUDO_LABELS ?=
+## 1: add each labelling group's measured offset (the 4-point and the 15-point rows); submit predicts each test image in its group's convention
+LABELLER_BIAS ?=
 ## Kaggle's IdLookupTable.csv (default: the data folder's)
 LOOKUP ?=
 ## 1: flip test-time augmentation
@@ -171,7 +175,7 @@ download: setup ## Kaggle's files, unpacked into DATA (the kaggle package; ~/.ka
 	$(call kfkd,download,DATA)
 
 train: setup ## train NET: MODEL, its JSON and PNGs
-	$(call kfkd,train,DATA NET MODEL $(SETTINGS) ENSEMBLE JOBS HEADS)
+	$(call kfkd,train,DATA NET MODEL $(SETTINGS) ENSEMBLE JOBS HEADS PSEUDO_LABELS,LABELLER_BIAS)
 
 submit: setup ## a Kaggle submission CSV from MODEL into OUT; KAGGLE=1 uploads it
 	$(call kfkd,submit,DATA MODEL OUT LOOKUP TTA_SHIFT MESSAGE,TTA TRUST KAGGLE)

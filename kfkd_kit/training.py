@@ -12,6 +12,8 @@ import numpy as np
 
 from . import configs
 from .meta.ensemble import SeedEnsemble
+from .meta.labellers import LabellerBias
+from .meta.pseudo import PseudoLabels
 from .meta.specialists import Specialists
 from .net.estimator import flip_axis_of
 from .net.metrics import masked_rmse_px
@@ -31,6 +33,25 @@ def data_record(training, estimator) -> dict:
             "labelled_values": int(np.isfinite(training.y).sum())}
 
 
+def with_options(estimator, data_dir, pseudo_labels=None, labeller_bias=False, budget=None,
+                 say=print):
+    """``estimator`` wrapped for train's options: ``pseudo_labels`` (a weight) trains it
+    again on the test images in ``data_dir`` where its views agree (meta/pseudo.py; the
+    ``budget`` is then for both fits, and ``estimator`` should hold none); ``labeller_bias``
+    adds each labelling group's offset (meta/labellers.py)."""
+    if pseudo_labels:
+        from . import data
+        test = data.load_test(data.resolve_data_dir(data_dir, lambda *_: None))
+        estimator = PseudoLabels(estimator, unlabelled=test.X, weight=pseudo_labels,
+                                 budget=budget)
+        say(f"pseudo-labels: the {len(test.X)} test images of {test.source}, weight "
+            f"{pseudo_labels:g}, where the first model's views agree within "
+            f"{estimator.agree_px:g} px")
+    if labeller_bias:
+        estimator = LabellerBias(estimator)
+    return estimator
+
+
 def run_dir_of(model_path) -> Path:
     """Where a model's checkpoints live while it trains: ``<model>.run/``."""
     model_path = Path(model_path)
@@ -44,6 +65,9 @@ def validation_rmse(model, X, y):
     For specialists, each one's own held-out rows and columns count (pooled), as each
     specialist splits the rows that label its group. None when nothing was held out.
     """
+    if hasattr(model, "validation_rows_"):   # pseudo-labels: its second net's own split
+        rows = model.validation_rows_
+        return None if rows is None or not len(rows) else masked_rmse_px(y[rows], model.predict(X[rows]))
     parts = model.models_.items() if isinstance(model, Specialists) else [(None, model)]
     true, predicted = [], []
     for name, pipeline in parts:
@@ -109,7 +133,7 @@ def fit_and_save(estimator, training, model_path, name="custom", description="",
     model_path = Path(model_path)
     run_dir = run_dir_of(model_path)
     ensemble = isinstance(estimator, SeedEnsemble)
-    resumable = not isinstance(estimator, (Specialists, SeedEnsemble))
+    resumable = not isinstance(estimator, (Specialists, SeedEnsemble, PseudoLabels, LabellerBias))
     if resumable:
         callbacks = _keep_run(estimator, name, training, run_dir, say)
     start = time.perf_counter()

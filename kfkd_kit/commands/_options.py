@@ -212,6 +212,20 @@ def positive_int(text):
     return value
 
 
+def weight_fraction(text):
+    """A weight 1/k for an integer k >= 1, written 1, 0.5 or 1/2."""
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / (float(den) if den else 1.0)
+    except (ValueError, ZeroDivisionError):
+        value = None
+    k = 1 / value if value else 0
+    if value is None or k < 1 or abs(k - round(k)) > 1e-6:
+        raise argparse.ArgumentTypeError(f"expected a weight 1/k for an integer k >= 1 "
+                                         f"(1, 1/2, 0.5, 1/3), got {text!r}")
+    return value
+
+
 def estimator(args, name=None, head=None, **settings):
     """The named estimator, built once with its final parameters: the --params file's,
     then this command's settings (``settings`` in place of the ones in ``args``), then

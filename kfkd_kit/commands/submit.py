@@ -30,18 +30,24 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def predict_in_chunks(model, X, chunk=512):
+def predict_in_chunks(model, X, chunk=512, groups=None):
     """``model.predict(X)`` a chunk of rows at a time, with a progress bar (on a terminal,
     progress.bar). Every estimator here predicts each row on its own, and a chunk is a
-    whole number of the nets' batches (128), so the result is the same."""
+    whole number of the nets' batches (128), so the result is the same. ``groups``: each
+    row's labelling group, for a model with ``predict_groups`` (labellers.LabellerBias)."""
     import numpy as np
     from ..utils import progress
+
+    def predict(rows):
+        if groups is None:
+            return model.predict(X[rows])
+        return model.predict_groups(X[rows], list(np.asarray(groups)[rows]))
     parts = []
     with progress.bar(total=len(X), desc="predicting", unit="image") as bar:
         for start in range(0, len(X), chunk):
-            parts.append(np.asarray(model.predict(X[start:start + chunk])))
+            parts.append(np.asarray(predict(slice(start, start + chunk))))
             bar.update(len(parts[-1]))
-    return np.concatenate(parts) if parts else model.predict(X)
+    return np.concatenate(parts) if parts else predict(slice(0, 0))
 
 
 def run(args):
@@ -64,7 +70,10 @@ def run(args):
     test = data.load_test(folder)
     lookup = data.load_lookup(args.lookup or folder)
     print(f"predicting {len(test.X)} test images from {test.source} with {model_path}")
-    table = build_submission(predict_in_chunks(model, test.X), test.image_ids, lookup)
+    from ..meta.labellers import lookup_groups
+    groups = lookup_groups(model, test.image_ids, lookup)
+    table = build_submission(predict_in_chunks(model, test.X, groups=groups), test.image_ids,
+                             lookup)
     name = (model_path.stem + ("-tta" if tta else "")
             + (f"-shift{args.tta_shift}" if args.tta_shift else ""))
     if Path(args.out).suffix.lower() == ".csv":

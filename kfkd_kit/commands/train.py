@@ -7,7 +7,7 @@ from pathlib import Path
 from .. import configs, data, recipes
 from ..meta.ensemble import SeedEnsemble
 from ..net.nested import histories
-from ..training import fit_and_save, run_dir_of
+from ..training import fit_and_save, run_dir_of, with_options
 from . import _options, _plots as plots
 
 
@@ -68,6 +68,15 @@ def add_parser(sub):
                    help="net8's head, dense or softargmax; with --ensemble N, the nets' heads in "
                         "turn (dense,softargmax: the nets differ in head as well as seed, which "
                         "averages better) (default: the recipe's, else dense)")
+    p.add_argument("--pseudo-labels", type=_options.weight_fraction, default=None, metavar="W",
+                   help="then train again on the test images too, labelled by the first model "
+                        "where its flip and shift views agree, each such row of weight W (1, "
+                        "1/2, 1/3, ...; meta/pseudo.py); a --budget is for both fits "
+                        "(default: off)")
+    p.add_argument("--labeller-bias", action="store_true",
+                   help="add each labelling group's measured offset (rows labelling 4 keypoints "
+                        "against rows labelling 15; meta/labellers.py); submit predicts each "
+                        "test image in its group's convention (default: off)")
     p.set_defaults(func=run)
 
 
@@ -84,14 +93,17 @@ def run(args):
                         models=args.models, heads=heads, jobs=args.jobs,
                         valid_fraction=args.valid_fraction)
     print(plan.why)
-    if plan.models == 1:     # one net: a plain pipeline with the whole budget
+    if plan.models == 1:     # one net: a plain pipeline with the whole budget (or its share)
         estimator = _options.estimator(args, valid_fraction=plan.valid_fraction,
-                                       head=plan.heads[0] if plan.heads else None)
+                                       head=plan.heads[0] if plan.heads else None,
+                                       **({"budget": None} if args.pseudo_labels else {}))
     else:                    # the ensemble shares the budget out among its nets
         estimator = SeedEnsemble(
             _options.estimator(args, valid_fraction=plan.valid_fraction, budget=None),
             seeds=plan.models, n_jobs=plan.jobs, heads=list(plan.heads) if plan.heads else None,
             budget=args.budget)
+    estimator = with_options(estimator, args.data, args.pseudo_labels, args.labeller_bias,
+                             budget=None if args.pseudo_labels else args.budget)
     metadata = train(estimator, data_dir=args.data, model_path=args.model,
                      name=args.net, description=configs.get_config(args.net).description,
                      params_file=args.params, recipe=plan.record())

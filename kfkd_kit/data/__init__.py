@@ -46,7 +46,7 @@ EXPORTS = {
     "synthetic_dataset": ("write_kaggle_dataset",),
     "splits": ("GroupedValidSplit", "grouped_kfold", "grouped_holdout", "grouped_shuffle_split",
                "image_groups"),
-    "submission": ("SubmissionError", "build_submission", "validate_submission",
+    "submission": ("SubmissionError", "build_submission", "validate_submission", "requested_keypoints",
                    "write_submission", "submission_path"),
     "mirror": ("estimate_flip_axis", "flip_consistent_axis"),
     "audit": ("Audit", "clean_changes", "write_clean"),

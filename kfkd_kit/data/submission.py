@@ -37,6 +37,17 @@ def build_submission(predictions, image_ids, lookup: pd.DataFrame) -> pd.DataFra
                          "Location": np.clip(locations, 0.0, float(IMAGE_SIDE))})
 
 
+def requested_keypoints(image_ids, lookup: pd.DataFrame) -> list:
+    """For each of ``image_ids``, the keypoint names (without _x/_y) the lookup asks of it,
+    in Kaggle's order (empty for an image it asks nothing of): which labelling effort the
+    image's hidden labels came from (4 keypoints or all 15)."""
+    asked = {}
+    for image_id, feature in zip(lookup["ImageId"].to_numpy(), lookup["FeatureName"].to_numpy()):
+        asked.setdefault(image_id, set()).add(FEATURE_INDEX[feature] // 2)
+    names = [f[:-2] for f in list(FEATURE_INDEX)[0::2]]
+    return [[names[k] for k in sorted(asked.get(i, ()))] for i in image_ids]
+
+
 def validate_submission(submission: pd.DataFrame, lookup: pd.DataFrame) -> None:
     """Raise SubmissionError unless the table has exactly the lookup's RowIds, in order,
     and every Location is a number in [0, 96]."""

@@ -56,6 +56,9 @@ class FlipTTA(PixelRMSEScore, RegressorMixin, BaseEstimator):
 
 def flip_tta(model, n_features=None, shift=0) -> FlipTTA:
     """Flip TTA (and with ``shift`` > 0, a 3x3 grid of shifts) around an already fitted
-    model, ready to predict (nothing is trained)."""
+    model, ready to predict (nothing is trained). A model that adds something after its
+    predictions (``with_inner``: labellers.LabellerBias) gets the TTA inside it."""
+    if hasattr(model, "with_inner"):
+        return model.with_inner(lambda inner: flip_tta(inner, n_features, shift))
     n_features = n_features or getattr(model, "n_features_in_", None) or N_PIXELS
     return FlipTTA(FrozenEstimator(model), shift=shift).fit(np.zeros((1, n_features), np.uint8))
