@@ -113,6 +113,8 @@ ANNOTATED ?=
 DETECTOR ?=
 ## audit: also write a cleaned copy of the training file to this .csv, its log of every change beside it (<stem>-changes.csv)
 CLEAN ?=
+## audit: 1 also runs a face detector (MTCNN) on every image and reports those where it finds none (minutes)
+FIND_FACES ?=
 ## audit: also check each label against a make cv run's out-of-fold predictions (cv/oof-<run>.json or cv/<run>)
 OOF ?=
 ## bench: 1 for a quick run
@@ -184,7 +186,7 @@ report: setup ## error analysis of MODEL: OUT/<model>-<UTC>/report.html
 	$(call kfkd,report,DATA MODEL OUT HOLDOUT SEED,TRUST)
 
 audit: setup ## a data audit of DATA without a net: OUT/audit-<UTC>/audit.html; CLEAN= writes a cleaned training file; OOF= a cv run's residuals
-	$(call kfkd,audit,DATA OUT CLEAN OOF)
+	$(call kfkd,audit,DATA OUT CLEAN OOF,FIND_FACES)
 
 cv: setup ## k-fold cross-validation of NET: RMSE per fold, out-of-fold predictions (cv/oof-*)
 	$(call kfkd,cv,DATA NET MODEL OUT $(SETTINGS) FOLDS $(DASK),KEEP_MODELS)

@@ -61,6 +61,10 @@ def audit_figures(result, training, test, folder, oof=None):
         shown["oof"] = len(items)
     blank = [(training.X[b["row"]], None, f"row {b['row']}", []) for b in result.blank] + \
             [(test.X[b["row"]], None, f"test {b['row']}", []) for b in result.blank_test]
+    blank += [(training.X[b["row"]], None, f"row {b['row']}: score {b['score']:.2f}", [])
+              for b in result.faceless or []]
+    blank += [(test.X[b["row"]], None, f"test {b['row']}: score {b['score']:.2f}", [])
+              for b in result.faceless_test or []]
     if blank:
         figures["blank"] = plots.face_table(blank[:DRAWN], folder / "no-face.png")
         shown["blank"] = min(DRAWN, len(blank))

@@ -45,11 +45,12 @@ def _tables(result, folder):
         write_csv(folder / f"{name}.csv", pd.DataFrame(rows, columns=columns))
 
 
-def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, say=print) -> Path:
+def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, find_faces=False,
+              say=print) -> Path:
     """Audit the data folder; write the page, its figures and CSVs (and, with ``clean``,
     the cleaned training file and its log); with ``oof`` (a cv run: ``cv/oof-<run>.json``
-    or ``cv/<run>``), check the labels against its out-of-fold predictions too; return the
-    page's path."""
+    or ``cv/<run>``), check the labels against its out-of-fold predictions too; with
+    ``find_faces``, run a face detector on every image; return the page's path."""
     folder = data.resolve_data_dir(data_dir, say)
     training = data.load_training(folder)
     test_file = data.find_file(folder, "test")
@@ -63,6 +64,11 @@ def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, say=prin
     predictions = None if run is None else run.predictions.astype("float64")
     result = audit_data(training.X, training.y, None if test is None else test.X,
                         oof=predictions, oof_run="" if run is None else run.name)
+    if find_faces:      # reported, never cleaned: a detector misses some real faces
+        from ..photo.face_check import faceless
+        result.faceless = faceless(training.X, [b["row"] for b in result.blank], desc="training")
+        result.faceless_test = [] if test is None else faceless(
+            test.X, [b["row"] for b in result.blank_test], desc="test")
     changes = clean_changes(result, training.y) if clean is not None else None
 
     out = create_unique(Path(out_dir) / f"audit-{utc_stamp()}")
@@ -98,9 +104,12 @@ def add_parser(sub):
     p.add_argument("--oof", default=None, metavar="RUN",
                    help="also check each label against a make cv run's out-of-fold "
                         "predictions: cv/oof-<run>.json or cv/<run> (default: none)")
+    p.add_argument("--find-faces", action="store_true",
+                   help="also run a face detector (MTCNN, needs torch) on every image and "
+                        "report those where it finds none; minutes (default: off)")
     p.set_defaults(func=run)
 
 
 def run(args):
     print(run_audit(data_dir=args.data, out_dir=args.out, clean=args.clean,
-                    oof=args.oof))
+                    oof=args.oof, find_faces=args.find_faces))

@@ -81,6 +81,8 @@ class Audit:
     near: list = field(default_factory=list)         # [Group]
     blank: list = field(default_factory=list)        # [dict] rows of the training file
     blank_test: list = field(default_factory=list)   # [dict] rows of the test file
+    faceless: list | None = None                     # [dict] rows no detector face (FIND_FACES)
+    faceless_test: list | None = None
     swapped: list = field(default_factory=list)      # [dict]
     outliers: list = field(default_factory=list)     # [dict]
     outside: list = field(default_factory=list)      # [dict]
@@ -96,6 +98,9 @@ class Audit:
                 "duplicate groups whose labels disagree": sum(g.disagree for g in
                                                               self.exact + self.near),
                 "blank training images": len(self.blank), "blank test images": len(self.blank_test),
+                **({} if self.faceless is None else {
+                    "training images where no face is found": len(self.faceless),
+                    "test images where no face is found": len(self.faceless_test or [])}),
                 "swapped left/right pairs": len(self.swapped),
                 "geometry outliers": len(self.outliers), "points outside the image": len(self.outside),
                 "labelling groups": len(self.groups),
@@ -122,9 +127,13 @@ class Audit:
                            ["group", "kind", "rows", "test", "similarity", "disagree",
                             "max_diff_px"]),
             "labels": (labels, ["row", "keypoint", "check", "score"]),
-            "no-face": ([{"file": "training", **b} for b in self.blank]
-                        + [{"file": "test", **b} for b in self.blank_test],
-                        ["file", "row", "std", "spread"]),
+            "no-face": ([{"file": "training", "check": "blank", **b} for b in self.blank]
+                        + [{"file": "test", "check": "blank", **b} for b in self.blank_test]
+                        + [{"file": "training", "check": "detector", **b}
+                           for b in self.faceless or []]
+                        + [{"file": "test", "check": "detector", **b}
+                           for b in self.faceless_test or []],
+                        ["file", "row", "check", "std", "spread", "score"]),
             "groups": ([{"group": g["group"], "rows": g["count"],
                          "keypoints": " ".join(g["keypoints"])} for g in self.groups],
                        ["group", "rows", "keypoints"]),

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data.duplicates import AGREE_PX, NEAR_SIMILARITY
 from ..data.label_checks import (BIAS_Z, GROUP_MIN_ROWS, OUTLIER_MIN, OUTLIER_QUANTILE,
                                  OUTLIER_RATIO)
+from ..photo.face_check import MIN_SCORE as FACE_SCORE
 from ..utils.atomic import utc_stamp
 from .report_html import _STYLE, _html_table, _img
 
@@ -120,9 +121,14 @@ def audit_page(result, figures, shown, training_name, test_name, cleaned=None) -
                  result.outside[:50], {"row": "row", "keypoint": "keypoint"},
                  total=len(result.outside)),
         _section("Images with no face", "Near-constant images (pixel sd below 6 or a 1st to "
-                 "99th percentile spread below 24 grey levels): no face to find. No face "
-                 "detector is run.", figures.get("blank"), shown=shown.get("blank"),
-                 total=len(result.blank) + len(result.blank_test)),
+                 "99th percentile spread below 24 grey levels): no face to find. "
+                 + ("No face detector was run (FIND_FACES=1 runs one)."
+                    if result.faceless is None else
+                    f"Then the images where MTCNN finds no face scoring {FACE_SCORE:g} or more "
+                    "(score shown); reported only, never cleaned: a detector misses a few "
+                    "real faces."), figures.get("blank"), shown=shown.get("blank"),
+                 total=len(result.blank) + len(result.blank_test) + len(result.faceless or [])
+                 + len(result.faceless_test or [])),
         "<h2>Labelling groups</h2><p>The rows by which keypoints they label, largest first.</p>",
         _html_table(groups, {"group": "group", "rows": "rows", "keypoints": "keypoints"}),
         f"<p>Each group of {GROUP_MIN_ROWS} rows or more against the largest, on the keypoints "

@@ -123,3 +123,22 @@ def test_an_oof_run_of_other_data_is_refused_and_nothing_is_written(folder, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "oof-net1-x.json: its data (fingerprint 0000" in err[0]
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.slow
+def test_find_faces_reports_the_images_without_one_and_cleans_none_of_them(folder, capsys):
+    import importlib.util
+    if importlib.util.find_spec("facenet_pytorch") is None:
+        pytest.skip("facenet-pytorch (MTCNN) is not installed")
+    clean = folder / "faces" / "clean.csv"
+    assert main(["audit", "--data", str(folder / "data"), "--out", str(folder / "faces"),
+                 "--clean", str(clean), "--find-faces"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    found = [line for line in out if line.startswith("training images where no face is found: ")]
+    assert found and "test images where no face is found: " in "\n".join(out)
+    table = pd.read_csv(next((folder / "faces").glob("audit-*/no-face.csv")))
+    detector = table[table["check"] == "detector"]
+    assert len(detector) == int(found[0].rsplit(" ", 1)[1]) + (detector["file"] == "test").sum()
+    assert 7 not in set(detector.loc[detector["file"] == "training", "row"])   # blank: reported once
+    log = pd.read_csv(folder / "faces" / "clean-changes.csv", keep_default_na=False)
+    assert sorted(log.loc[log["column"] == "", "row"]) == [4, 7]    # no row dropped for it

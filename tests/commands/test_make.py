@@ -24,7 +24,7 @@ SAMPLES = {
     "EPOCHS": "3", "BUDGET": "90s", "LR": "0.02", "MOMENTUM": "0.8", "PATIENCE": "4",
     "VALID": "0", "PRECISION": "fp32", "DEVICE": "cpu", "FLIP_AXIS": "48.25",
     "BASE": "b.joblib", "PARAMS": "p.json", "ENSEMBLE": "3", "JOBS": "2",
-    "HEADS": "dense,softargmax", "PSEUDO_LABELS": "1/2", "LABELLER_BIAS": "1", "LOOKUP": "l.csv", "TTA": "1", "TTA_SHIFT": "2",
+    "HEADS": "dense,softargmax", "PSEUDO_LABELS": "1/2", "LABELLER_BIAS": "1", "FIND_FACES": "1", "LOOKUP": "l.csv", "TTA": "1", "TTA_SHIFT": "2",
     "TRUST": "1", "KAGGLE": "1", "MESSAGE": "it's $HOME", "HOLDOUT": "0.3", "FOLDS": "4",
     "KEEP_MODELS": "1", "RUNS": "cv/a,cv/b", "LRS": "0.1,0.2", "MOMENTA": "0.9", "REFIT": "1",
     "SCHEDULER": "tcp://h:1", "DASK_WORKERS": "2", "NETS": "net1,net2", "EPOCH_CAP": "5",
