@@ -48,6 +48,7 @@ def bomb_png(side=40_000) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
+@pytest.mark.slow
 def test_the_answer_is_predicts_csv_as_json(service, tiny_model, tmp_path):
     with client(service) as c:
         reply = post(c, astronaut())
@@ -210,6 +211,7 @@ def test_a_full_queue_answers_503_with_retry_after(service):
         assert post(c, astronaut()).status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["serve", "predict"])
 def test_no_model_yet_is_one_line_naming_the_command_that_trains_one(command, tmp_path,
                                                                      monkeypatch, capsys):
