@@ -100,6 +100,13 @@ def test_the_page_draws_the_keypoints_and_downloads_the_apis_answer(server, tmp_
             if os.environ.get("KFKD_SCREENSHOT"):
                 page.screenshot(path=os.environ["KFKD_SCREENSHOT"], full_page=True)
             assert outside == [], f"the page fetched from elsewhere: {outside}"
+            # the webcam button: shown where the browser offers getUserMedia (localhost is a
+            # secure context), hidden where it does not
+            assert page.is_visible("#webcam")
+            bare = browser.new_page()
+            bare.add_init_script("Object.defineProperty(navigator, 'mediaDevices', {value: undefined})")
+            bare.goto(server + "/")
+            assert bare.is_hidden("#webcam") and bare.is_visible("label[for=files]")
         finally:
             browser.close()
     with ASTRONAUT.open("rb") as photo:
