@@ -19,7 +19,7 @@ TORCH_INDEX ?=
 DATA ?=
 ## the named net: net1..net8 or specialists (default: net1; tune: net8)
 NET ?=
-## the model file: written by train (and cv with KEEP_MODELS, grid with REFIT, stack), read by submit, report, predict, export (default: models/NET.joblib for train, models/stack.joblib for stack, else models/net1.joblib)
+## the model file: written by train (and cv with KEEP_MODELS, grid with REFIT, stack), read by submit, report, predict, serve, export (default: models/NET.joblib for train, models/stack.joblib for stack, else models/net1.joblib)
 MODEL ?=
 ## where the command writes: submit a folder or .csv (submissions), report and audit a folder (reports), predict a CSV (keypoints.csv), export an .onnx, cv/grid/lrfind/tune a folder (cv), zoo a .md
 OUT ?=
@@ -109,8 +109,12 @@ MODELS_DIR ?=
 IMAGES ?=
 ## predict: also draw the faces into this folder
 ANNOTATED ?=
-## predict: auto, mtcnn or haar (default: auto)
+## predict, serve: auto, mtcnn or haar (default: auto)
 DETECTOR ?=
+## serve: the address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 is reachable from the network)
+HOST ?=
+## serve: the TCP port (default: 8000)
+PORT ?=
 ## audit: also write a cleaned copy of the training file to this .csv, its log of every change beside it (<stem>-changes.csv)
 CLEAN ?=
 ## audit: 1 also runs a face detector (MTCNN) on every image and reports those where it finds none (minutes)
@@ -146,7 +150,7 @@ check = $(foreach v,$(filter-out $(1) $(BUILD_VARS),$(given)),$(error make $@: $
 # recipe passes itself
 kfkd = $(call check,$(2) $(3) $(4))$(KFKD) $(1) $(strip $(call options,$(2),$(3)))
 
-.PHONY: setup download train submit report audit cv stack grid zoo lrfind tune compare predict export bench test data clean help
+.PHONY: setup download train submit report audit cv stack grid zoo lrfind tune compare predict serve export bench test data clean help
 
 help: ## this table
 	@awk '$(HELP_AWK)' $(firstword $(MAKEFILE_LIST))
@@ -212,6 +216,9 @@ compare: setup ## the saved models side by side, best first
 predict: setup ## keypoints of the faces in IMAGES: a CSV in OUT (keypoints.csv)
 	@test -n "$(IMAGES)" || { echo "make predict: give IMAGES=\"photo.jpg folder/ ...\"" >&2; exit 2; }
 	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR TTA_SHIFT,TTA TRUST,IMAGES) $(IMAGES)
+
+serve: setup ## a web page and a JSON API for keypoints on photos at http://HOST:PORT/ (Ctrl-C stops)
+	$(call kfkd,serve,MODEL HOST PORT DETECTOR TTA_SHIFT,TTA TRUST)
 
 export: setup ## MODEL as ONNX, checked against torch
 	$(call kfkd,export,MODEL OUT,TRUST)

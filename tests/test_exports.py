@@ -8,7 +8,7 @@ import sys
 import pytest
 
 PACKAGES = ["kfkd_kit.utils", "kfkd_kit.data", "kfkd_kit.net", "kfkd_kit.meta",
-            "kfkd_kit.search", "kfkd_kit.photo"]
+            "kfkd_kit.search", "kfkd_kit.photo", "kfkd_kit.serve"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

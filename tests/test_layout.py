@@ -16,7 +16,7 @@ FRONT_DOOR = {"cli", "__main__"}
 # bottom to top: a module may import its own package and the layers below its own, never
 # one beside or above it (net and photo sit side by side: photo runs without torch)
 LAYERS = [{"", "_moved", "_lazy", "keypoints"}, {"utils"}, {"data"}, {"net", "photo"}, {"meta"},
-          {"configs", "recipes"}, {"search", "training"}, {"commands"}, {"cli"}, {"__main__"}]
+          {"configs", "recipes"}, {"search", "training", "serve"}, {"commands"}, {"cli"}, {"__main__"}]
 
 
 def _layer(module):

@@ -34,6 +34,8 @@ COMMANDS = {
     "compare": "the saved models side by side, best validation RMSE first",
     "predict": "keypoints of the faces in your own photos: a CSV, and copies with the faces "
                "drawn",
+    "serve": "a web page and a JSON API for keypoints on photos (FastAPI + uvicorn), on "
+             "this machine",
     "export": "the fitted net as an ONNX graph (crop in, keypoints in pixels out), checked "
               "against torch",
     "audit": "a data audit without a net: duplicate images, labels that look wrong, images "

@@ -1,46 +1,18 @@
 """`kfkd predict`: keypoints on your own photos, as a CSV (and copies with the faces drawn).
 
 The alignment (detect, frame, predict, re-align) is photo/align.py's; the drawing
-photo/annotate.py's. This module picks the backend for the model file (a saved model
-through torch, or an ``.onnx`` file through onnxruntime, without importing torch), calls
-them and writes the files.
+photo/annotate.py's; the backend for the model file (a saved model through torch, or an
+``.onnx`` file through onnxruntime, without importing torch) meta/photomodel.py's. This
+module calls them and writes the files.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from ..photo import framing
-from ..photo.align import COLUMNS, MIN_SIZE, SavedModel, predict_photos
+from ..meta.photomodel import load_keypoints
+from ..photo.align import COLUMNS, MIN_SIZE, predict_photos
 from . import _options
-
-
-def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=0):
-    """The backend for ``model_path``: an ``.onnx`` file through onnxruntime (no torch), any
-    other through modelfile.load_model. Its mean layout comes with the model; a model saved
-    without one (before ``mean_keypoints_``, or not by ``kfkd train``) takes it from the
-    training data in ``data_dir``, and without that is refused in one line."""
-    path = Path(model_path)
-    tta = tta or bool(tta_shift)                 # a shift grid is flip TTA on shifted copies
-    if path.suffix == ".onnx":
-        from ..photo.onnxmodel import OnnxKeypoints
-        backend = OnnxKeypoints(path, trust=trust, tta=tta, tta_shift=tta_shift)
-    else:
-        from ..utils.modelfile import load_model
-        model = load_model(path, trust=trust)
-        if tta:
-            from ..meta.tta import flip_tta
-            backend = SavedModel(flip_tta(model, shift=tta_shift), layout=framing.layout_of(model))
-        else:
-            backend = SavedModel(model)
-    if data_dir is not None:
-        from ..data import load_training
-        backend.layout = framing.mean_layout(load_training(data_dir).y)
-    if backend.layout is None:
-        raise ValueError(f"{path}: the model carries no mean keypoint layout (saved before "
-                         "kfkd_kit stored one, or not by kfkd train); retrain it, or pass "
-                         "--data FOLDER with the training data to measure it from")
-    return backend
 
 
 # --------------------------------------------------------------------------- outputs

@@ -8,5 +8,6 @@ EXPORTS = {
     "tta": ("FlipTTA", "flip_tta"),
     "stack": ("StackedKeypoints", "fit_meta", "apply_meta", "nested_cv_predictions"),
     "onnxexport": ("export_onnx", "exported_nets"),
+    "photomodel": ("load_keypoints", "no_model_line"),
 }
 __all__, __getattr__, __dir__ = exports(__name__, EXPORTS)

@@ -4,7 +4,8 @@ torch-free runner."""
 from .._lazy import exports
 
 EXPORTS = {
-    "photos": ("Photo", "PhotoError", "read_photo", "list_images", "image_suffixes"),
+    "photos": ("Photo", "PhotoError", "PhotoTooLarge", "read_photo", "decode_photo", "list_images",
+               "image_suffixes"),
     "faces": ("Face", "make_detector", "DETECTORS"),
     "framing": ("FacePatch", "warp_to_crop", "mean_layout", "layout_of"),
     "onnxmodel": ("OnnxKeypoints", "check_onnx_sha256"),

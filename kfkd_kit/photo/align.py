@@ -95,7 +95,10 @@ class _Pending:
 
 def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN_SIZE,
                    warn=None, record_passes=False):
-    """Keypoints of every face in the photos ``paths`` (files, as given).
+    """Keypoints of every face in the photos ``paths``: files, as given, or ``photos.Photo``
+    objects already decoded (``photos.decode_photo``: an upload, never written to disk),
+    whose ``path`` then names them in the rows. ``detector``: a name (faces.DETECTORS), or a
+    detector faces.make_detector made, kept to serve many calls (MTCNN loads its weights once).
 
     Returns (rows, summary): ``rows`` a list of dicts with COLUMNS' keys, photo by photo in
     the order given and each photo's faces left to right; ``summary`` counts photos, faces,
@@ -106,19 +109,19 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     """
     from ..utils import progress
     from .faces import make_detector
-    from .photos import PhotoError, read_photo
+    from .photos import Photo, PhotoError, read_photo
     warn = warn or (lambda message: print(message, file=sys.stderr))
-    passes = PASSES.get(detector, 1) if passes is None else passes
+    find = make_detector(detector, min_size) if isinstance(detector, str) else detector
+    passes = PASSES.get(find.name, 1) if passes is None else passes
     if passes < 1:
         raise ValueError(f"--passes must be 1 or more, got {passes}")
-    find = make_detector(detector, min_size)
     layout = keypoints.layout
     summary = Summary(files=len(paths), min_size=min_size)
     rows, pending = [], []
     with progress.bar(total=len(paths), desc="photos", unit="photo") as bar:
         for path in paths:
             try:
-                photo = read_photo(path)
+                photo = path if isinstance(path, Photo) else read_photo(path)
             except PhotoError as exc:
                 summary.unreadable += 1
                 bar.clear()
@@ -132,7 +135,7 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
             summary.no_face += not faces
             for number, face in enumerate(faces):
                 transform = find.first_crop(face, layout)
-                row = {"image": str(path), "face": number,
+                row = {"image": photo.path, "face": number,
                        **dict(zip(BOX_COLUMNS, np.round(face.box, 2)))}
                 rows.append(row)
                 pending.append(_Pending(row, framing.FacePatch(photo.grey, transform), transform))

@@ -21,6 +21,10 @@ class PhotoError(ValueError):
     """A file that is not a readable image; the message is one line naming it."""
 
 
+class PhotoTooLarge(PhotoError):
+    """An image with more pixels than allowed (a decompression bomb, or just too big)."""
+
+
 @dataclass
 class Photo:
     """One photo as it is displayed (EXIF orientation applied): ``grey`` float32 (h, w) grey
@@ -61,19 +65,37 @@ def list_images(paths) -> list[str]:
 
 def read_photo(path) -> Photo:
     """The photo at ``path``, upright as displayed; PhotoError when it cannot be read."""
+    size = Path(path).stat().st_size if Path(path).is_file() else None
+    return _decode(path, str(path), size)
+
+
+def decode_photo(data: bytes, name: str, max_pixels: int | None = None) -> Photo:
+    """The photo encoded in ``data`` (an upload), read in memory, nothing written to disk;
+    ``name`` names it in the Photo and in errors. With ``max_pixels``, an image whose header
+    declares more pixels is a PhotoTooLarge before any of it is decoded (a decompression
+    bomb: a few kilobytes that decode to gigabytes)."""
+    import io
+    return _decode(io.BytesIO(data), name, len(data), max_pixels)
+
+
+def _decode(source, name, size, max_pixels=None) -> Photo:
     from PIL import Image, ImageOps, UnidentifiedImageError
-    name = str(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            width, height = image.size          # from the header; nothing decoded yet
+            if max_pixels is not None and width * height > max_pixels:
+                raise PhotoTooLarge(f"{name}: {width}x{height} pixels, more than the "
+                                    f"{max_pixels:,} allowed")
             image.load()
             image = ImageOps.exif_transpose(image)
             grey, rgb = _arrays(image)
     except UnidentifiedImageError:
-        size = Path(path).stat().st_size if Path(path).is_file() else None
         why = "an empty file" if size == 0 else "not an image Pillow can read"
         raise PhotoError(f"{name}: {why}") from None
     except Image.DecompressionBombError as exc:
-        raise PhotoError(f"{name}: too large to read safely ({exc})") from None
+        raise PhotoTooLarge(f"{name}: too large to read safely ({exc})") from None
+    except PhotoError:
+        raise
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
         hint = " (truncated?)" if "truncated" in text or isinstance(exc, EOFError) else ""

@@ -17,7 +17,7 @@ MAKEFILE = ROOT / "Makefile"
 BUILD = {"PYTHON", "VENV", "TORCH_INDEX"}
 # targets -> the program their command line runs
 COMMAND_TARGETS = ("download", "train", "submit", "report", "audit", "cv", "stack", "grid", "zoo",
-                   "lrfind", "tune", "compare", "predict", "export", "data")
+                   "lrfind", "tune", "compare", "predict", "serve", "export", "data")
 # a value each variable's option accepts; "1" for a flag
 SAMPLES = {
     "DATA": "some/data", "NET": "net8", "MODEL": "m/x.joblib", "OUT": "o/x", "SEED": "7",
@@ -31,7 +31,7 @@ SAMPLES = {
     "BATCHES": "9", "START_LR": "1e-5", "END_LR": "0.5", "TRIALS": "4", "STORAGE": "journal:j",
     "STUDY": "s", "MODELS_DIR": "mm", "IMAGES": "a.jpg b", "ANNOTATED": "ann",
     "DETECTOR": "haar", "QUICK": "1", "CLEAN": "c/clean.csv",
-    "OOF": "cv/oof-net1-x.json",
+    "OOF": "cv/oof-net1-x.json", "HOST": "0.0.0.0", "PORT": "8080",
 }
 
 needs_make = pytest.mark.skipif(

@@ -175,6 +175,22 @@ def test_reads_every_format_as_the_same_grey_photo(tmp_path):
     assert read_photo(tmp_path / "clear.png").grey.min() == 255
 
 
+def test_an_upload_decodes_in_memory_as_its_file_reads():
+    from kfkd_kit.photo.photos import PhotoError, PhotoTooLarge, decode_photo, read_photo
+    data = ASTRONAUT.read_bytes()
+    photo, read = decode_photo(data, "upload.jpg"), read_photo(ASTRONAUT)
+    assert photo.path == "upload.jpg" and photo.size == read.size == (512, 512)
+    np.testing.assert_array_equal(photo.grey, read.grey)
+    np.testing.assert_array_equal(photo.rgb, read.rgb)
+    with pytest.raises(PhotoTooLarge, match=r"^upload\.jpg: 512x512 pixels, more than the 262,143 allowed$"):
+        decode_photo(data, "upload.jpg", max_pixels=512 * 512 - 1)
+    assert decode_photo(data, "upload.jpg", max_pixels=512 * 512).size == (512, 512)
+    with pytest.raises(PhotoError, match=r"^empty\.jpg: an empty file$"):
+        decode_photo(b"", "empty.jpg")
+    with pytest.raises(PhotoError, match=r"^cut\.jpg: cannot read the image \(truncated\?\)"):
+        decode_photo(data[:len(data) // 3], "cut.jpg")
+
+
 @pytest.mark.parametrize("orientation, turn", [(3, Image.Transpose.ROTATE_180),
                                                (6, Image.Transpose.ROTATE_90),
                                                (8, Image.Transpose.ROTATE_270)])
