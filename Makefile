@@ -107,6 +107,8 @@ IMAGES ?=
 ANNOTATED ?=
 ## predict: auto, mtcnn or haar (default: auto)
 DETECTOR ?=
+## predict: drop faces whose detector score is under this (default: 0)
+MIN_SCORE ?=
 ## audit: also write a cleaned copy of the training file to this .csv, its log of every change beside it (<stem>-changes.csv)
 CLEAN ?=
 ## audit: also check each label against a make cv run's out-of-fold predictions (cv/oof-<run>.json or cv/<run>)
@@ -205,7 +207,7 @@ compare: setup ## the saved models side by side, best first
 
 predict: setup ## keypoints of the faces in IMAGES: a CSV in OUT (keypoints.csv)
 	@test -n "$(IMAGES)" || { echo "make predict: give IMAGES=\"photo.jpg folder/ ...\"" >&2; exit 2; }
-	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR TTA_SHIFT,TTA TRUST,IMAGES) $(IMAGES)
+	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR MIN_SCORE TTA_SHIFT,TTA TRUST,IMAGES) $(IMAGES)
 
 export: setup ## MODEL as ONNX, checked against torch
 	$(call kfkd,export,MODEL OUT,TRUST)

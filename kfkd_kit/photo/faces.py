@@ -202,11 +202,15 @@ class MTCNNDetector:
                                   detector=self.name))
         return faces
 
-    def _detect(self, rgb) -> list[Face]:
+    def _run(self, rgb):
+        """MTCNN on an RGB image: (boxes x1, y1, x2, y2, probabilities, landmarks) or Nones."""
         import torch
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            boxes, probs, landmarks = self.mtcnn.detect(rgb, landmarks=True)
+            return self.mtcnn.detect(rgb, landmarks=True)
+
+    def _detect(self, rgb) -> list[Face]:
+        boxes, probs, landmarks = self._run(rgb)
         if boxes is None:
             return []
         # MTCNN's coordinates count pixel centres from 0: + 1 for Kaggle's
