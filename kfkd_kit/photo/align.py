@@ -112,7 +112,7 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     detector score is under ``min_score`` (both left out of the rows). ``detector``: a name
     (faces.DETECTORS) or a detector already made (faces.make_detector's kind). With
     ``record_passes`` each row also holds ``passes``, the keypoints of every pass (passes, 30),
-    and ``first``, the first crop's transform.
+    and ``first`` and ``last``, the first and the last crop's transforms.
     """
     from ..utils import progress
     from .faces import make_detector
@@ -176,6 +176,7 @@ def _align(pending, keypoints, layout, passes, record_passes):
         if record_passes:
             face.row["passes"] = np.array(face.history)
             face.row["first"] = face.first
+            face.row["last"] = face.transform
 
 
 def next_transform(current, in_photo, target):

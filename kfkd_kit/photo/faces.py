@@ -35,6 +35,10 @@ MTCNN_THRESHOLD = 0.9
 # upright search misses are found turned (on the same set, 4 of the 5 faces missed upright
 # were tilted by 14 to 18 degrees). A face found twice is kept once.
 MTCNN_TURNS = (0.0, -25.0, 25.0)
+# How the faces found in the turns are merged (merge_turns): "nms", the best score first,
+# or "centre", upright first.
+MTCNN_MERGE = "centre"
+MERGE_IOU = 0.3
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR_NEIGHBOURS = 3
 # Where Kaggle's 96x96 frame lies relative to a Haar box (x, y, w): its left edge at
@@ -147,6 +151,30 @@ def _apply(T, points):
     return points @ T[:, :2].T + T[:, 2]
 
 
+def merge_turns(faces, how="nms"):
+    """One face per face found in several turns. ``nms``: best score first, a face dropped
+    when its centre lies in a kept box, a kept centre in its box, or it overlaps a kept box
+    by IoU over MERGE_IOU; ``centre``: in search order (upright first), a face dropped when
+    its centre lies in a kept box."""
+    if how == "nms":
+        faces = sorted(faces, key=lambda f: -f.score)
+    kept = []
+    for face in faces:
+        centre = face.box[:2] + face.box[2:] / 2
+        if any(_inside(centre, other.box) for other in kept):
+            continue
+        if how == "nms" and any(_inside(other.box[:2] + other.box[2:] / 2, face.box)
+                                or _iou(face.box, other.box) > MERGE_IOU for other in kept):
+            continue
+        kept.append(face)
+    return kept
+
+
+def _iou(a, b) -> float:
+    inter = _intersection(a, b)
+    return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-12)
+
+
 def _inside(point, box) -> bool:
     return box[0] <= point[0] <= box[0] + box[2] and box[1] <= point[1] <= box[1] + box[3]
 
@@ -193,14 +221,12 @@ class MTCNNDetector:
             for face in self._detect(image):
                 # from the turned copy back to the shrunk photo, then to the photo
                 centre = _apply(back, face.box[:2] + face.box[2:] / 2)
-                if any(_inside(centre, other.box) for other in faces):
-                    continue                       # found already, upright or turned
                 size = face.box[2:]
                 corner = _to_photo(centre - size / 2, factor)
                 faces.append(Face(np.array([*corner, *(size / factor)]), score=face.score,
                                   landmarks=_to_photo(_apply(back, face.landmarks), factor),
                                   detector=self.name))
-        return faces
+        return merge_turns(faces, MTCNN_MERGE)
 
     def _run(self, rgb):
         """MTCNN on an RGB image: (boxes x1, y1, x2, y2, probabilities, landmarks) or Nones."""

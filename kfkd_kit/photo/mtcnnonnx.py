@@ -32,23 +32,33 @@ THRESHOLDS = (0.6, 0.7, 0.7)
 FACTOR = 0.709
 
 
-def area_resize(image, height, width):
-    """(c, h, w) float -> (c, height, width): each output pixel the mean of its input bin
-    [floor(i h / height), ceil((i + 1) h / height)), as torch's adaptive average pooling."""
-    def bins(n_in, n_out):
-        i = np.arange(n_out)
-        return i * n_in // n_out, ((i + 1) * n_in + n_out - 1) // n_out
+def _bins(n_in, n_out):
+    i = np.arange(n_out)
+    return i * n_in // n_out, ((i + 1) * n_in + n_out - 1) // n_out
 
-    def along(a, axis, n_out):
-        start, end = bins(a.shape[axis], n_out)
-        total = np.cumsum(a, axis=axis, dtype=np.float64)
-        total = np.concatenate([np.zeros_like(np.take(total, [0], axis=axis)), total], axis=axis)
-        sums = np.take(total, end, axis=axis) - np.take(total, start, axis=axis)
-        shape = [1] * a.ndim
-        shape[axis] = n_out
-        return sums / (end - start).reshape(shape)
 
-    return along(along(image, 1, height), 2, width).astype(np.float32)
+def _cumulative(a, axis):
+    """Cumulative sums along ``axis`` with a zero first, in float64."""
+    total = np.cumsum(a, axis=axis, dtype=np.float64)
+    zero = np.zeros_like(np.take(total, [0], axis=axis))
+    return np.concatenate([zero, total], axis=axis)
+
+
+def _pool(total, axis, n_out):
+    start, end = _bins(total.shape[axis] - 1, n_out)
+    sums = np.take(total, end, axis=axis) - np.take(total, start, axis=axis)
+    shape = [1] * total.ndim
+    shape[axis] = n_out
+    return sums / (end - start).reshape(shape)
+
+
+def area_resize(image, height, width, rows=None):
+    """(c, h, w) float -> (c, height, width) float32: each output pixel the mean of its input
+    bin [floor(i h / height), ceil((i + 1) h / height)), as torch's adaptive average pooling
+    (``interpolate(mode="area")``). ``rows``: ``_cumulative(image, 1)``, when several sizes
+    are cut from one image."""
+    rows = _cumulative(image, 1) if rows is None else rows
+    return _pool(_cumulative(_pool(rows, 1, height), 2), 2, width).astype(np.float32)
 
 
 def nms(boxes, scores, threshold, by_min=False):
@@ -190,9 +200,9 @@ class OnnxMTCNN:
             scales.append(scale)
             scale *= FACTOR
             side *= FACTOR
-        found = []
+        found, summed = [], _cumulative(image, 1)
         for scale in scales:
-            level = area_resize(image, int(h * scale + 1), int(w * scale + 1))
+            level = area_resize(image, int(h * scale + 1), int(w * scale + 1), summed)
             reg, prob = self._run("pnet", ((level - 127.5) * 0.0078125)[None])
             rows, cols = np.nonzero(prob[0, 1] >= THRESHOLDS[0])
             if not len(rows):

@@ -74,3 +74,17 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
     assert mtcnnonnx.nms(boxes, scores, 0.7, by_min=True).tolist() == [3, 1, 2]
     assert mtcnnonnx.nms(boxes, scores, 0.6, by_min=True).tolist() == [3, 2]
     assert mtcnnonnx.nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
+
+
+def test_faces_found_in_several_turns_merge_best_score_first():
+    Face = faces.Face
+    upright = Face(np.array([100.0, 100, 50, 50]), score=0.91)
+    turned = Face(np.array([108.0, 96, 52, 52]), score=0.999)       # the same face, turned
+    beside = Face(np.array([135.0, 96, 52, 52]), score=0.95)        # IoU 0.32, centres outside
+    apart = Face(np.array([300.0, 100, 50, 50]), score=0.92)
+    found = [upright, turned, beside, apart]
+    kept = lambda how: [[id(g) for g in found].index(id(f))  # noqa: E731
+                        for f in faces.merge_turns(found, how)]
+    assert kept("nms") == [1, 3]
+    # upright first: the weaker upright box stands for the face, and the overlap stays
+    assert kept("centre") == [0, 2, 3]
