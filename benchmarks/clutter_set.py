@@ -11,7 +11,8 @@ enlarged x1.6). Detectors, and filters on each face found, compared on the same 
 
     pip install scikit-image    # the benchmark's only extra (pip install -e .[bench])
     python -m benchmarks.clutter_set --model models/net8.joblib --data data \\
-        [--onnx models/net8.onnx] [--faces 300] [--out /tmp/clutter]
+        [--onnx models/net8.onnx] [--runs torch:mtcnn:centre,onnx:haar,onnx:mtcnn] \\
+        [--threshold 0.6] [--faces 300] [--seed 0] [--out /tmp/clutter]
 
 Faces15 is for research use only: the photos go under --out (keep it out of git). Prints
 one Markdown table: detector, filter, faces found, false boxes, RMSE at the 96-px scale.
@@ -117,13 +118,16 @@ def evaluate(truth, rows, keep):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--onnx", default=None, help="the model exported (kfkd export): its MTCNN too")
+    p.add_argument("--onnx", default=None, help="the model exported (kfkd export), for onnx runs")
     p.add_argument("--data", default="data")
     p.add_argument("--faces", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="/tmp/clutter")
-    p.add_argument("--detectors", default="mtcnn,haar")
-    p.add_argument("--merge", default="", help="also run MTCNN with these turn merges, e.g. nms")
+    p.add_argument("--runs", default="torch:mtcnn,torch:haar",
+                   help="comma-separated BACKEND:DETECTOR[:MERGE] runs: BACKEND torch (--model) or "
+                        "onnx (--onnx, with the MTCNN nets exported beside it), DETECTOR mtcnn or "
+                        "haar, MERGE how MTCNN's turns merge (nms or centre; default: "
+                        "faces.MTCNN_MERGE)")
     p.add_argument("--threshold", type=float, default=None,
                    help="MTCNN's final threshold for the runs (default: faces.MTCNN_THRESHOLD); "
                         "the filters sweep above it")
@@ -147,22 +151,23 @@ def main(argv=None):
     files = list(dict.fromkeys(face["file"] for face in truth)) + faceless_photos(out / "faceless")
     mirror_sum = mirror_sum_of(model, flip_tta(model))
     backends = []
-    for name in args.detectors.split(","):
-        backends.append((f"{name} (torch)", SavedModel(model), name, ""))
-    for merge in filter(None, args.merge.split(",")):
-        backends.append((f"mtcnn (torch), turns merged by {merge}", SavedModel(model), "mtcnn", merge))
-    if args.onnx:
-        from kfkd_kit.photo.onnxmodel import OnnxKeypoints
-        onnx = OnnxKeypoints(args.onnx)
-        backends.append(("mtcnn (onnx)", onnx, onnx.detector(40), ""))
-        for merge in filter(None, args.merge.split(",")):
-            backends.append((f"mtcnn (onnx), turns merged by {merge}", onnx, onnx.detector(40), merge))
+    onnx = None
+    for run in args.runs.split(","):
+        backend, name, merge = (run.split(":") + [""])[:3]
+        if backend == "onnx":
+            from kfkd_kit.photo.onnxmodel import OnnxKeypoints
+            onnx = onnx or OnnxKeypoints(args.onnx)
+            keypoints, detector = onnx, (onnx.detector(40) if name == "mtcnn" else name)
+        else:
+            keypoints, detector = SavedModel(model), name
+        label = f"{name} ({backend}{', turns merged by ' + merge if merge else ''})"
+        backends.append((label, keypoints, detector, merge))
     print(f"{len(truth)} held-out faces in {len(files) - 2 * len(FACELESS)} textured photos, "
           f"{2 * len(FACELESS)} photos with no face; ideal 96x96 crops RMSE {ideal:.3f} px; "
           f"{describe_machine()}\n")
     print("| detector | filter | faces found | false boxes | RMSE px (96-px scale) | s |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
-    default_merge = getattr(faces, "MTCNN_MERGE", "")
+    default_merge = faces.MTCNN_MERGE
     for label, keypoints, detector, merge in backends:
         if merge:
             faces.MTCNN_MERGE = merge
@@ -197,6 +202,10 @@ def main(argv=None):
         false = [r for r in rows if id(r) not in hits]
         true = sorted(rows[i]["score"] for i in range(len(rows)) if id(rows[i]) in hits)
         print(f"<!-- {label}: the lowest scores of true faces: {np.round(true[:8], 4).tolist()} -->")
+        for key in ("misfit", "flip"):
+            values = [r[key] for r in rows if id(r) in hits]
+            print(f"<!-- {label}: true faces' {key} percentiles 50/90/99/max: "
+                  f"{np.round(np.percentile(values, [50, 90, 99, 100]), 2).tolist()} -->")
         if false:
             print(f"<!-- {label}: false boxes' score/misfit/flip: "
                   + "; ".join(f"{r['score']:.3f}/{r['misfit']:.1f}/{r['flip']:.1f} "

@@ -36,8 +36,10 @@ MTCNN_THRESHOLD = 0.9
 # were tilted by 14 to 18 degrees). A face found twice is kept once.
 MTCNN_TURNS = (0.0, -25.0, 25.0)
 # How the faces found in the turns are merged (merge_turns): "nms", the best score first,
-# or "centre", upright first.
-MTCNN_MERGE = "centre"
+# or "centre", upright first. On 200 held-out faces15 faces on textured photos
+# (benchmarks/clutter_set.py, seed 0), nms kept more faces at every threshold (at 0.99: 194
+# against 183) and framed them better (RMSE 1.595 px against 1.623 at 0.9).
+MTCNN_MERGE = "nms"
 MERGE_IOU = 0.3
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR_NEIGHBOURS = 3
