@@ -200,16 +200,17 @@ def main(argv=None):
                   f"| {extra} | {rmse:.3f} | {seconds:.0f} |")
         hits = {id(h) for _, h in match(truth, rows)[0] if h is not None}
         false = [r for r in rows if id(r) not in hits]
-        true = sorted(rows[i]["score"] for i in range(len(rows)) if id(rows[i]) in hits)
+        true = sorted(r["score"] for r in rows if id(r) in hits)
         print(f"<!-- {label}: the lowest scores of true faces: {np.round(true[:8], 4).tolist()} -->")
         for key in ("misfit", "flip"):
             values = [r[key] for r in rows if id(r) in hits]
             print(f"<!-- {label}: true faces' {key} percentiles 50/90/99/max: "
                   f"{np.round(np.percentile(values, [50, 90, 99, 100]), 2).tolist()} -->")
         if false:
+            false = sorted(false, key=lambda r: -r["score"])[:40]
             print(f"<!-- {label}: false boxes' score/misfit/flip: "
                   + "; ".join(f"{r['score']:.3f}/{r['misfit']:.1f}/{r['flip']:.1f} "
-                              f"{Path(r['image']).name}" for r in sorted(false, key=lambda r: -r["score"])[:40]) + " -->")
+                              f"{Path(r['image']).name}" for r in false) + " -->")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """MTCNN's three nets (P-, R- and O-net, from facenet-pytorch's wheel) as ONNX files, written
-by `kfkd export` (with the graph, after its checks) beside the keypoint graph so that `kfkd predict --model M.onnx` finds faces
-as the torch path does, without torch (mtcnnonnx.py runs them).
+by `kfkd export` beside the keypoint graph (with it, once its checks pass), so that `kfkd
+predict --model M.onnx` finds faces as the torch path does, without torch (mtcnnonnx.py runs
+them).
 
 Files: ``<stem>.mtcnn-pnet.onnx``, ``-rnet``, ``-onet`` beside ``<stem>.onnx``. Each net is
 checked against torch on a random batch before anything is written; their names and sha256

@@ -75,9 +75,8 @@ def nms(boxes, scores, threshold, by_min=False):
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(i)
-        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]) + plus, 0, None)
-        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]) + plus, 0, None)
-        inter = w * h
+        low, high = np.maximum(b[i, :2], b[rest, :2]), np.minimum(b[i, 2:4], b[rest, 2:4])
+        inter = np.prod(np.clip(high - low + plus, 0, None), axis=1)
         overlap = inter / (np.minimum(area[i], area[rest]) if by_min
                            else np.maximum(area[i] + area[rest] - inter, 1e-12))
         order = rest[overlap <= threshold]

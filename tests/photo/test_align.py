@@ -88,7 +88,8 @@ class Scored:
 
     def __call__(self, photo):
         (face,) = self.haar(photo)
-        return [type(face)(face.box + [i * 5.0, 0, 0, 0], score=s) for i, s in enumerate(self.scores)]
+        return [type(face)(face.box + [i * 5.0, 0, 0, 0], score=s)
+                for i, s in enumerate(self.scores)]
 
     def first_crop(self, face, layout):
         return self.haar.first_crop(face, layout)

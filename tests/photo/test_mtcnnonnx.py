@@ -41,7 +41,8 @@ def test_the_onnx_pipeline_finds_the_face_torch_finds(exported):
 def test_a_changed_or_missing_net_is_refused(exported, tmp_path):
     out, record = exported
     for net in ("pnet", "rnet", "onet"):
-        (tmp_path / record[net]["file"]).write_bytes((out.parent / record[net]["file"]).read_bytes())
+        name = record[net]["file"]
+        (tmp_path / name).write_bytes((out.parent / name).read_bytes())
     onet = tmp_path / record["onet"]["file"]
     onet.write_bytes(onet.read_bytes() + b"\0")
     with pytest.raises(ValueError, match="onet.onnx: sha256 does not match"):
