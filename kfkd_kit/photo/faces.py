@@ -4,10 +4,12 @@ downloaded at run time):
 - ``mtcnn``: facenet-pytorch's MTCNN (three small CNNs, weights in the wheel; needs torch).
   It gives each face a box, a probability and five landmarks (eye centres, nose, mouth
   corners). The photo is searched upright and turned by +-25 degrees (MTCNN_TURNS), so
-  faces tilted well beyond what one upright search finds are found too.
+  faces tilted well beyond what one upright search finds are found too; a face found in
+  several turns is kept once, as its best-scored box (merge_turns). Without torch, the same
+  MTCNN runs on nets exported to ONNX (mtcnnonnx.py, a subclass of MTCNNDetector here).
 - ``haar``: OpenCV's Haar cascade ``haarcascade_frontalface_default.xml``
   (opencv-python-headless < 5: the 5.0 wheels ship no cascade files). Upright faces only (up
-  to about 15 degrees of tilt), boxes only; no torch.
+  to about 15 degrees of tilt), boxes only, no score (1); no torch.
 
 A detector returns ``Face`` records in the photo's coordinates (Kaggle's, as framing.py):
 ``box`` (x, y, w, h) whose top-left corner is (x, y), and for MTCNN ``landmarks``.
@@ -29,16 +31,18 @@ DETECTORS = ("mtcnn", "haar")
 DETECT_SIDE = 1600
 # MTCNN: the final stage's probability a face must reach. On 836 faces15 faces pasted into
 # larger canvases (benchmarks/photo_set.py, seeds 0-3): 0.9 found 834 with no extra
-# detection, and 0.8 the same 834.
+# detection, and 0.8 the same 834. On textured photos (benchmarks/clutter_set.py) higher
+# thresholds lost faces faster than false boxes (from 0.95 on).
 MTCNN_THRESHOLD = 0.9
 # MTCNN searches the photo upright and turned by these angles (degrees): tilted faces that the
 # upright search misses are found turned (on the same set, 4 of the 5 faces missed upright
 # were tilted by 14 to 18 degrees). A face found twice is kept once.
 MTCNN_TURNS = (0.0, -25.0, 25.0)
 # How the faces found in the turns are merged (merge_turns): "nms", the best score first,
-# or "centre", upright first. On 200 held-out faces15 faces on textured photos
-# (benchmarks/clutter_set.py, seed 0), nms kept more faces at every threshold (at 0.99: 194
-# against 183) and framed them better (RMSE 1.595 px against 1.623 at 0.9).
+# or "centre", upright first. nms keeps each face's best score, so a --min-score loses fewer
+# faces: on 200 held-out faces15 faces on textured photos (benchmarks/clutter_set.py), at 0.99
+# 194 against 183 (seed 0) and 191 against 180 (seed 1); the same faces and false boxes at
+# 0.9, RMSE within 0.03 px either way (docs/RESULTS.md).
 MTCNN_MERGE = "nms"
 MERGE_IOU = 0.3
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
