@@ -115,6 +115,8 @@ DETECTOR ?=
 HOST ?=
 ## serve: the TCP port (default: 8000)
 PORT ?=
+## predict: drop faces whose detector score is under this (default: 0)
+MIN_SCORE ?=
 ## audit: also write a cleaned copy of the training file to this .csv, its log of every change beside it (<stem>-changes.csv)
 CLEAN ?=
 ## audit: 1 also runs a face detector (MTCNN) on every image and reports those where it finds none (minutes)
@@ -215,7 +217,7 @@ compare: setup ## the saved models side by side, best first
 
 predict: setup ## keypoints of the faces in IMAGES: a CSV in OUT (keypoints.csv)
 	@test -n "$(IMAGES)" || { echo "make predict: give IMAGES=\"photo.jpg folder/ ...\"" >&2; exit 2; }
-	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR TTA_SHIFT,TTA TRUST,IMAGES) $(IMAGES)
+	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR MIN_SCORE TTA_SHIFT,TTA TRUST,IMAGES) $(IMAGES)
 
 serve: setup ## a web page and a JSON API for keypoints on photos at http://HOST:PORT/ (Ctrl-C stops)
 	$(call kfkd,serve,MODEL HOST PORT DETECTOR TTA_SHIFT,TTA TRUST)

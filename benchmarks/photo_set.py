@@ -57,9 +57,10 @@ def background(rng, height, width):
     return np.clip(ramp[None, :] + noise, 0, 255)
 
 
-def make_set(X, y, out, seed=0, max_tilt=20.0, pair=5):
+def make_set(X, y, out, seed=0, max_tilt=20.0, pair=5, backdrop=None):
     """Write the canvases; returns the truth: one dict per face (file, rows' index, scale,
-    keypoints in the photo)."""
+    keypoints in the photo). ``backdrop(rng, height, width)``: the canvas before the faces
+    (default: ``background``'s smooth ones)."""
     from PIL import Image
     rng = np.random.default_rng(seed)
     out = Path(out)
@@ -71,7 +72,7 @@ def make_set(X, y, out, seed=0, max_tilt=20.0, pair=5):
         sides = IMAGE_SIDE * scales
         width = int(sum(sides) * rng.uniform(1.6, 2.6) / (1 if count == 1 else 1.3))
         height = int(sides.max() * rng.uniform(1.6, 2.6))
-        canvas = background(rng, height, width)
+        canvas = (backdrop or background)(rng, height, width)
         slot = width / count
         name = f"photo{number:04d}.png"
         for j in range(count):

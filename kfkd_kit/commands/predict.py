@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..meta.photomodel import load_keypoints
-from ..photo.align import COLUMNS, MIN_SIZE, predict_photos
+from ..meta.photomodel import load_keypoints, pick_detector
+from ..photo.align import COLUMNS, MIN_SCORE, MIN_SIZE, predict_photos
 from . import _options
 
 
@@ -29,7 +29,7 @@ def write_keypoints_csv(rows, path) -> Path:
 
 def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, trust=False,
                 detector="auto", passes=None, min_size=MIN_SIZE, data_dir=None, say=print,
-                tta_shift=0):
+                tta_shift=0, min_score=MIN_SCORE):
     """`kfkd predict`: read, detect, frame, predict; CSV (and annotated photos). Returns the
     summary. ValueError (exit 2) only when no image could be read at all."""
     from ..photo.photos import list_images
@@ -37,11 +37,10 @@ def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, t
     if not paths:
         raise ValueError(f"no image files in {', '.join(map(str, inputs))}")
     keypoints = load_keypoints(model, trust=trust, tta=tta, data_dir=data_dir, tta_shift=tta_shift)
-    if detector == "auto":
-        detector = "haar" if Path(model).suffix == ".onnx" else "mtcnn"
+    detector = pick_detector(keypoints, detector, min_size)
     warn = lambda message: print(f"kfkd predict: {message}", file=sys.stderr)  # noqa: E731
     rows, summary = predict_photos(paths, keypoints, detector=detector, passes=passes,
-                                   min_size=min_size, warn=warn)
+                                   min_size=min_size, warn=warn, min_score=min_score)
     if not summary.photos:
         raise ValueError(f"no image could be read ({summary.unreadable} "
                          f"file{'s' if summary.unreadable != 1 else ''} tried)")
@@ -65,13 +64,16 @@ def add_parser(sub):
                         "(default: none)")
     _options.add_tta(p, "flip test-time augmentation, as for submit")
     p.add_argument("--detector", default="auto", choices=("auto", "mtcnn", "haar"),
-                   help="auto: mtcnn (facenet-pytorch, needs torch) for a torch model, haar "
-                        "(OpenCV) for an .onnx one, which then runs without torch")
+                   help="auto: mtcnn; for an .onnx model, MTCNN's nets exported beside it "
+                        "(onnxruntime, no torch), or haar (OpenCV) where it has none")
     p.add_argument("--passes", type=_options.positive_int, default=None, metavar="N",
                    help="crops per face, each re-aligned on the last one's keypoints "
                         "(default: 1 for mtcnn, 3 for haar)")
     p.add_argument("--min-size", type=float, default=MIN_SIZE, metavar="PX",
                    help="skip (and count) faces narrower than PX pixels")
+    p.add_argument("--min-score", type=float, default=MIN_SCORE, metavar="S",
+                   help="drop (and count) faces whose detector score (the CSV's score column) "
+                        "is under S")
     p.add_argument("--data", default=None, metavar="FOLDER",
                    help="training data to measure the mean keypoint layout from, for a model "
                         "saved without one (default: none)")
@@ -82,4 +84,5 @@ def add_parser(sub):
 def run(args):
     run_predict(args.images, args.model, out=args.out, annotated=args.annotated, tta=args.tta,
                 trust=args.trust_model, detector=args.detector, passes=args.passes,
-                min_size=args.min_size, data_dir=args.data, tta_shift=args.tta_shift)
+                min_size=args.min_size, data_dir=args.data, tta_shift=args.tta_shift,
+                min_score=args.min_score)

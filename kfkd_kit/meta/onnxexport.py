@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..keypoints import IMAGE_SIDE
+from ..photo.mtcnngraph import MTCNN_KEY, mtcnn_graphs
 from ..photo.onnxgraph import mirror_sum_of, write_graph
 
 __all__ = ["export_onnx", "exported_nets"]
@@ -23,7 +24,22 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
                          "give --out another name")
     model = modelfile.load_model(model_path, trust=trust)
     nets = exported_nets(model, model_path)
-    return write_graph(model, nets, model_path, out, mirror_sum_of(model, flip_tta(model)), say)
+    mirror = mirror_sum_of(model, flip_tta(model))
+    companions, record = _mtcnn(out, model_path, say)
+    return write_graph(model, nets, model_path, out, mirror, say, extra={MTCNN_KEY: record},
+                       companions=companions)
+
+
+def _mtcnn(out, model_path, say):
+    """MTCNN's nets to write beside ``out`` and their record, or nothing where
+    facenet-pytorch is absent: predict with the .onnx then finds faces with Haar."""
+    try:
+        return mtcnn_graphs(out, model_path, say=say)
+    except ValueError as exc:
+        if "facenet-pytorch" not in str(exc):
+            raise
+        say(f"MTCNN not exported ({exc}); predict with {out.name} will find faces with Haar")
+        return {}, None
 
 
 def exported_nets(model, path) -> list:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..photo import framing
 from ..photo.align import SavedModel
 
-__all__ = ["load_keypoints", "no_model_line"]
+__all__ = ["load_keypoints", "no_model_line", "pick_detector"]
 
 
 def no_model_line(path) -> str:
@@ -63,3 +63,15 @@ def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=
                          "kfkd_kit stored one, or not by kfkd train); retrain it, or pass "
                          "--data FOLDER with the training data to measure it from")
     return backend
+
+
+def pick_detector(keypoints, name, min_size):
+    """``name`` (auto, mtcnn, haar) for the backend: an .onnx model's MTCNN runs on the nets
+    exported beside it (no torch); auto is mtcnn, or haar for an .onnx exported without them."""
+    exported = keypoints.detector(min_size) if name in ("auto", "mtcnn") and hasattr(
+        keypoints, "detector") else None
+    if exported is not None:
+        return exported
+    if name == "auto":
+        return "haar" if hasattr(keypoints, "detector") else "mtcnn"
+    return name

@@ -6,10 +6,12 @@ from .._lazy import exports
 EXPORTS = {
     "photos": ("Photo", "PhotoError", "PhotoTooLarge", "read_photo", "decode_photo", "list_images",
                "image_suffixes"),
-    "faces": ("Face", "make_detector", "DETECTORS"),
+    "faces": ("Face", "make_detector", "merge_turns", "DETECTORS"),
     "framing": ("FacePatch", "warp_to_crop", "mean_layout", "layout_of"),
     "onnxmodel": ("OnnxKeypoints", "check_onnx_sha256"),
     "onnxgraph": ("write_graph", "check_batch", "mirror_sum_of"),
+    "mtcnngraph": ("mtcnn_graphs",),
+    "mtcnnonnx": ("OnnxMTCNN", "OnnxMTCNNDetector"),
     "align": ("predict_photos", "SavedModel", "Summary"),
     "annotate": ("write_annotated",),   # not annotate(): the module's own name
 }

@@ -31,19 +31,22 @@ from ..keypoints import FEATURE_NAMES, IMAGE_SIDE
 from . import framing
 
 __all__ = ["predict_photos", "SavedModel", "Summary", "PASSES", "CHUNK", "MIN_SIZE",
-           "BOX_COLUMNS", "COLUMNS"]
+           "MIN_SCORE", "BOX_COLUMNS", "COLUMNS"]
 
 # Crops per face by default, by detector: what paid on benchmarks/photo_set.py (see docs/USAGE.md, predict).
 PASSES = {"mtcnn": 1, "haar": 3}
 CHUNK = 512
 MIN_SIZE = 40
+# Faces whose detector score is below this are dropped (0: none; see faces.py for what each
+# detector's score is).
+MIN_SCORE = 0.0
 # A pass may change the crop's scale by at most this factor, and move its centre by at most
 # this share of its side, from the pass before; a wilder fit (a net lost on a non-face)
 # keeps the crop it had.
 MAX_SCALE_STEP = 1.5
 MAX_SHIFT_STEP = 0.35
 BOX_COLUMNS = ("x", "y", "w", "h")
-COLUMNS = ("image", "face", *BOX_COLUMNS, *FEATURE_NAMES)
+COLUMNS = ("image", "face", *BOX_COLUMNS, "score", *FEATURE_NAMES)
 
 
 class SavedModel:
@@ -69,6 +72,8 @@ class Summary:
     unreadable: int = 0
     too_small: int = 0
     min_size: float = MIN_SIZE
+    low_score: int = 0
+    min_score: float = MIN_SCORE
 
     def line(self) -> str:
         plural = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")  # noqa: E731
@@ -78,6 +83,9 @@ class Summary:
         if self.too_small:
             text += (f" ({plural(self.too_small, 'face')} under {self.min_size:g} px "
                      "skipped)")
+        if self.low_score:
+            text += (f" ({plural(self.low_score, 'face')} scored under {self.min_score:g} "
+                     "dropped)")
         return text
 
 
@@ -94,18 +102,19 @@ class _Pending:
 
 
 def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN_SIZE,
-                   warn=None, record_passes=False):
+                   warn=None, record_passes=False, min_score=MIN_SCORE):
     """Keypoints of every face in the photos ``paths``: files, as given, or ``photos.Photo``
     objects already decoded (``photos.decode_photo``: an upload, never written to disk),
-    whose ``path`` then names them in the rows. ``detector``: a name (faces.DETECTORS), or a
-    detector faces.make_detector made, kept to serve many calls (MTCNN loads its weights once).
+    whose ``path`` then names them in the rows.
 
     Returns (rows, summary): ``rows`` a list of dicts with COLUMNS' keys, photo by photo in
     the order given and each photo's faces left to right; ``summary`` counts photos, faces,
     photos with no face, files that could not be read (each one also given to ``warn``, a
-    one-line message naming it) and faces narrower than ``min_size`` pixels. With
+    one-line message naming it), faces narrower than ``min_size`` pixels and faces whose
+    detector score is under ``min_score`` (both left out of the rows). ``detector``: a name
+    (faces.DETECTORS) or a detector already made (faces.make_detector's kind). With
     ``record_passes`` each row also holds ``passes``, the keypoints of every pass (passes, 30),
-    and ``first``, the first crop's transform.
+    and ``first`` and ``last``, the first and the last crop's transforms.
     """
     from ..utils import progress
     from .faces import make_detector
@@ -116,7 +125,7 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     if passes < 1:
         raise ValueError(f"--passes must be 1 or more, got {passes}")
     layout = keypoints.layout
-    summary = Summary(files=len(paths), min_size=min_size)
+    summary = Summary(files=len(paths), min_size=min_size, min_score=min_score)
     rows, pending = [], []
     with progress.bar(total=len(paths), desc="photos", unit="photo") as bar:
         for path in paths:
@@ -132,11 +141,15 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
             found = sorted(find(photo), key=lambda f: f.box[0] + f.box[2] / 2)
             faces = [f for f in found if f.width >= min_size]
             summary.too_small += len(found) - len(faces)
+            scored = [f for f in faces if f.score >= min_score]
+            summary.low_score += len(faces) - len(scored)
+            faces = scored
             summary.no_face += not faces
             for number, face in enumerate(faces):
                 transform = find.first_crop(face, layout)
                 row = {"image": photo.path, "face": number,
-                       **dict(zip(BOX_COLUMNS, np.round(face.box, 2)))}
+                       **dict(zip(BOX_COLUMNS, np.round(face.box, 2))),
+                       "score": round(float(face.score), 4)}
                 rows.append(row)
                 pending.append(_Pending(row, framing.FacePatch(photo.grey, transform), transform))
             summary.faces += len(faces)
@@ -165,6 +178,7 @@ def _align(pending, keypoints, layout, passes, record_passes):
         if record_passes:
             face.row["passes"] = np.array(face.history)
             face.row["first"] = face.first
+            face.row["last"] = face.transform
 
 
 def next_transform(current, in_photo, target):

@@ -41,13 +41,16 @@ CHECK_BATCH = 64
 ONNX_FORMAT = "onnx"
 
 
-def write_graph(model, nets, model_path, out, mirror, say=print) -> Path:
+def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
+                companions=None) -> Path:
     """Write the ONNX graph of ``nets`` (the fitted KeypointNets whose mean is ``model``'s
     keypoints) to ``out``, once onnxruntime and torch (fp32) agree within TOLERANCE px
     on the check batch, with ``mirror`` (the flip axis sum, ``mirror_sum_of``) and the
     model's mean layout in its metadata; then its sha256 into the JSON beside ``out``.
-    ``model_path``: the saved model it comes from, named in messages and the record.
-    Returns ``out``."""
+    ``model_path``: the saved model it comes from, named in messages and the record;
+    ``extra``: more metadata (e.g. MTCNN's files, mtcnngraph.py), None values left out;
+    ``companions``: {path: bytes} written (atomically) just before the graph, once it is
+    checked. Returns ``out``."""
     from ..utils import modelfile
     from ..utils.atomic import atomic_write, write_json
     model_path, out = Path(model_path), Path(out)
@@ -65,7 +68,8 @@ def write_graph(model, nets, model_path, out, mirror, say=print) -> Path:
     metadata = {"mean_keypoints": None if layout is None else [float(v) for v in layout],
                 "mirror_sum": mirror, "source": str(model_path), "opset": str(OPSET),
                 "input": "crops: float32 (n, 96, 96) grey levels 0..255",
-                "output": "keypoints: float32 (n, 30) pixels, " + ",".join(FEATURE_NAMES[:2]) + ", ..."}
+                "output": "keypoints: float32 (n, 30) pixels, " + ",".join(FEATURE_NAMES[:2]) + ", ...",
+                **{k: v for k, v in (extra or {}).items() if v is not None}}
     payload = with_metadata(payload, metadata)
     got = OnnxKeypoints.from_bytes(payload).raw(batch)          # the bytes written, rechecked
     worst = float(np.max(np.abs(got - expected)))
@@ -74,6 +78,9 @@ def write_graph(model, nets, model_path, out, mirror, say=print) -> Path:
                          f"{worst:.2g} px; nothing written")
     as_predicted = np.asarray(model.predict(batch.reshape(len(batch), -1)), dtype=np.float64)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for path, data in (companions or {}).items():
+        with atomic_write(path, "wb") as f:
+            f.write(data)
     with atomic_write(out, "wb") as f:
         f.write(payload)
     import hashlib
@@ -84,7 +91,8 @@ def write_graph(model, nets, model_path, out, mirror, say=print) -> Path:
              "max_abs_diff_vs_torch_predict_px": float(np.max(np.abs(got - as_predicted)))}
     onnx_record = {"source_model": str(model_path), "source_sha256": modelfile.sha256_of(model_path),
                    "opset": OPSET, "check": check, "mean_keypoints": metadata["mean_keypoints"],
-                   "mirror_sum": mirror, "nets_averaged": len(nets)}
+                   "mirror_sum": mirror, "nets_averaged": len(nets),
+                   **{k: v for k, v in (extra or {}).items() if v is not None}}
     json_file = modelfile.json_path(out)
     existing = modelfile.read_record(json_file)
     described = (existing.get("model_file") or {}).get("file") if existing else None

@@ -17,7 +17,8 @@ class OnnxKeypoints:
     """An exported graph run by onnxruntime: ``obj(crops)`` -> (n, 30) keypoints in pixels
     for float crops (n, 96, 96); flip TTA with ``tta`` (the mirror axis stored at export),
     over a 3x3 grid of shifts ``tta_shift`` pixels apart as well (as ``tta.FlipTTA``).
-    ``layout``: the mean keypoint layout stored at export (None if the model had none)."""
+    ``layout``: the mean keypoint layout stored at export (None if the model had none).
+    ``detector(min_size)``: MTCNN run on the nets exported beside the graph, or None."""
 
     BATCH = 256
 
@@ -44,6 +45,9 @@ class OnnxKeypoints:
         layout = json.loads(meta["mean_keypoints"]) if meta.get("mean_keypoints") else None
         self.layout = None if layout is None else np.asarray(layout, dtype=np.float64)
         self.mirror_sum = float(json.loads(meta["mirror_sum"])) if "mirror_sum" in meta else None
+        # MTCNN's nets exported beside the graph (mtcnngraph.py): {net: {file, sha256}}
+        self.mtcnn = json.loads(meta["mtcnn"]) if meta.get("mtcnn") else None
+        self.path, self.trust = (None if path is None else Path(path)), trust
         if tta and self.mirror_sum is None:
             raise ValueError(f"{path}: exported without a mirror axis; export it again for --tta")
         self.tta = tta
@@ -52,6 +56,17 @@ class OnnxKeypoints:
         shape = self.session.get_outputs()[0].shape
         if len(shape) != 2 or shape[1] != N_TARGETS:
             raise ValueError(f"{path}: gives outputs of shape {shape}, expected (n, {N_TARGETS})")
+
+    def detector(self, min_size):
+        """An mtcnnonnx.OnnxMTCNNDetector on the MTCNN nets that `kfkd export` wrote beside
+        this graph (their sha256 checked against the graph's record unless trusted), or None
+        when the graph names none."""
+        if not self.mtcnn or self.path is None:
+            return None
+        from .mtcnnonnx import OnnxMTCNN, OnnxMTCNNDetector
+        nets = OnnxMTCNN.from_record(self.path.parent, self.mtcnn, trust=self.trust,
+                                     source=str(self.path))
+        return OnnxMTCNNDetector(nets, min_size)
 
     @classmethod
     def from_bytes(cls, payload):

@@ -62,8 +62,8 @@ class KeypointService:
     """A model file served: ``info`` (what `GET /v1/model` answers) and ``keypoints`` (what
     `POST /v1/keypoints` answers), thread-confined to the one worker that calls it.
 
-    ``detector``: auto (haar for an ``.onnx`` model, which then runs without torch; mtcnn
-    otherwise), mtcnn or haar; ``tta``, ``tta_shift``, ``passes``, ``min_size``, ``trust`` and
+    ``detector``: auto (mtcnn; for an ``.onnx`` model, which then runs without torch, MTCNN's
+    nets exported beside it, or haar where it has none), mtcnn or haar; ``tta``, ``tta_shift``, ``passes``, ``min_size``, ``trust`` and
     ``data_dir`` as for `kfkd predict`; ``max_pixels``: the largest image decoded."""
 
     def __init__(self, model_path, detector="auto", tta=False, tta_shift=0, passes=None,
@@ -74,9 +74,12 @@ class KeypointService:
         self.backend = load_keypoints(self.path, trust=trust, tta=tta, data_dir=data_dir,
                                       tta_shift=tta_shift)
         onnx = self.path.suffix == ".onnx"
-        self.detector = ("haar" if onnx else "mtcnn") if detector == "auto" else detector
+        from ..meta.photomodel import pick_detector
         from ..photo.faces import make_detector
-        self.find = make_detector(self.detector, min_size)     # loaded once, used by every call
+        find = pick_detector(self.backend, detector, min_size)
+        # made once, used by every call (MTCNN loads its weights once)
+        self.find = make_detector(find, min_size) if isinstance(find, str) else find
+        self.detector = self.find.name
         self.passes, self.min_size, self.max_pixels = passes, min_size, max_pixels
         self.sha256 = sha256_of(self.path)
         self.info = {"name": self.path.name, "sha256": self.sha256,

@@ -76,3 +76,34 @@ def test_annotated_copies_are_written_for_readable_photos_only(photos, tmp_path)
     drawn = np.asarray(Image.open(written[0]).convert("RGB"), dtype=int)
     plain = np.asarray(Image.open(photos[0]).convert("RGB"), dtype=int)
     assert drawn.shape == plain.shape and np.abs(drawn - plain).max() > 100   # something drawn
+
+
+class Scored:
+    """A detector that finds Haar's face in the photo twice, once with each of ``scores``."""
+    name = "haar"
+
+    def __init__(self, scores):
+        from kfkd_kit.photo.faces import HaarDetector
+        self.haar, self.scores = HaarDetector(40), scores
+
+    def __call__(self, photo):
+        (face,) = self.haar(photo)
+        return [type(face)(face.box + [i * 5.0, 0, 0, 0], score=s)
+                for i, s in enumerate(self.scores)]
+
+    def first_crop(self, face, layout):
+        return self.haar.first_crop(face, layout)
+
+
+def test_each_row_carries_its_detector_score_and_low_scores_are_dropped(photos):
+    rows, summary = align.predict_photos(photos[:1], Constant(), detector=Scored([0.97, 0.42]),
+                                         passes=1)
+    assert [row["score"] for row in rows] == [0.97, 0.42] and summary.faces == 2
+    assert list(align.COLUMNS[:7]) == ["image", "face", "x", "y", "w", "h", "score"]
+    rows, summary = align.predict_photos(photos[:1], Constant(), detector=Scored([0.97, 0.42]),
+                                         passes=1, min_score=0.9)
+    assert [row["score"] for row in rows] == [0.97] and (summary.faces, summary.low_score) == (1, 1)
+    assert summary.line().endswith("(1 face scored under 0.9 dropped)")
+    rows, summary = align.predict_photos(photos[:1], Constant(), detector=Scored([0.5]),
+                                         passes=1, min_score=0.9)
+    assert rows == [] and (summary.no_face, summary.low_score) == (1, 1)

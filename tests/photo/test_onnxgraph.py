@@ -46,6 +46,10 @@ def test_the_graph_computes_what_torch_does_and_its_sha256_is_recorded(linear, t
     assert record["onnx"]["mirror_sum"] == 97.25 and record["onnx"]["nets_averaged"] == 1
     graph = OnnxKeypoints(out)
     assert graph.mirror_sum == 97.25 and graph.layout is None
+    # exported without MTCNN's nets: predict finds faces with Haar
+    from kfkd_kit.commands.predict import pick_detector
+    assert graph.mtcnn is None and graph.detector(40) is None
+    assert pick_detector(graph, "auto", 40) == "haar"
     crops = onnxgraph.check_batch(8, seed=5)
     np.testing.assert_allclose(graph(crops), TorchModel(linear).predict(crops.reshape(8, -1)),
                                atol=onnxgraph.TOLERANCE)

@@ -256,9 +256,14 @@ def test_two_faces_give_two_rows_left_to_right(photo_model, plain, tmp_path):
     assert table["x"].iloc[0] < table["x"].iloc[1]
     for (_, row), T, scale in zip(table.iterrows(), (left, right), (0.8, 1.1)):
         assert rmse96(keypoints_of(row), framing.apply(T, plain), scale) < 1.5
-    assert list(table.columns) == ["image", "face", "x", "y", "w", "h", *FEATURE_NAMES]
+    assert list(table.columns) == ["image", "face", "x", "y", "w", "h", "score", *FEATURE_NAMES]
+    assert table["score"].between(0.9, 1.0).all()        # MTCNN's probabilities
     drawn = Image.open(tmp_path / "drawn" / "two.jpg")
     assert drawn.size == (640, 400)
+    # --min-score above both: no row, and the run says why
+    table = predict_csv(photo_model, [tmp_path / "two.png"], tmp_path / "none.csv",
+                        "--min-score", "1.01")
+    assert len(table) == 0 and "score" in table.columns
 
 
 @pytest.mark.slow
@@ -348,7 +353,9 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     assert main(["export", "--model", str(tiny_net)]) == 0
     out = capsys.readouterr().out.splitlines()
     onnx_path = tiny_net.with_suffix(".onnx")
-    assert out[-1] == str(onnx_path) and "agree" in out[0]
+    assert out[-1] == str(onnx_path) and "agree" in out[0] and "MTCNN" in out[0]
+    mtcnn_files = sorted(p.name for p in onnx_path.parent.glob("tiny.mtcnn-*.onnx"))
+    assert mtcnn_files == [f"tiny.mtcnn-{n}.onnx" for n in ("onet", "pnet", "rnet")]
     record = json.loads(tiny_net.with_suffix(".json").read_text())
     assert record["onnx_file"]["sha256"] == sha256_of(onnx_path)
     assert record["model_file"]["file"] == "tiny.joblib"       # the model's own record stays
@@ -364,7 +371,8 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     np.testing.assert_allclose(OnnxKeypoints(onnx_path, tta=True, tta_shift=2)(crops),
                                flip_tta(model, shift=2).predict(crops.reshape(20, -1)), atol=1e-3)
 
-    # predict through onnxruntime, in a fresh interpreter that never imports torch
+    # predict through onnxruntime (MTCNN's exported nets find the face), in a fresh
+    # interpreter that never imports torch
     Image.fromarray(head()[0]).save(tmp_path / "head.png")
     script = ("import sys; from kfkd_kit.cli import main; "
               f"code = main(['predict', '--model', {str(onnx_path)!r}, '--tta-shift', '2', '--out', "
@@ -373,12 +381,14 @@ def test_onnx_round_trip(tiny_net, tmp_path, capsys):
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                          text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=900)
     assert run.returncode == 0, run.stderr
-    assert main(["predict", "--model", str(tiny_net), "--tta-shift", "2", "--detector", "haar", "--out",
+    assert main(["predict", "--model", str(tiny_net), "--tta-shift", "2", "--out",
                  str(tmp_path / "torch.csv"), str(tmp_path / "head.png")]) == 0
     via_onnx, via_torch = pd.read_csv(tmp_path / "onnx.csv"), pd.read_csv(tmp_path / "torch.csv")
     assert len(via_onnx) == len(via_torch) == 1
     np.testing.assert_allclose(via_onnx[list(FEATURE_NAMES)], via_torch[list(FEATURE_NAMES)],
                                atol=0.01)
+    np.testing.assert_allclose(via_onnx[["x", "y", "w", "h", "score"]],
+                               via_torch[["x", "y", "w", "h", "score"]], atol=0.02)
 
     # a changed file is refused; so is an export that does not match torch
     onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")

@@ -93,13 +93,15 @@ def _png(width, height) -> bytes:
 
 def test_a_new_column_flows_through_under_its_own_name():
     from kfkd_kit.serve.service import face_json
-    columns = (*COLUMNS[:6], "score", *COLUMNS[6:])
+    assert COLUMNS[6] == "score"                   # the detector's, after the box
+    columns = (*COLUMNS[:7], "quality", *COLUMNS[7:])
     row = {c: float(i) for i, c in enumerate(columns) if c != "image"}
     row.update(image="a.jpg", face=0, score=np.float32(0.75))
     face = face_json(row, columns)
     assert face["score"] == 0.75 and type(face["score"]) is float
+    assert face["quality"] == 7.0
     assert face["box"] == {"x": 2.0, "y": 3.0, "w": 4.0, "h": 5.0}
-    assert face["keypoints"]["left_eye_center"] == {"x": 7.0, "y": 8.0}
+    assert face["keypoints"]["left_eye_center"] == {"x": 8.0, "y": 9.0}
     assert "image" not in face and json.dumps(face)
     row["nose_tip_x"] = float("nan")               # JSON has no NaN: null
     assert face_json(row, columns)["keypoints"]["nose_tip"]["x"] is None
