@@ -45,12 +45,13 @@ def _tables(result, folder):
         write_csv(folder / f"{name}.csv", pd.DataFrame(rows, columns=columns))
 
 
-def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, say=print) -> Path:
+def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, say=print,
+              pixel_origin=None) -> Path:
     """Audit the data folder; write the page, its figures and CSVs (and, with ``clean``,
     the cleaned training file and its log); with ``oof`` (a cv run: ``cv/oof-<run>.json``
     or ``cv/<run>``), check the labels against its out-of-fold predictions too; return the
-    page's path."""
-    folder = data.resolve_data_dir(data_dir, say)
+    page's path. ``pixel_origin``: the labels' convention (None: the default; keypoints.py)."""
+    folder = data.resolve_data_dir(data_dir, say, pixel_origin)
     training = data.load_training(folder)
     test_file = data.find_file(folder, "test")
     test = data.load_test(test_file) if test_file is not None else None
@@ -62,11 +63,12 @@ def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, say=prin
         run.check_data(training, "give a run of make cv on the data given with DATA=")
     predictions = None if run is None else run.predictions.astype("float64")
     result = audit_data(training.X, training.y, None if test is None else test.X,
-                        oof=predictions, oof_run="" if run is None else run.name)
+                        oof=predictions, oof_run="" if run is None else run.name,
+                        pixel_origin=pixel_origin)
     changes = clean_changes(result, training.y) if clean is not None else None
 
     out = create_unique(Path(out_dir) / f"audit-{utc_stamp()}")
-    figures, shown = audit_figures(result, training, test, out, predictions)
+    figures, shown = audit_figures(result, training, test, out, predictions, pixel_origin)
     _tables(result, out)
     cleaned = None
     if clean is not None:
@@ -98,9 +100,10 @@ def add_parser(sub):
     p.add_argument("--oof", default=None, metavar="RUN",
                    help="also check each label against a make cv run's out-of-fold "
                         "predictions: cv/oof-<run>.json or cv/<run> (default: none)")
+    _options.add_pixel_origin(p, "read from the labels (where the frame ends, where faces are drawn)")
     p.set_defaults(func=run)
 
 
 def run(args):
     print(run_audit(data_dir=args.data, out_dir=args.out, clean=args.clean,
-                    oof=args.oof))
+                    oof=args.oof, pixel_origin=args.pixel_origin))

@@ -17,7 +17,8 @@ from . import _options
 
 def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=0):
     """The backend for ``model_path``: an ``.onnx`` file through onnxruntime (no torch), any
-    other through modelfile.load_model. Its mean layout comes with the model; a model saved
+    other through modelfile.load_model. Its mean layout and pixel origin come with the model
+    (the keypoints it gives are in that origin, as its labels were); a model saved
     without one (before ``mean_keypoints_``, or not by ``kfkd train``) takes it from the
     training data in ``data_dir``, and without that is refused in one line."""
     path = Path(model_path)
@@ -26,13 +27,16 @@ def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=
         from ..photo.onnxmodel import OnnxKeypoints
         backend = OnnxKeypoints(path, trust=trust, tta=tta, tta_shift=tta_shift)
     else:
+        from ..net.estimator import pixel_origin_of
         from ..utils.modelfile import load_model
         model = load_model(path, trust=trust)
+        origin = pixel_origin_of(model)        # the nets' own: any model, any way it was saved
         if tta:
             from ..meta.tta import flip_tta
-            backend = SavedModel(flip_tta(model, shift=tta_shift), layout=framing.layout_of(model))
+            backend = SavedModel(flip_tta(model, shift=tta_shift), layout=framing.layout_of(model),
+                                 pixel_origin=origin)
         else:
-            backend = SavedModel(model)
+            backend = SavedModel(model, pixel_origin=origin)
     if data_dir is not None:
         from ..data import load_training
         backend.layout = framing.mean_layout(load_training(data_dir).y)
@@ -76,7 +80,7 @@ def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, t
     path = write_keypoints_csv(rows, out)
     if annotated:
         from ..photo.annotate import write_annotated
-        write_annotated(paths, rows, annotated)
+        write_annotated(paths, rows, annotated, origin=keypoints.pixel_origin)
     say(summary.line())
     say(str(path))
     return summary

@@ -56,7 +56,8 @@ def run(args):
         from ..meta.tta import flip_tta
         model = flip_tta(model, shift=args.tta_shift)
     folder = data.data_folder(args.data)     # the user's own files, never a synthetic stand-in
-    synthetic = folder / data.SYNTHETIC_FOLDER
+    from ..net.estimator import pixel_origin_of
+    synthetic = data.synthetic_folder(folder, pixel_origin_of(model))
     if data.find_file(folder, "test") is None and data.find_file(synthetic, "test") is not None:
         raise FileNotFoundError(
             f"{folder}: no test file; the built-in synthetic faces that train used when it found "

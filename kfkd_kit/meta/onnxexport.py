@@ -22,8 +22,10 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
         raise ValueError(f"{out}: the ONNX file would replace the model it comes from; "
                          "give --out another name")
     model = modelfile.load_model(model_path, trust=trust)
+    from ..net.estimator import pixel_origin_of
     nets = exported_nets(model, model_path)
-    return write_graph(model, nets, model_path, out, mirror_sum_of(model, flip_tta(model)), say)
+    return write_graph(model, nets, model_path, out, mirror_sum_of(model, flip_tta(model)), say,
+                       pixel_origin=pixel_origin_of(model))
 
 
 def exported_nets(model, path) -> list:

@@ -18,7 +18,7 @@ from kfkd_kit.meta.tta import flip_tta
 def _planted(n, axis, seed=0):
     X, y = make_faces(n, seed)
     y = y.astype(np.float64)
-    y[:, 0::2] += axis - kp.IMAGE_AXIS
+    y[:, 0::2] += axis - kp.image_axis()
     return X, y
 
 
@@ -39,7 +39,8 @@ def test_only_the_common_keypoints_and_a_column_subset_still_measure_it():
 
 def test_no_usable_row_gives_the_image_axis():
     X, _ = make_faces(5, 0)
-    assert estimate_flip_axis(X, np.full((5, 30), np.nan)) == kp.IMAGE_AXIS
+    assert estimate_flip_axis(X, np.full((5, 30), np.nan)) == kp.image_axis() == 48.0
+    assert estimate_flip_axis(X, np.full((5, 30), np.nan), origin=1.0) == kp.image_axis(1.0) == 48.5
     y = np.full((2, 30), np.nan)
     y[1, [0, 2]] = (60.0, 30.0)      # the two eye centres' x: midline 45
     assert np.isnan(label_midlines(y)[0]) and label_midlines(y)[1] == 45.0
@@ -86,7 +87,9 @@ def test_a_given_axis_is_used_as_it_is_and_a_bad_one_refused():
 def test_a_model_saved_before_nets_kept_an_axis_mirrors_about_the_image_centre():
     model, _ = _fitted(n=40)
     del model.named_steps["net"].flip_axis_
-    assert flip_axis_of(model) == kp.IMAGE_AXIS
+    assert flip_axis_of(model) == kp.image_axis()
+    del model.named_steps["net"].pixel_origin    # and before the pixel origin was a setting
+    assert flip_axis_of(model) == kp.image_axis(kp.LEGACY_PIXEL_ORIGIN) == 48.5
 
 
 @pytest.mark.slow
