@@ -19,9 +19,9 @@ def add_parser(sub):
                    help="test rows (Kaggle's count)")
     _options.add_seed(p, "the seed of the faces")
     p.add_argument("--flip-axis", type=float, default=None, metavar="PX",
-                   help="write the x labels this axis's offset from 48.5 px to the right of the "
-                        "pixels they mark, a planted mirror axis (default: the image's axis, "
-                        "48 for pixel origin 0.5)")
+                   help="write the x labels this axis's offset from the image's axis (48 px "
+                        "for pixel origin 0.5) to the right of the pixels they mark, a planted "
+                        "mirror axis (default: the image's axis)")
     _options.add_pixel_origin(p, "in which the labels are written")
     p.set_defaults(func=run)
 
