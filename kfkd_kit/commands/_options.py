@@ -102,8 +102,7 @@ def add_settings(p, verbose):
     p.add_argument("--flip-axis", type=flip_axis, default=None, metavar="PX|auto",
                    help="the labels' mirror axis for flip augmentation and flip TTA, in pixels "
                         "(x -> 2 PX - x) (default: auto, measured from the training rows)")
-    add_pixel_origin(p, "of the training labels; the model keeps it, and predict, export and "
-                        "report map coordinates with it")
+    add_pixel_origin(p, "kept in the model: predict, export and report map coordinates with it")
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="a saved model whose layers (all but the output) start the net; "
                         "for specialists, every one of them (default: none)")
@@ -118,9 +117,9 @@ def add_pixel_origin(p, what, default=None):
     """--pixel-origin: the labels' x (and y) of the top-left pixel's centre."""
     p.add_argument("--pixel-origin", dest="pixel_origin", type=pixel_origin, default=default,
                    metavar="O",
-                   help="the labels' x (and y) of the top-left pixel's centre, " + what + ": 0.5 "
-                        "continuous coordinates (faces15), 1 one-based, 0 zero-based pixel "
-                        "centres (default: 0.5; docs/USAGE.md, pixel convention)")
+                   help="the labels' x (and y) of the top-left pixel's centre (" + what + "): "
+                        "0.5 continuous coordinates (faces15), 1 one-based, 0 zero-based pixel "
+                        "centres (default: 0.5; docs/USAGE.md, the pixel convention)")
 
 
 def pixel_origin(text):

@@ -100,7 +100,7 @@ def add_parser(sub):
     p.add_argument("--oof", default=None, metavar="RUN",
                    help="also check each label against a make cv run's out-of-fold "
                         "predictions: cv/oof-<run>.json or cv/<run> (default: none)")
-    _options.add_pixel_origin(p, "read from the labels (where the frame ends, where faces are drawn)")
+    _options.add_pixel_origin(p, "where the frame ends, where keypoints are drawn")
     p.set_defaults(func=run)
 
 

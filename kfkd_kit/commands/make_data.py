@@ -22,7 +22,7 @@ def add_parser(sub):
                    help="write the x labels this axis's offset from the image's axis (48 px "
                         "for pixel origin 0.5) to the right of the pixels they mark, a planted "
                         "mirror axis (default: the image's axis)")
-    _options.add_pixel_origin(p, "in which the labels are written")
+    _options.add_pixel_origin(p, "the labels are written in it")
     p.set_defaults(func=run)
 
 
