@@ -249,9 +249,9 @@ def affine_targets(y, matrix, offset, columns=None, unit=False, origin=DEFAULT_P
     """Move keypoint targets by per-row affine maps; keypoints leaving the frame become NaN.
 
     Row i's point p goes to ``matrix[i] @ (p - c) + c + offset[i]`` with ``c =
-    pixel_centre(origin)`` (the labels' coordinates of pixel origin ``origin``, (x, y) order). ``y`` is an (n, k) torch tensor whose k
-    columns are ``columns`` of FEATURE_NAMES, in pixels or (``unit=True``) the net's
-    scale; ``matrix`` is (n, 2, 2) and ``offset`` (n, 2) in pixels. Returns a new tensor.
+    pixel_centre(origin)`` (labels of pixel origin ``origin``, (x, y) order). ``y`` is an
+    (n, k) torch tensor whose k columns are ``columns`` of FEATURE_NAMES, in pixels or
+    (``unit=True``) the net's scale; ``matrix`` is (n, 2, 2) and ``offset`` (n, 2) in pixels. Returns a new tensor.
     A moved keypoint outside ``frame(origin)`` is a missing label (NaN), not a wrong one.
     """
     import torch
