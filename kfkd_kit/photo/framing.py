@@ -6,15 +6,15 @@ the top-left pixel of an image, a crop or a photo is (1, 1) (``WORK_ORIGIN``), a
 covers +-0.5 around its centre. A model's keypoints and mean layout are in its labels' pixel
 origin (keypoints.py; ``origin_of``); align.py moves them into working coordinates and its
 answers back (``to_work``), so a crop-to-photo map of scale s does not add (1 - s) x the
-convention's difference to every keypoint. A transform
-is a 2x3 array ``T`` acting as ``p -> T[:, :2] @ p + T[:, 2]`` on (x, y) points; those from a
-photo to a crop map photo coordinates to the crop's.
+convention's difference to every keypoint. A transform is a 2x3 array ``T`` acting as
+``p -> T[:, :2] @ p + T[:, 2]`` on (x, y) points; those from a photo to a crop map photo
+coordinates to the crop's.
 
 The mean layout is where the 15 keypoints sit in a 96x96 training image on average (the
 per-column mean of the labelled values). ``train`` measures it from the training data and
 stores it on the fitted model as ``mean_keypoints_`` (``attach_layout``), with the pixel
-origin of its labels as ``pixel_origin_``, so a model file carries both; a crop whose transform puts a face's keypoints on that layout frames the face
-as the training images do.
+origin of its labels as ``pixel_origin_``, so a model file carries both; a crop whose
+transform puts a face's keypoints on that layout frames the face as the training images do.
 
 numpy and OpenCV only: nothing here imports torch.
 """
