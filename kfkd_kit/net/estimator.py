@@ -297,6 +297,9 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         return state
 
     def __setstate__(self, state):
+        # a net saved before the pixel origin was a parameter was trained under the old one;
+        # kept as a parameter (skorch's get_params reads __dict__), so clone keeps it too
+        state.setdefault("pixel_origin", LEGACY_PIXEL_ORIGIN)
         super().__setstate__(state)
         # nets saved before the budget and the mirror axis were callbacks train on with them
         if "callbacks_" in self.__dict__:

@@ -29,3 +29,5 @@ def test_an_old_model_loads_and_predicts_as_it_did(label):
     from kfkd_kit.net.estimator import pixel_origin_of
     from kfkd_kit.photo.align import SavedModel
     assert pixel_origin_of(model) == SavedModel(model).pixel_origin == LEGACY_PIXEL_ORIGIN == 1.0
+    from sklearn.base import clone                 # and a refit trains under it again
+    assert pixel_origin_of(clone(model), fitted=False) == 1.0
