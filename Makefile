@@ -43,6 +43,8 @@ PRECISION ?=
 DEVICE ?=
 ## the labels' mirror axis in pixels, or auto (default: auto, measured)
 FLIP_AXIS ?=
+## the labels' x (and y) of the top-left pixel's centre: 0.5 continuous coordinates, 1 one-based, 0 zero-based pixel centres; train keeps it in the model, make-data writes labels in it, audit reads them so (default: 0.5)
+PIXEL_ORIGIN ?=
 ## a saved model whose layers start the net (pre-training)
 BASE ?=
 ## a JSON of the net's parameters, e.g. cv/tune-net8-best.json from make tune
@@ -130,7 +132,8 @@ PY := $(VENV)/bin/python
 KFKD := $(PY) -m kfkd_kit
 BUILD_VARS := PYTHON VENV TORCH_INDEX
 # the overrides every training command takes (configs.configure)
-SETTINGS := SEED EPOCHS BUDGET LR MOMENTUM PATIENCE VALID PRECISION DEVICE FLIP_AXIS BASE PARAMS
+SETTINGS := SEED EPOCHS BUDGET LR MOMENTUM PATIENCE VALID PRECISION DEVICE FLIP_AXIS PIXEL_ORIGIN BASE \
+  PARAMS
 DASK := SCHEDULER DASK_WORKERS
 
 # the option of a variable: TTA_SHIFT -> --tta-shift
@@ -192,7 +195,7 @@ report: setup ## error analysis of MODEL: OUT/<model>-<UTC>/report.html
 	$(call kfkd,report,DATA MODEL OUT HOLDOUT SEED,TRUST)
 
 audit: setup ## a data audit of DATA without a net: OUT/audit-<UTC>/audit.html; CLEAN= writes a cleaned training file; OOF= a cv run's residuals
-	$(call kfkd,audit,DATA OUT CLEAN OOF,FIND_FACES)
+	$(call kfkd,audit,DATA OUT CLEAN OOF PIXEL_ORIGIN,FIND_FACES)
 
 cv: setup ## k-fold cross-validation of NET: RMSE per fold, out-of-fold predictions (cv/oof-*)
 	$(call kfkd,cv,DATA NET MODEL OUT $(SETTINGS) FOLDS $(DASK),KEEP_MODELS)
@@ -229,7 +232,7 @@ bench: setup ## speed ratios -> docs/RESULTS.md
 	$(call check,QUICK)$(PY) -m benchmarks.bench $(strip $(call options,,QUICK))
 
 data: setup ## the built-in synthetic faces written into DATA/synthetic (or OUT)
-	$(call kfkd,make-data,DATA OUT SEED)
+	$(call kfkd,make-data,DATA OUT SEED PIXEL_ORIGIN)
 
 # every test, the slow ones included; a quick loop while editing: $(PY) -m pytest -m "not slow"
 test: setup ## run the test suite

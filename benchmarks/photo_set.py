@@ -25,15 +25,17 @@ import numpy as np
 
 from kfkd_kit import configs, data
 from kfkd_kit.photo import framing
-from kfkd_kit.keypoints import IMAGE_SIDE, PIXEL_CENTRE
+from kfkd_kit.keypoints import DEFAULT_PIXEL_ORIGIN, IMAGE_SIDE, pixel_centre
 
 
 def paste(canvas, face, rng, scale, tilt, centre):
-    """Warp the 96x96 ``face`` into ``canvas`` (float32, in place): p -> A (p - centre96) + centre."""
+    """Warp the 96x96 ``face`` into ``canvas`` (float32, in place): p -> A (p - centre96) +
+    centre, in framing's working coordinates (``framing.WORK_ORIGIN``); returns that map."""
     import cv2
     angle = np.deg2rad(tilt)
     A = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    T = np.concatenate([A, (np.asarray(centre) - A @ [PIXEL_CENTRE, PIXEL_CENTRE])[:, None]], 1)
+    middle = pixel_centre(framing.WORK_ORIGIN)
+    T = np.concatenate([A, (np.asarray(centre) - A @ [middle, middle])[:, None]], 1)
     size = canvas.shape[::-1]
     M = framing.pixel_matrix(T)
     image = cv2.warpAffine(face.reshape(IMAGE_SIDE, IMAGE_SIDE).astype(np.float32), M, size,
@@ -57,10 +59,12 @@ def background(rng, height, width):
     return np.clip(ramp[None, :] + noise, 0, 255)
 
 
-def make_set(X, y, out, seed=0, max_tilt=20.0, pair=5, backdrop=None):
+def make_set(X, y, out, seed=0, max_tilt=20.0, pair=5, backdrop=None,
+             origin=DEFAULT_PIXEL_ORIGIN):
     """Write the canvases; returns the truth: one dict per face (file, rows' index, scale,
-    keypoints in the photo). ``backdrop(rng, height, width)``: the canvas before the faces
-    (default: ``background``'s smooth ones)."""
+    keypoints in the photo, in the labels' pixel origin ``origin`` as ``y``'s).
+    ``backdrop(rng, height, width)``: the canvas before the faces (default: ``background``'s
+    smooth ones)."""
     from PIL import Image
     rng = np.random.default_rng(seed)
     out = Path(out)
@@ -82,7 +86,8 @@ def make_set(X, y, out, seed=0, max_tilt=20.0, pair=5, backdrop=None):
             tilt = rng.uniform(-max_tilt, max_tilt)
             T = paste(canvas, X[k], rng, scales[j], tilt, (cx, cy))
             truth.append({"file": str(out / name), "row": k, "scale": scales[j], "tilt": tilt,
-                          "T": T, "keypoints": framing.apply(T, framing.points(y[k])).reshape(-1)})
+                          "T": T, "keypoints": framing.from_work(framing.apply(
+                              T, framing.points(framing.to_work(y[k], origin))).reshape(-1), origin)})
             k += 1
         Image.fromarray(np.clip(np.round(canvas), 0, 255).astype(np.uint8)).save(out / name)
         number += 1
@@ -151,13 +156,16 @@ def main(argv=None):
         raise SystemExit("the model holds out no validation rows; train it with a split")
     held = held[:args.faces]
     X, y = training.X[held], training.y[held]
-    keypoints = SavedModel(model)
+    from kfkd_kit.net.estimator import pixel_origin_of
+    origin = pixel_origin_of(model)
+    keypoints = SavedModel(model, pixel_origin=origin)
     if keypoints.layout is None:
         keypoints.layout = framing.mean_layout(training.y)
     ideal = model.predict(X)
     ideal_rmse = float(np.sqrt(np.nanmean((ideal - y) ** 2)))
     out = Path(args.out) / ("upright" if args.calibrate else f"tilt{args.max_tilt:g}-seed{args.seed}")
-    truth = make_set(X, y, out, seed=args.seed, max_tilt=0.0 if args.calibrate else args.max_tilt)
+    truth = make_set(X, y, out, seed=args.seed, max_tilt=0.0 if args.calibrate else args.max_tilt,
+                     origin=origin)
     files = list(dict.fromkeys(face["file"] for face in truth))
     start = time.perf_counter()
     rows, summary = predict_photos(files, keypoints, detector=args.detector, passes=args.passes,
@@ -170,8 +178,9 @@ def main(argv=None):
     print(f"found {found}/{len(truth)} ({100 * found / len(truth):.1f}%), extra detections "
           f"{extra} ({100 * extra / len(truth):.1f}%); {summary.line()}")
     print(f"ideal 96x96 crops: RMSE {ideal_rmse:.3f} px")
-    layout = framing.points(keypoints.layout)
-    first = rmse96(pairs, lambda r: framing.apply(framing.invert(r["first"]), layout).reshape(-1)) \
+    layout = framing.points(framing.to_work(keypoints.layout, origin))
+    first = rmse96(pairs, lambda r: framing.from_work(framing.apply(
+        framing.invert(r["first"]), layout).reshape(-1), origin)) \
         if all(r is None or "first" in r for _, r in pairs) else None
     if first is not None:
         print(f"first crop + mean layout: RMSE {first:.3f} px")
@@ -183,7 +192,7 @@ def main(argv=None):
         for face, row in pairs:
             if row is None:
                 continue
-            corner = framing.apply(face["T"], np.array([0.5, 0.5]))
+            corner = framing.from_work(framing.apply(face["T"], np.array([0.5, 0.5])), origin)
             side = IMAGE_SIDE * face["scale"]
             frames.append([(corner[0] - row["x"]) / row["w"], (corner[1] - row["y"]) / row["w"],
                            side / row["w"]])

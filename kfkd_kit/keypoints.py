@@ -1,9 +1,16 @@
 """The competition's geometry, defined once: feature names, flip pairs, the 48-pixel scaling.
 
-Coordinates are in pixels of a 96x96 image. The labels are read as 1-based pixel indices:
-the centre of (0-based) column ``i`` is at ``x = i + PIXEL_ORIGIN`` with ``PIXEL_ORIGIN = 1``,
-and likewise for rows, so reversing the columns of an image (column ``i`` -> ``95 - i``) moves
-the content at ``x`` to ``97 - x``: the image's own mirror axis is ``IMAGE_AXIS`` = 48.5.
+Coordinates are in pixels of a 96x96 image. Where a pixel sits in the labels' coordinates is
+the data set's *pixel origin*, a declared setting (``pixel_origin``, PIXEL_ORIGIN=): the x (and
+y) of the top-left pixel's centre, so the centre of (0-based) column ``i`` is at
+``x = i + origin``. 0.5 reads labels as continuous coordinates ((0, 0) the image's top-left
+corner: faces15, and the tutorial's flip x -> 96 - x), 1 as 1-based pixel centres, 0 as
+0-based ones. Reversing the columns of an image (column ``i`` -> ``95 - i``) moves the
+content at ``x`` to ``95 + 2 origin - x``: the image's own mirror axis is
+``image_axis(origin)`` (48 for 0.5). Every fitted net keeps its origin (``pixel_origin``), and
+everything that maps coordinates to pixels (the soft-argmax grid, augmentation, the mirror
+axis, synthetic labels, plots, crops of photos) takes it from there; models saved before it
+was a setting were trained under ``LEGACY_PIXEL_ORIGIN`` (1).
 
 Where a labelled keypoint sits relative to the pixels it marks is a habit of whoever (or
 whatever tool) made the labels, so the *labels'* mirror axis - the ``a`` in x -> 2a - x that
@@ -25,17 +32,47 @@ N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 # Targets are scaled to about [-1, 1] by (y - CENTER) / SCALE, as in the tutorial.
 CENTER = 48.0
 SCALE = 48.0
-# Where the centre of the first pixel (column or row 0) lies in Kaggle's coordinates.
-PIXEL_ORIGIN = 1.0
-# The image's centre (48.5) in these coordinates: reversing the columns mirrors about it,
-# and rotations and scalings turn about it.
-PIXEL_CENTRE = (IMAGE_SIDE - 1.0) / 2 + PIXEL_ORIGIN
-# The mirror axis of labels that mark pixel centres exactly; a data set's own axis is
-# measured (mirror.estimate_flip_axis) and may differ by a fraction of a pixel.
-IMAGE_AXIS = PIXEL_CENTRE
-# A keypoint is in the frame while both its coordinates lie within the image's outer
-# edges, half a pixel beyond the centres of the first and last pixels (0.5 ... 96.5).
-FRAME = (PIXEL_ORIGIN - 0.5, IMAGE_SIDE - 0.5 + PIXEL_ORIGIN)
+# The labels' x (and y) of the top-left pixel's centre: DEFAULT_PIXEL_ORIGIN for new models
+# (continuous coordinates: faces15 declares them, and the tutorial's flip x -> 96 - x reads
+# Kaggle's labels so; Kaggle's own convention was never measured here), LEGACY_PIXEL_ORIGIN
+# for models saved before the origin was a setting (what they were trained under).
+DEFAULT_PIXEL_ORIGIN = 0.5
+LEGACY_PIXEL_ORIGIN = 1.0
+
+
+def check_pixel_origin(origin) -> float:
+    """``origin`` as a float in [0, 1] (0.5 continuous, 1 one-based, 0 zero-based pixel
+    centres), or a one-line ValueError."""
+    try:
+        value = float(origin)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(origin, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"the pixel origin (the labels' x of the top-left pixel's centre) must "
+                         f"be a number from 0 to 1 (0.5: continuous, 1: 1-based, 0: 0-based), "
+                         f"got {origin!r}")
+    return value
+
+
+def pixel_centre(origin=DEFAULT_PIXEL_ORIGIN) -> float:
+    """The image's centre in labels of pixel origin ``origin`` (48 for 0.5, 48.5 for 1):
+    reversing the columns mirrors about it, and rotations and scalings turn about it."""
+    return (IMAGE_SIDE - 1.0) / 2 + float(origin)
+
+
+def image_axis(origin=DEFAULT_PIXEL_ORIGIN) -> float:
+    """The mirror axis of labels that mark pixel centres exactly (``pixel_centre``); a data
+    set's own axis is measured (mirror.estimate_flip_axis) and may differ by a fraction of a
+    pixel."""
+    return pixel_centre(origin)
+
+
+def frame(origin=DEFAULT_PIXEL_ORIGIN) -> tuple[float, float]:
+    """(low, high): a keypoint is in the frame while both its coordinates lie within the
+    image's outer edges, half a pixel beyond the centres of the first and last pixels
+    (0 ... 96 for origin 0.5)."""
+    return float(origin) - 0.5, IMAGE_SIDE - 0.5 + float(origin)
+
 
 KEYPOINTS = (
     "left_eye_center",
@@ -113,7 +150,7 @@ def from_unit(y_unit):
 
 def mirror_targets(y, columns=None, unit=False, axis=None):
     """Mirror keypoint targets left-right: reflect x about ``axis`` (x -> 2 axis - x; default
-    ``IMAGE_AXIS``) and swap left/right columns.
+    ``image_axis()``, the default origin's) and swap left/right columns.
 
     ``y`` is an (n, k) array or tensor whose k columns are ``columns`` of FEATURE_NAMES
     (default all 30), in pixels or (``unit=True``) the net's scale; ``axis`` is in pixels
@@ -122,7 +159,7 @@ def mirror_targets(y, columns=None, unit=False, axis=None):
     columns = list(range(N_TARGETS)) if columns is None else list(columns)
     out = y.clone() if hasattr(y, "clone") else np.array(y, copy=True)
     x_positions = [i for i, c in enumerate(columns) if c % 2 == 0]
-    total = 2.0 * float(IMAGE_AXIS if axis is None else axis)
+    total = 2.0 * float(image_axis() if axis is None else axis)
     if unit:
         total = (total - 2 * CENTER) / SCALE
     out[:, x_positions] = total - out[:, x_positions]
@@ -208,15 +245,14 @@ def keypoint_xy_positions(columns=None) -> tuple[list[int], list[int]]:
     return xs, ys
 
 
-def affine_targets(y, matrix, offset, columns=None, unit=False):
+def affine_targets(y, matrix, offset, columns=None, unit=False, origin=DEFAULT_PIXEL_ORIGIN):
     """Move keypoint targets by per-row affine maps; keypoints leaving the frame become NaN.
 
-    Row i's point p goes to ``matrix[i] @ (p - PIXEL_CENTRE) + PIXEL_CENTRE + offset[i]``
-    (Kaggle's coordinates, (x, y) order). ``y`` is an (n, k) torch tensor whose k
-    columns are ``columns`` of FEATURE_NAMES, in pixels or (``unit=True``) the net's
-    scale; ``matrix`` is (n, 2, 2) and ``offset`` (n, 2) in pixels. Returns a new tensor.
-    A moved keypoint outside FRAME is a missing label (NaN), not a wrong one. Kaggle's
-    coordinates throughout (``PIXEL_ORIGIN``).
+    Row i's point p goes to ``matrix[i] @ (p - c) + c + offset[i]`` with ``c =
+    pixel_centre(origin)`` (labels of pixel origin ``origin``, (x, y) order). ``y`` is an
+    (n, k) torch tensor whose k columns are ``columns`` of FEATURE_NAMES, in pixels or
+    (``unit=True``) the net's scale; ``matrix`` is (n, 2, 2) and ``offset`` (n, 2) in pixels. Returns a new tensor.
+    A moved keypoint outside ``frame(origin)`` is a missing label (NaN), not a wrong one.
     """
     import torch
 
@@ -227,8 +263,9 @@ def affine_targets(y, matrix, offset, columns=None, unit=False):
     points = torch.stack([y[:, xs], y[:, ys]], dim=-1)          # (n, keypoints, 2)
     if unit:
         points = from_unit(points)
-    moved = (points - PIXEL_CENTRE) @ matrix.transpose(1, 2) + PIXEL_CENTRE + offset[:, None, :]
-    outside = ((moved < FRAME[0]) | (moved > FRAME[1])).any(dim=-1, keepdim=True)
+    centre, (low, high) = pixel_centre(origin), frame(origin)
+    moved = (points - centre) @ matrix.transpose(1, 2) + centre + offset[:, None, :]
+    outside = ((moved < low) | (moved > high)).any(dim=-1, keepdim=True)
     moved = moved.masked_fill(outside, float("nan"))
     if unit:
         moved = to_unit(moved)
@@ -239,12 +276,12 @@ def affine_targets(y, matrix, offset, columns=None, unit=False):
 
 def affine_images(X, matrix, offset):
     """Warp images with the same maps as ``affine_targets``: what sits at p moves to
-    ``matrix @ (p - PIXEL_CENTRE) + PIXEL_CENTRE + offset``. Bilinear; outside is 0.
+    ``matrix @ (p - c) + c + offset`` about the image's centre ``c``. Bilinear; outside is 0.
 
     ``X`` is a float torch tensor (n, 9216) or (n, 96, 96). grid_sample's normalised
     coordinates with ``align_corners=False`` put pixel i's centre at (i - 47.5) / 48, which is
-    (x - PIXEL_CENTRE) / 48 for its Kaggle coordinate x = i + PIXEL_ORIGIN, so image and
-    keypoints move together exactly.
+    (x - pixel_centre(origin)) / 48 for its label x = i + origin, whatever the origin, so
+    image and keypoints (moved with the same origin) move together exactly.
     """
     import torch
     import torch.nn.functional as F

@@ -15,7 +15,7 @@ from .meta.ensemble import SeedEnsemble
 from .meta.labellers import LabellerBias
 from .meta.pseudo import PseudoLabels
 from .meta.specialists import Specialists
-from .net.estimator import flip_axis_of
+from .net.estimator import flip_axis_of, pixel_origin_of
 from .net.metrics import masked_rmse_px
 from .net.nested import histories, inner_net, net_prefix, nets
 from .photo import framing
@@ -151,7 +151,8 @@ def fit_and_save(estimator, training, model_path, name="custom", description="",
                 f"from its checkpoint in {run_dir}")
         raise KeyboardInterrupt
     rmse = validation_rmse(estimator, training.X, training.y)
-    framing.attach_layout(estimator, training.y)   # for framing faces in photos (predict)
+    # for framing faces in photos (predict)
+    framing.attach_layout(estimator, training.y, pixel_origin_of(estimator))
     nets = histories(estimator)
     first = next(iter(nets.values()))
     metadata = model_record(

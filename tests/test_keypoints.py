@@ -43,13 +43,15 @@ def test_mirror_matches_the_mirrored_image():
     image = np.zeros((96, 96), np.uint8)
     image[30, 70] = 255  # row (y) 30, column (x) 70: the subject's left eye
     y = np.full((1, 30), np.nan)
-    y[0, 0:2] = (70 + kp.PIXEL_ORIGIN, 30 + kp.PIXEL_ORIGIN)  # left_eye_center, Kaggle's 1-based
+    origin = kp.DEFAULT_PIXEL_ORIGIN
+    y[0, 0:2] = (70 + origin, 30 + origin)  # left_eye_center, continuous coordinates
     mirrored_image = kp.mirror_images(image.reshape(1, -1)).reshape(96, 96)
     mirrored = kp.mirror_targets(y)
     row, col = np.argwhere(mirrored_image == 255)[0]
     # now the mark is the subject's right eye
-    assert (mirrored[0, 2], mirrored[0, 3]) == (col + kp.PIXEL_ORIGIN, row + kp.PIXEL_ORIGIN)
-    assert kp.IMAGE_AXIS == 48.5
+    assert (mirrored[0, 2], mirrored[0, 3]) == (col + origin, row + origin)
+    assert kp.image_axis() == 48.0 and kp.image_axis(1.0) == 48.5 and kp.image_axis(0.0) == 47.5
+    assert kp.frame() == (0.0, 96.0) and kp.frame(1.0) == (0.5, 96.5)
     assert np.isnan(mirrored[0, 0])
 
 

@@ -2,6 +2,8 @@
 each check flags, their flagged keypoints marked (and, with --oof, the predictions)."""
 from __future__ import annotations
 
+import functools
+
 from ..keypoints import KEYPOINTS
 from . import _plots as plots
 
@@ -27,24 +29,26 @@ def _face_cells(items, training, marked):
     return cells
 
 
-def audit_figures(result, training, test, folder, oof=None):
-    """({section: PNG path}, {section: faces drawn}) of an audit's flagged rows."""
+def audit_figures(result, training, test, folder, oof=None, origin=None):
+    """({section: PNG path}, {section: faces drawn}) of an audit's flagged rows; keypoints in
+    labels of pixel origin ``origin`` (None: the default, keypoints.py)."""
     figures, shown = {}, {}
+    table = functools.partial(plots.face_table, **({} if origin is None else {"origin": origin}))
     if result.exact:
-        figures["exact"] = plots.face_table(_group_cells(result.exact, training, test),
+        figures["exact"] = table(_group_cells(result.exact, training, test),
                                             folder / "exact-duplicates.png")
         shown["exact"] = min(DRAWN, len(result.exact))
     if result.near:
-        figures["near"] = plots.face_table(_group_cells(result.near, training, test),
+        figures["near"] = table(_group_cells(result.near, training, test),
                                            folder / "near-duplicates.png")
         shown["near"] = min(DRAWN, len(result.near))
     if result.swapped:
-        figures["swapped"] = plots.face_table(
+        figures["swapped"] = table(
             _face_cells(result.swapped, training, lambda s: [KEYPOINTS.index(k) for k in s["keypoints"]]),
             folder / "swapped.png")
         shown["swapped"] = min(DRAWN, len(result.swapped))
     if result.outliers:
-        figures["outliers"] = plots.face_table(
+        figures["outliers"] = table(
             _face_cells(result.outliers, training, lambda o: [KEYPOINTS.index(o["keypoint"])]),
             folder / "outliers.png")
         shown["outliers"] = min(DRAWN, len(result.outliers))
@@ -55,7 +59,7 @@ def audit_figures(result, training, test, folder, oof=None):
         items += [(o["row"], [KEYPOINTS.index(o["keypoint"])],
                    f"{o['keypoint']} {o['residual_px']:.0f} px") for o in result.oof.outliers]
         items = items[:DRAWN]         # the swaps, then the worst residuals
-        figures["oof"] = plots.face_table(
+        figures["oof"] = table(
             [(training.X[r], training.y[r], f"row {r}: {what}", marked, oof[r])
              for r, marked, what in items], folder / "oof-residuals.png")
         shown["oof"] = len(items)
@@ -66,6 +70,6 @@ def audit_figures(result, training, test, folder, oof=None):
     blank += [(test.X[b["row"]], None, f"test {b['row']}: score {b['score']:.2f}", [])
               for b in result.faceless_test or []]
     if blank:
-        figures["blank"] = plots.face_table(blank[:DRAWN], folder / "no-face.png")
+        figures["blank"] = table(blank[:DRAWN], folder / "no-face.png")
         shown["blank"] = min(DRAWN, len(blank))
     return figures, shown

@@ -102,6 +102,7 @@ def add_settings(p, verbose):
     p.add_argument("--flip-axis", type=flip_axis, default=None, metavar="PX|auto",
                    help="the labels' mirror axis for flip augmentation and flip TTA, in pixels "
                         "(x -> 2 PX - x) (default: auto, measured from the training rows)")
+    add_pixel_origin(p, "kept in the model: predict, export and report map coordinates with it")
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="a saved model whose layers (all but the output) start the net; "
                         "for specialists, every one of them (default: none)")
@@ -110,6 +111,25 @@ def add_settings(p, verbose):
                         "best of kfkd tune; the other settings given here apply on top "
                         "(default: none)")
     p.set_defaults(verbose=verbose)
+
+
+def add_pixel_origin(p, what, default=None):
+    """--pixel-origin: the labels' x (and y) of the top-left pixel's centre."""
+    p.add_argument("--pixel-origin", dest="pixel_origin", type=pixel_origin, default=default,
+                   metavar="O",
+                   help="the labels' x (and y) of the top-left pixel's centre (" + what + "): "
+                        "0.5 continuous coordinates (faces15), 1 one-based, 0 zero-based pixel "
+                        "centres (default: 0.5; docs/USAGE.md, the pixel convention)")
+
+
+def pixel_origin(text):
+    from ..keypoints import check_pixel_origin
+    try:
+        return check_pixel_origin(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected the top-left pixel's centre, a number from 0 to 1 (0.5, 1 or 0), "
+            f"got {text!r}") from None
 
 
 def add_seed(p, what):

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..utils.atomic import save_figure  # noqa: E402
-from ..keypoints import IMAGE_SIDE, PIXEL_ORIGIN  # noqa: E402
+from ..keypoints import DEFAULT_PIXEL_ORIGIN, IMAGE_SIDE  # noqa: E402
 
 
 def _save(fig, path) -> Path:
@@ -68,17 +68,18 @@ def _face_grid(images, title, height=8, hspace=0.05, top=1.0):
     return fig, list(axes.flat[:n])
 
 
-def _on_image(keypoints) -> np.ndarray:
-    """Kaggle's pixels -> imshow's: imshow puts pixel i's centre at i, Kaggle's
-    coordinates at i + PIXEL_ORIGIN."""
-    return np.asarray(keypoints, dtype=float) - PIXEL_ORIGIN
+def _on_image(keypoints, origin) -> np.ndarray:
+    """The labels' pixels -> imshow's: imshow puts pixel i's centre at i, labels of pixel
+    origin ``origin`` at i + origin (keypoints.py)."""
+    return np.asarray(keypoints, dtype=float) - float(origin)
 
 
-def prediction_grid(images, keypoints, path, title="") -> Path:
-    """A 4x4 grid of the first 16 images with predicted keypoints (pixels) drawn on them."""
+def prediction_grid(images, keypoints, path, title="", origin=DEFAULT_PIXEL_ORIGIN) -> Path:
+    """A 4x4 grid of the first 16 images with predicted keypoints (pixels, labels of pixel
+    origin ``origin``) drawn on them."""
     fig, axes = _face_grid(images, title, top=0.95 if title else 1)
     for i, ax in enumerate(axes):
-        points = _on_image(keypoints[i])
+        points = _on_image(keypoints[i], origin)
         ax.scatter(points[0::2], points[1::2], marker="x", s=12, c="red")
     return _save(fig, path)
 
@@ -123,14 +124,15 @@ def keypoint_rmse_bars(names, rmse_x, rmse_y, rmse, path, title="") -> Path:
     return _save(fig, path)
 
 
-def worst_faces_grid(images, true, predicted, path, labels=(), title="") -> Path:
+def worst_faces_grid(images, true, predicted, path, labels=(), title="",
+                     origin=DEFAULT_PIXEL_ORIGIN) -> Path:
     """A 4x4 grid of faces with their true keypoints (green dots) and predicted ones (red
-    crosses), each pair joined by a line; ``labels`` captions the faces. Pixels in Kaggle's
-    1-based coordinates, drawn as ``prediction_grid`` draws them."""
+    crosses), each pair joined by a line; ``labels`` captions the faces. Pixels in labels of
+    pixel origin ``origin``, drawn as ``prediction_grid`` draws them."""
     fig, axes = _face_grid(images, title and title + "  (green: true, red: predicted)",
                            height=8.6, hspace=0.15, top=0.93 if title else 0.97)
     for i, ax in enumerate(axes):
-        t, p = _on_image(true[i]), _on_image(predicted[i])
+        t, p = _on_image(true[i], origin), _on_image(predicted[i], origin)
         for k in range(0, len(t), 2):
             if np.isfinite(t[k]) and np.isfinite(t[k + 1]):
                 ax.plot([t[k], p[k]], [t[k + 1], p[k + 1]], color="yellow", lw=0.7)
@@ -171,11 +173,11 @@ def lr_range_plot(lrs, losses, smoothed, path, suggested=None, configured=None, 
     return _save(fig, path)
 
 
-def face_table(cells, path, columns=4, title="") -> Path:
+def face_table(cells, path, columns=4, title="", origin=DEFAULT_PIXEL_ORIGIN) -> Path:
     """Faces in rows of ``columns``: each cell None (left empty) or (image, keypoints px,
     caption, marked keypoint indices drawn in red, the others green[, predicted keypoints
-    px, drawn as blue crosses joined to the labels]). The audit's page: a duplicate group
-    on one row, a flagged face in each cell."""
+    px, drawn as blue crosses joined to the labels]), pixels in labels of pixel origin
+    ``origin``. The audit's page: a duplicate group on one row, a flagged face in each cell."""
     rows = max(1, -(-len(cells) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.15 * rows + (0.4 if title else 0)),
                              squeeze=False)
@@ -189,13 +191,13 @@ def face_table(cells, path, columns=4, title="") -> Path:
         image, keypoints, caption, marked, *predicted = cell
         ax.imshow(np.asarray(image).reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=255)
         if keypoints is not None:
-            points = _on_image(keypoints).reshape(-1, 2)
+            points = _on_image(keypoints, origin).reshape(-1, 2)
             red = np.zeros(len(points), dtype=bool)
             red[list(marked or [])] = True
             ax.scatter(points[~red, 0], points[~red, 1], marker="o", s=9, c="#1a9e1a")
             ax.scatter(points[red, 0], points[red, 1], marker="x", s=30, c="#d62728")
             if predicted and predicted[0] is not None:
-                guess = _on_image(predicted[0]).reshape(-1, 2)
+                guess = _on_image(predicted[0], origin).reshape(-1, 2)
                 for (x0, y0), (x1, y1) in zip(points, guess):
                     if np.isfinite(x0) and np.isfinite(y0):
                         ax.plot([x0, x1], [y0, y1], color="yellow", lw=0.7)

@@ -10,9 +10,16 @@ from ..training import data_record
 
 def load_data(estimator, data_dir="data", say=print):
     """The training data in ``data_dir`` (Kaggle's files, else the synthetic set) and the
-    record of it for the JSON. Returns (training, record)."""
-    training = data.load_training(data.resolve_data_dir(data_dir, say))
+    record of it for the JSON. Returns (training, record). The synthetic set's labels are in
+    the estimator's pixel origin."""
+    training = data.load_training(data.resolve_data_dir(data_dir, say, origin_of(estimator)))
     return training, data_record(training, estimator)
+
+
+def origin_of(estimator) -> float:
+    """The pixel origin an unfitted (or fitted) estimator trains under (keypoints.py)."""
+    from ..net.estimator import pixel_origin_of
+    return pixel_origin_of(estimator, fitted=False)
 
 
 def kaggle_call(command, work):

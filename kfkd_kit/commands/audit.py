@@ -46,12 +46,13 @@ def _tables(result, folder):
 
 
 def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, find_faces=False,
-              say=print) -> Path:
+              say=print, pixel_origin=None) -> Path:
     """Audit the data folder; write the page, its figures and CSVs (and, with ``clean``,
     the cleaned training file and its log); with ``oof`` (a cv run: ``cv/oof-<run>.json``
     or ``cv/<run>``), check the labels against its out-of-fold predictions too; with
-    ``find_faces``, run a face detector on every image; return the page's path."""
-    folder = data.resolve_data_dir(data_dir, say)
+    ``find_faces``, run a face detector on every image; return the page's path.
+    ``pixel_origin``: the labels' convention (None: the default; keypoints.py)."""
+    folder = data.resolve_data_dir(data_dir, say, pixel_origin)
     training = data.load_training(folder)
     test_file = data.find_file(folder, "test")
     test = data.load_test(test_file) if test_file is not None else None
@@ -63,7 +64,8 @@ def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, find_fac
         run.check_data(training, "give a run of make cv on the data given with DATA=")
     predictions = None if run is None else run.predictions.astype("float64")
     result = audit_data(training.X, training.y, None if test is None else test.X,
-                        oof=predictions, oof_run="" if run is None else run.name)
+                        oof=predictions, oof_run="" if run is None else run.name,
+                        pixel_origin=pixel_origin)
     if find_faces:      # reported, never cleaned: a detector misses some real faces
         from ..photo.face_check import faceless
         result.faceless = faceless(training.X, [b["row"] for b in result.blank], desc="training")
@@ -72,7 +74,7 @@ def run_audit(data_dir="data", out_dir="reports", clean=None, oof=None, find_fac
     changes = clean_changes(result, training.y) if clean is not None else None
 
     out = create_unique(Path(out_dir) / f"audit-{utc_stamp()}")
-    figures, shown = audit_figures(result, training, test, out, predictions)
+    figures, shown = audit_figures(result, training, test, out, predictions, pixel_origin)
     _tables(result, out)
     cleaned = None
     if clean is not None:
@@ -107,9 +109,11 @@ def add_parser(sub):
     p.add_argument("--find-faces", action="store_true",
                    help="also run a face detector (MTCNN, needs torch) on every image and "
                         "report those where it finds none; minutes (default: off)")
+    _options.add_pixel_origin(p, "where the frame ends, where keypoints are drawn")
     p.set_defaults(func=run)
 
 
 def run(args):
     print(run_audit(data_dir=args.data, out_dir=args.out, clean=args.clean,
-                    oof=args.oof, find_faces=args.find_faces))
+                    oof=args.oof, find_faces=args.find_faces,
+                    pixel_origin=args.pixel_origin))

@@ -20,8 +20,8 @@ def run_lrfind(estimator, name="custom", data_dir="data", out_dir="cv", start_lr
     from ..utils import provenance
     from ..utils.atomic import write_json
     from ._plots import lr_range_plot
-    from ._shared import data_record
-    training = data.load_training(data.resolve_data_dir(data_dir, say))
+    from ._shared import data_record, origin_of
+    training = data.load_training(data.resolve_data_dir(data_dir, say, origin_of(estimator)))
     say(f"lr range test of {name}: lr {start_lr:g} -> {end_lr:g} over at most {num_batches} "
         f"batches, on {training.source}")
     record = lr_range_test(estimator, training.X, training.y, start_lr, end_lr, num_batches, diverge)

@@ -47,7 +47,7 @@ def run_predict(inputs, model, out="keypoints.csv", annotated=None, tta=False, t
     path = write_keypoints_csv(rows, out)
     if annotated:
         from ..photo.annotate import write_annotated
-        write_annotated(paths, rows, annotated)
+        write_annotated(paths, rows, annotated, origin=keypoints.pixel_origin)
     say(summary.line())
     say(str(path))
     return summary

@@ -18,6 +18,7 @@ from ..search.report_html import report_page
 from ..utils.atomic import atomic_write, create_unique, utc_stamp, write_csv
 from ..utils.modelfile import load_model
 from . import _options, _plots as plots
+from ._shared import origin_of
 
 
 def make_report(model, model_path, training, out_dir="reports", holdout=False,
@@ -37,7 +38,7 @@ def make_report(model, model_path, training, out_dir="reports", holdout=False,
             training.X[rows[worst]], result.y_true[worst], result.y_pred[worst],
             folder / "worst-faces.png",
             [f"row {r['row']}: {r['rmse_px']:.2f} px" for r in result.worst_rows],
-            f"{title}: the {len(worst)} worst-predicted held-out faces"),
+            f"{title}: the {len(worst)} worst-predicted held-out faces", origin_of(model)),
     }
     nets = model_histories(model)
     if nets:
@@ -58,7 +59,7 @@ def run_report(model_path, data_dir="data", out_dir="reports", holdout=False, se
                trust=False, say=print) -> Path:
     """Load the model (sha256-checked) and the training data; write the report."""
     model = load_model(model_path, trust=trust)        # fails before anything is written
-    folder = data.resolve_data_dir(data_dir, say)
+    folder = data.resolve_data_dir(data_dir, say, origin_of(model))
     training = data.load_training(folder)
     return make_report(model, model_path, training, out_dir=out_dir,
                        holdout=holdout, seed=seed, say=say)

@@ -62,8 +62,12 @@ def run(args):
         from ..meta.tta import flip_tta
         model = flip_tta(model, shift=args.tta_shift)
     folder = data.data_folder(args.data)     # the user's own files, never a synthetic stand-in
-    synthetic = folder / data.SYNTHETIC_FOLDER
-    if data.find_file(folder, "test") is None and data.find_file(synthetic, "test") is not None:
+    from ..net.estimator import pixel_origin_of
+    # the set in the model's convention, else one written before the convention was a setting
+    synthetic = next((f for f in (data.synthetic_folder(folder, pixel_origin_of(model)),
+                                  folder / data.SYNTHETIC_FOLDER)
+                      if data.find_file(f, "test") is not None), None)
+    if data.find_file(folder, "test") is None and synthetic is not None:
         raise FileNotFoundError(
             f"{folder}: no test file; the built-in synthetic faces that train used when it found "
             f"none are in {synthetic}: submit for their test set with DATA={synthetic}")

@@ -9,6 +9,7 @@ from ..meta.ensemble import SeedEnsemble
 from ..net.nested import histories
 from ..training import fit_and_save, run_dir_of, with_options
 from . import _options, _plots as plots
+from ._shared import origin_of
 
 
 def train(estimator, data_dir="data", model_path=None, name="custom", description="",
@@ -16,7 +17,7 @@ def train(estimator, data_dir="data", model_path=None, name="custom", descriptio
     """Fit ``estimator`` on the training data in ``data_dir``; save model, JSON and PNGs
     (training.fit_and_save says how). Returns the JSON's record."""
     given = configs.load_params(params_file) if params_file else None  # read now, not after hours
-    folder = data.resolve_data_dir(data_dir, say)
+    folder = data.resolve_data_dir(data_dir, say, origin_of(estimator))
     training = data.load_training(folder)
     model_path = Path(model_path or f"models/{name}.joblib")
     metadata, interrupted = fit_and_save(estimator, training, model_path, name=name,
@@ -45,7 +46,7 @@ def write_figures(model, data_folder, model_path, title="") -> list[Path]:
         sample = test.X[:16]
         figures.append(plots.prediction_grid(sample, model.predict(sample),
                                              f"{stem}-test-predictions.png",
-                                             f"{title}: test predictions"))
+                                             f"{title}: test predictions", origin_of(model)))
     return figures
 
 

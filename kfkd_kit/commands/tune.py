@@ -8,6 +8,7 @@ from .. import data
 from ..search import study
 from ..search.study import DEFAULT_HOLDOUT, DEFAULT_TRIALS
 from . import _options
+from ._shared import origin_of
 
 
 def run_tune(estimator, name="net8", data_dir="data", trials=DEFAULT_TRIALS, storage=None,
@@ -17,7 +18,7 @@ def run_tune(estimator, name="net8", data_dir="data", trials=DEFAULT_TRIALS, sto
     the other arguments). Returns its summary."""
     study.require_optuna()      # what needs no data fails before the data are read
     study.check_holdout(holdout)
-    training = data.load_training(data.resolve_data_dir(data_dir, say))
+    training = data.load_training(data.resolve_data_dir(data_dir, say, origin_of(estimator)))
     return study.tune(estimator, training, name=name, trials=trials, storage=storage,
                       study_name=study_name, holdout=holdout, random_state=random_state,
                       out_dir=out_dir, fixed=fixed, budget=budget, pruner=pruner, plots=plots,

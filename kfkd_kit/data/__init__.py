@@ -14,6 +14,7 @@ Public API::
                                    row (or line) and the column at fault
     SUFFIXES                       the forms a file may take, in the order find_file tries them
     SYNTHETIC_FOLDER               "synthetic": where resolve_data_dir puts the built-in faces
+    synthetic_folder(folder, o)    -> Path          that folder for labels of pixel origin o
 
 ``X`` is uint8 (n, 9216), ``y`` float32 (n, 30) in pixels, in Kaggle's column order
 (keypoints.FEATURE_NAMES), NaN where a keypoint is missing. In messages, "row N" is the N-th
@@ -34,7 +35,7 @@ The modules behind this one, each a concern:
 """
 from ._errors import DataError
 from ._files import (SUFFIXES, SYNTHETIC_FOLDER, data_folder, find_file, has_kaggle_data,
-                     resolve_data_dir)
+                     resolve_data_dir, synthetic_folder)
 from ._lookup import load_lookup
 from ._parse import TestData, TrainingData, load_test, load_training
 
@@ -55,4 +56,4 @@ EXPORTS = {
 _lazy_names, __getattr__, __dir__ = exports(__name__, EXPORTS)
 __all__ = ["DataError", "TrainingData", "TestData", "find_file", "has_kaggle_data",
            "data_folder", "resolve_data_dir", "load_training", "load_test", "load_lookup",
-           "SUFFIXES", "SYNTHETIC_FOLDER", *_lazy_names]
+           "SUFFIXES", "SYNTHETIC_FOLDER", "synthetic_folder", *_lazy_names]

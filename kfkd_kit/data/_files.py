@@ -69,10 +69,21 @@ def data_folder(folder) -> Path:
     return folder
 
 
-def resolve_data_dir(folder, say=print) -> Path:
+def synthetic_folder(folder, pixel_origin=None) -> Path:
+    """Where the built-in synthetic set of labels in pixel origin ``pixel_origin`` lives in
+    ``folder``: ``synthetic`` for the default origin (None), ``synthetic-origin<o>`` for another,
+    so a set written in one convention is never read as another."""
+    from ..keypoints import DEFAULT_PIXEL_ORIGIN, check_pixel_origin
+    origin = DEFAULT_PIXEL_ORIGIN if pixel_origin is None else check_pixel_origin(pixel_origin)
+    name = SYNTHETIC_FOLDER if origin == DEFAULT_PIXEL_ORIGIN else f"{SYNTHETIC_FOLDER}-origin{origin:g}"
+    return Path(folder) / name
+
+
+def resolve_data_dir(folder, say=print, pixel_origin=None) -> Path:
     """The folder holding the training data: ``folder`` itself when it has a training file.
 
-    The built-in synthetic data set (``data/synthetic``, generated once) stands in only for
+    The built-in synthetic data set (``data/synthetic``, generated once, its labels in pixel
+    origin ``pixel_origin``: ``synthetic_folder``) stands in only for
     the default folder, ``data`` (DEFAULT_FOLDER), and only when it holds no Kaggle file at
     all (no training, test or lookup file) or does not exist yet, as on a fresh clone;
     ``say`` then prints one line starting with "NOTE:". Any other folder, the user's own
@@ -95,7 +106,7 @@ def resolve_data_dir(folder, say=print) -> Path:
         raise FileNotFoundError(f"{folder}: no training file (looked for {tried}); the folder "
                                 f"holds {' and '.join(present)}, so the built-in synthetic "
                                 f"data is not used in its place")
-    fallback = folder / SYNTHETIC_FOLDER
+    fallback = synthetic_folder(folder, pixel_origin)
     if folder != Path(DEFAULT_FOLDER):
         data_folder(folder)                      # no such folder: say so
         hint = (f"; the synthetic faces in {fallback} are a data folder of their own: "
@@ -104,7 +115,8 @@ def resolve_data_dir(folder, say=print) -> Path:
     if not has_kaggle_data(fallback):
         say(f"NOTE: no Kaggle training file in {folder}/: generating the built-in SYNTHETIC "
             f"faces into {fallback}/ and training on them, not on real data")
-        write_kaggle_dataset(fallback, seed=0)
+        write_kaggle_dataset(fallback, seed=0, **({} if pixel_origin is None else
+                                                   {"pixel_origin": float(pixel_origin)}))
     else:
         say(f"NOTE: no Kaggle training file in {folder}/: using the built-in SYNTHETIC faces "
             f"in {fallback}/, not real data")

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..keypoints import FEATURE_NAMES, KEYPOINTS, N_TARGETS
+from ..keypoints import DEFAULT_PIXEL_ORIGIN, FEATURE_NAMES, KEYPOINTS, N_TARGETS
 from ..utils.atomic import atomic_write
 from .duplicates import AGREE_PX, Group, blank_images, exact_duplicates, near_duplicates
 from .residual_checks import cleaned_by_residual, oof_checks, swapped_by_residual
@@ -153,10 +153,11 @@ class Audit:
 
 # --------------------------------------------------------------------------- everything
 
-def audit(X, y, X_test=None, oof=None, oof_run="") -> Audit:
+def audit(X, y, X_test=None, oof=None, oof_run="", pixel_origin=None) -> Audit:
     """Every check on training images ``X`` (n, 9216) uint8 with labels ``y`` (n, 30) px
-    (NaN missing) and, if given, the test images ``X_test`` and the out-of-fold predictions
-    ``oof`` (n, 30) px of the cv run ``oof_run``. Deterministic."""
+    (NaN missing; labels of pixel origin ``pixel_origin``, None the default: keypoints.py)
+    and, if given, the test images ``X_test`` and the out-of-fold predictions ``oof``
+    (n, 30) px of the cv run ``oof_run``. Deterministic."""
     X = np.asarray(X)
     y = np.asarray(y, dtype=np.float64)
     if y.shape != (len(X), N_TARGETS):
@@ -169,7 +170,7 @@ def audit(X, y, X_test=None, oof=None, oof_run="") -> Audit:
     result.exact = exact_duplicates(X, X_test, y)
     result.near = near_duplicates(X, X_test, y, exclude=[*blank_rows, *(len(X) + b["row"]
                                                                         for b in result.blank_test)])
-    result.outside = outside_points(y)
+    result.outside = outside_points(y, DEFAULT_PIXEL_ORIGIN if pixel_origin is None else pixel_origin)
     faces = np.array([r for r in range(len(X)) if r not in blank_rows], dtype=np.int64)
     if len(faces) and (np.isfinite(y[faces]).sum(axis=0) > 0).all():
         shape = mean_shape(y[faces])

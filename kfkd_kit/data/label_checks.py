@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..keypoints import FRAME, IMAGE_SIDE, KEYPOINT_FLIP_PAIRS, KEYPOINTS
+from ..keypoints import DEFAULT_PIXEL_ORIGIN, IMAGE_SIDE, KEYPOINT_FLIP_PAIRS, KEYPOINTS, frame
 
 # thresholds, each beside what it measures
 SWAP_RATIO = 0.25       # swapped: the swapped fit's squared residual below this share
@@ -207,11 +207,13 @@ def geometry_outliers(y, shape, rows=None) -> list:
     return sorted(out, key=lambda o: (o["row"], KEYPOINTS.index(o["keypoint"])))
 
 
-def outside_points(y) -> list:
-    """Labelled keypoints outside the image's frame (keypoints.FRAME)."""
+def outside_points(y, origin=DEFAULT_PIXEL_ORIGIN) -> list:
+    """Labelled keypoints outside the image's frame (``keypoints.frame(origin)``, for labels
+    of pixel origin ``origin``)."""
     pts = np.asarray(y, dtype=np.float64).reshape(len(y), _K, 2)
+    low, high = frame(origin)
     with np.errstate(invalid="ignore"):
-        bad = ((pts < FRAME[0]) | (pts > FRAME[1])).any(axis=2)
+        bad = ((pts < low) | (pts > high)).any(axis=2)
     return [{"row": int(r), "keypoint": KEYPOINTS[k]} for r, k in zip(*np.nonzero(bad))]
 
 

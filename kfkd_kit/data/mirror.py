@@ -2,7 +2,8 @@
 
 Flip augmentation and flip TTA pair an image with its mirror (columns reversed) and the
 keypoints with mirrored keypoints, x -> 2a - x. Reversing the columns mirrors the *pixels*
-about the image's centre (``keypoints.IMAGE_AXIS``, 48.5); where the *labels* mirror depends
+about the image's centre (``keypoints.image_axis(origin)``: 48 in continuous coordinates,
+origin 0.5; 48.5 for 1-based pixel centres); where the *labels* mirror depends
 on where the annotators (or their tool) put a keypoint relative to the pixels it marks, a
 constant offset that differs between data sets. A wrong axis teaches a flip-trained net half
 its labels shifted by twice the error, and it predicts x about that error off.
@@ -20,7 +21,7 @@ How it is measured: a face is close to left-right symmetric. For each training i
    three;
 3. keeps the difference, labels' midline minus image axis.
 
-The axis is ``IMAGE_AXIS`` plus the median difference over the images (robust to faces
+The axis is the image's centre plus the median difference over the images (robust to faces
 turned aside and to images whose best match lies at the edge of the search, which are
 left out). It uses the pixels and the labels only, no trained model, so it costs a couple
 of seconds (at most 2500 images are compared) and can be checked on its own: synthetic
@@ -30,8 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..keypoints import (FEATURE_INDEX, IMAGE_AXIS, IMAGE_SIDE, KEYPOINT_FLIP_PAIRS, N_TARGETS,
-                         PIXEL_ORIGIN)
+from ..keypoints import (DEFAULT_PIXEL_ORIGIN, FEATURE_INDEX, IMAGE_SIDE, KEYPOINT_FLIP_PAIRS,
+                         N_TARGETS, image_axis)
 
 MIDLINE_KEYPOINTS = ("nose_tip", "mouth_center_top_lip", "mouth_center_bottom_lip")
 SEARCH_PX = 3.0        # candidate axes within +-3 px of the labels' midline ...
@@ -75,8 +76,9 @@ def _row_span(y, columns):
         return np.nanmin(y[:, ys], 1), np.nanmax(y[:, ys], 1)
 
 
-def image_axis_offsets(X, y, columns=None) -> np.ndarray:
-    """Per usable row, the labels' midline minus the image's own axis of symmetry (pixels)."""
+def image_axis_offsets(X, y, columns=None, origin=DEFAULT_PIXEL_ORIGIN) -> np.ndarray:
+    """Per usable row, the labels' midline minus the image's own axis of symmetry (pixels),
+    for labels of pixel origin ``origin`` (keypoints.py)."""
     import torch
 
     X = np.asarray(X)
@@ -89,7 +91,7 @@ def image_axis_offsets(X, y, columns=None) -> np.ndarray:
         return np.zeros(0)
     offsets = torch.arange(-SEARCH_PX, SEARCH_PX + STEP_PX / 2, STEP_PX, dtype=torch.float32)
     side = IMAGE_SIDE
-    coords = torch.arange(side, dtype=torch.float32) + PIXEL_ORIGIN   # x (or y) of each pixel
+    coords = torch.arange(side, dtype=torch.float32) + origin   # x (or y) of each pixel
     found = []
     for start in range(0, len(rows), 256):
         chunk = rows[start:start + 256]
@@ -101,7 +103,7 @@ def image_axis_offsets(X, y, columns=None) -> np.ndarray:
         errors = []
         for offset in offsets:
             axis = centre + offset
-            source = 2 * axis[:, None] - coords[None] - PIXEL_ORIGIN        # column read, fractional
+            source = 2 * axis[:, None] - coords[None] - origin        # column read, fractional
             inside = (source >= 0) & (source <= side - 1)
             left = source.floor().clamp(0, side - 2)
             weight = (source - left).clamp(0, 1)[:, None, :]
@@ -123,18 +125,20 @@ def image_axis_offsets(X, y, columns=None) -> np.ndarray:
     return np.concatenate(found)
 
 
-def estimate_flip_axis(X, y, columns=None) -> float:
+def estimate_flip_axis(X, y, columns=None, origin=DEFAULT_PIXEL_ORIGIN) -> float:
     """The labels' mirror axis ``a`` (x -> 2a - x) measured from images ``X`` (n, 9216; any
-    scale) and keypoints ``y`` (n, k) in pixels, NaN where missing, whose k columns are
-    ``columns`` of Kaggle's 30 (default all). ``IMAGE_AXIS`` when no row can be measured,
-    or when it is not known which keypoints y's columns are (k != 30, no ``columns``)."""
+    scale) and keypoints ``y`` (n, k) in pixels of pixel origin ``origin``, NaN where
+    missing, whose k columns are ``columns`` of Kaggle's 30 (default all). The image's axis
+    (``keypoints.image_axis(origin)``) when no row can be measured, or when it is not known
+    which keypoints y's columns are (k != 30, no ``columns``)."""
     n_columns = N_TARGETS if columns is None else len(columns)
+    centre = image_axis(origin)
     if np.ndim(y) != 2 or np.shape(y)[1] != n_columns:
-        return float(IMAGE_AXIS)
-    differences = image_axis_offsets(X, y, columns)
+        return centre
+    differences = image_axis_offsets(X, y, columns, origin)
     if not len(differences):
-        return float(IMAGE_AXIS)
-    return float(IMAGE_AXIS + np.median(differences))
+        return centre
+    return float(centre + np.median(differences))
 
 
 # a net whose own training rows it misses by more than this has biases of its own as large

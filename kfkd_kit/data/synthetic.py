@@ -14,12 +14,11 @@ where needed so that every keypoint lies inside [1, 94]) maps the frame onto the
 with ``(cx, cy) = (47.5, 48) + translation``.  Keypoints are the images of canonical points
 under exactly this map, and each pixel is shaded by pulling its centre (column ``i`` at
 ``x = i``, row ``j`` at ``y = j``) back through the inverse map; so the coordinates agree
-with the drawing to floating-point precision. ``make_faces`` then adds
-``keypoints.PIXEL_ORIGIN`` (1) to every keypoint: the toolkit's reading of a label as a
-1-based pixel index, so a synthetic face's labels mirror exactly about ``IMAGE_AXIS``. That
-reading is the toolkit's, not a measured property of the real files (faces15's labels are
-continuous coordinates, the top-left pixel's centre at (0.5, 0.5)); a real data set's
-mirror axis is measured (``mirror.py``).
+with the drawing to floating-point precision. ``make_faces`` then adds the declared pixel
+origin (``pixel_origin``, keypoints.py; default 0.5, continuous coordinates as faces15's) to
+every keypoint, so the labels are written in the convention the model is trained under and a
+synthetic face's labels mirror exactly about ``keypoints.image_axis(pixel_origin)``. A real
+data set's mirror axis is measured (``mirror.py``).
 
 What is drawn, back to front (all with soft, anti-aliased edges):
 
@@ -55,7 +54,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..keypoints import IMAGE_SIDE, KEYPOINTS, N_PIXELS, N_TARGETS, PIXEL_ORIGIN
+from ..keypoints import (DEFAULT_PIXEL_ORIGIN, IMAGE_SIDE, KEYPOINTS, N_PIXELS, N_TARGETS,
+                         check_pixel_origin)
 
 __all__ = ["make_faces"]
 
@@ -365,16 +365,18 @@ _BYTE_SUM_MEAN = 510.0
 _BYTE_SUM_SD = float(np.sqrt(4 * (256 ** 2 - 1) / 12))
 
 
-def make_faces(n: int, seed: int = 0):
+def make_faces(n: int, seed: int = 0, pixel_origin: float = DEFAULT_PIXEL_ORIGIN):
     """``n`` synthetic faces: (images uint8 (n, 9216), keypoints float32 (n, 30) in pixels).
 
-    Keypoint columns follow ``keypoints.FEATURE_NAMES`` (Kaggle's order) in Kaggle's
-    coordinates (pixel ``i``'s centre at ``i + keypoints.PIXEL_ORIGIN``); every value lies in
-    [2, 95].  Deterministic and prefix-stable in ``seed``.
+    Keypoint columns follow ``keypoints.FEATURE_NAMES`` (Kaggle's order) in labels of pixel
+    origin ``pixel_origin`` (pixel ``i``'s centre at ``i + pixel_origin``; keypoints.py);
+    every value lies in [1, 94] + ``pixel_origin``.  Deterministic and prefix-stable in
+    ``seed``; the images do not depend on ``pixel_origin``.
     """
     n = int(n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    origin = check_pixel_origin(pixel_origin)
     param_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
     params = _sample_parameters(np.random.default_rng(param_seed), n)
     noise_rng = np.random.default_rng(noise_seed)
@@ -390,5 +392,5 @@ def make_faces(n: int, seed: int = 0):
         img = _render({k: val[rows] for k, val in params.items()},
                       tuple(x[rows] for x in placement), bits, work)
         images[rows] = img.reshape(len(img), N_PIXELS)
-    # drawn in 0-based pixel indices; labels add the declared origin (keypoints.PIXEL_ORIGIN)
-    return images, (points.reshape(n, N_TARGETS) + PIXEL_ORIGIN).astype(np.float32)
+    # drawn in 0-based pixel indices; labels add the declared origin
+    return images, (points.reshape(n, N_TARGETS) + origin).astype(np.float32)

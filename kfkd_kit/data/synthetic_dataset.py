@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.atomic import atomic_write
-from ..keypoints import COMMON_KEYPOINTS, FEATURE_NAMES, IMAGE_AXIS, N_TARGETS, columns_of
+from ..keypoints import (COMMON_KEYPOINTS, DEFAULT_PIXEL_ORIGIN, FEATURE_NAMES, N_TARGETS, columns_of,
+                         image_axis)
 from .synthetic import make_faces
 
 __all__ = ["write_kaggle_dataset"]
@@ -63,7 +64,8 @@ KAGGLE_TEST_ROWS = 1783
 
 def write_kaggle_dataset(folder, n_train: int = KAGGLE_TRAIN_ROWS, n_test: int = KAGGLE_TEST_ROWS,
                          seed: int = 0,
-                         missing_fraction: float = 0.7, flip_axis: float | None = None) -> dict:
+                         missing_fraction: float = 0.7, flip_axis: float | None = None,
+                         pixel_origin: float = DEFAULT_PIXEL_ORIGIN) -> dict:
     """Write synthetic faces into ``folder`` (created) in Kaggle's exact file layout.
 
     Files (each written atomically: temporary file in ``folder``, then ``os.replace``):
@@ -82,11 +84,13 @@ def write_kaggle_dataset(folder, n_train: int = KAGGLE_TRAIN_ROWS, n_test: int =
       (``ImageId`` then the 30 ``FEATURE_NAMES``, all present) for scoring predictions on
       synthetic data.
 
-    Training faces are ``make_faces(n_train + n_test, seed)[:n_train]`` and test faces the
-    rest.  Deterministic in ``seed``. ``flip_axis`` plants another labels' mirror axis: every
-    x label (test keypoints too) is written ``flip_axis - keypoints.IMAGE_AXIS`` pixels to
-    the right of the pixels it marks, as a labelling tool with another pixel convention
-    would (None: labels mark pixel centres, axis 48.5).  Returns ``{"training", "test", "lookup",
+    Training faces are ``make_faces(n_train + n_test, seed, pixel_origin)[:n_train]`` and
+    test faces the rest: labels (test keypoints too) in the declared pixel convention
+    (keypoints.py; default 0.5, continuous coordinates).  Deterministic in ``seed``.
+    ``flip_axis`` plants another labels' mirror axis: every x label is written ``flip_axis -
+    keypoints.image_axis(pixel_origin)`` pixels to the right of the pixels it marks, as a
+    labelling tool with another habit would (None: labels mark pixel centres, the axis is
+    the image's, 48 for origin 0.5).  Returns ``{"training", "test", "lookup",
     "sample_submission", "test_keypoints"}`` -> ``Path``.
     """
     n_train, n_test = int(n_train), int(n_test)
@@ -96,10 +100,10 @@ def write_kaggle_dataset(folder, n_train: int = KAGGLE_TRAIN_ROWS, n_test: int =
         raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    images, points = make_faces(n_train + n_test, seed)
+    images, points = make_faces(n_train + n_test, seed, pixel_origin)
     if flip_axis is not None:
         points = points.copy()
-        points[:, 0::2] += np.float32(float(flip_axis) - IMAGE_AXIS)
+        points[:, 0::2] += np.float32(float(flip_axis) - image_axis(pixel_origin))
     choice_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     common = columns_of(COMMON_KEYPOINTS)
 

@@ -23,11 +23,12 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
         raise ValueError(f"{out}: the ONNX file would replace the model it comes from; "
                          "give --out another name")
     model = modelfile.load_model(model_path, trust=trust)
+    from ..net.estimator import pixel_origin_of
     nets = exported_nets(model, model_path)
     mirror = mirror_sum_of(model, flip_tta(model))
     companions, record = _mtcnn(out, model_path, say)
     return write_graph(model, nets, model_path, out, mirror, say, extra={MTCNN_KEY: record},
-                       companions=companions)
+                       companions=companions, pixel_origin=pixel_origin_of(model))
 
 
 def _mtcnn(out, model_path, say):

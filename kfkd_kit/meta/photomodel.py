@@ -36,7 +36,8 @@ def no_model_line(path) -> str:
 
 def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=0):
     """The backend for ``model_path``: an ``.onnx`` file through onnxruntime (no torch), any
-    other through modelfile.load_model. Its mean layout comes with the model; a model saved
+    other through modelfile.load_model. Its mean layout and pixel origin come with the model
+    (the keypoints it gives are in that origin, as its labels were); a model saved
     without one (before ``mean_keypoints_``, or not by ``kfkd train``) takes it from the
     training data in ``data_dir``, and without that is refused in one line. A missing file
     is a FileNotFoundError whose one line says which command makes it (``no_model_line``)."""
@@ -48,13 +49,16 @@ def load_keypoints(model_path, trust=False, tta=False, data_dir=None, tta_shift=
         from ..photo.onnxmodel import OnnxKeypoints
         backend = OnnxKeypoints(path, trust=trust, tta=tta, tta_shift=tta_shift)
     else:
+        from ..net.estimator import pixel_origin_of
         from ..utils.modelfile import load_model
         model = load_model(path, trust=trust)
+        origin = pixel_origin_of(model)        # the nets' own: any model, any way it was saved
         if tta:
             from .tta import flip_tta
-            backend = SavedModel(flip_tta(model, shift=tta_shift), layout=framing.layout_of(model))
+            backend = SavedModel(flip_tta(model, shift=tta_shift), layout=framing.layout_of(model),
+                                 pixel_origin=origin)
         else:
-            backend = SavedModel(model)
+            backend = SavedModel(model, pixel_origin=origin)
     if data_dir is not None:
         from ..data import load_training
         backend.layout = framing.mean_layout(load_training(data_dir).y)

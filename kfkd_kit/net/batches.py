@@ -13,7 +13,8 @@ import math
 import torch
 from torch.utils.data import Subset
 
-from ..keypoints import affine_images, affine_targets, mirror_images, mirror_targets
+from ..keypoints import (DEFAULT_PIXEL_ORIGIN, affine_images, affine_targets, mirror_images,
+                         mirror_targets)
 
 
 def _tensors_of(dataset):
@@ -62,14 +63,17 @@ class ResidentBatches:
 
     A range of 0 draws nothing, so all-zero ranges give exactly the batches of no
     augmentation. ``flip_axis`` is the labels' mirror axis in pixels (x -> 2 axis - x;
-    None: ``keypoints.IMAGE_AXIS``); a KeypointNet sets it to its measured ``flip_axis_``. ``target_columns`` names which of the 30 Kaggle columns y holds (for
+    None: ``keypoints.image_axis()``); a KeypointNet sets it to its measured ``flip_axis_``,
+    and ``pixel_origin`` (where affine maps turn and where the frame ends) to its own.
+    ``target_columns`` names which of the 30 Kaggle columns y holds (for
     specialists). Shuffling and augmentation draw from torch's global generator, which
     ``KeypointNet`` seeds per fit.
     """
 
     def __init__(self, dataset, batch_size=128, shuffle=False, flip=False,
                  target_columns=None, drop_last=False, rotate=0.0, scale=0.0, shift=0.0,
-                 brightness=0.0, contrast=0.0, flip_axis=None):
+                 brightness=0.0, contrast=0.0, flip_axis=None,
+                 pixel_origin=DEFAULT_PIXEL_ORIGIN):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -82,6 +86,7 @@ class ResidentBatches:
         self.brightness = brightness
         self.contrast = contrast
         self.flip_axis = flip_axis
+        self.pixel_origin = pixel_origin
 
     @property
     def moves(self) -> bool:
@@ -126,7 +131,7 @@ class ResidentBatches:
                 Xb, yb = flip_half(Xb, yb, self.target_columns, self.flip_axis)
             if self.moves:
                 Xb, yb = random_affine(Xb, yb, self.rotate, self.scale, self.shift,
-                                       self.target_columns)
+                                       self.target_columns, self.pixel_origin)
             if self.jitters:
                 Xb = jitter_intensity(Xb, self.brightness, self.contrast)
             yield Xb, yb
@@ -147,9 +152,11 @@ def _uniform(n, half_width, device, centre=0.0):
     return centre + (torch.rand(n, device=device) * 2 - 1) * half_width
 
 
-def random_affine(Xb, yb, rotate=0.0, scale=0.0, shift=0.0, target_columns=None):
-    """Move every image of the batch, and its keypoints (unit scale), by its own random
-    rotation (degrees), scaling and shift (pixels) about the image centre."""
+def random_affine(Xb, yb, rotate=0.0, scale=0.0, shift=0.0, target_columns=None,
+                  origin=DEFAULT_PIXEL_ORIGIN):
+    """Move every image of the batch, and its keypoints (unit scale, labels of pixel origin
+    ``origin``), by its own random rotation (degrees), scaling and shift (pixels) about the
+    image centre."""
     n, device = len(Xb), Xb.device
     angle = torch.deg2rad(_uniform(n, rotate, device))
     factor = _uniform(n, scale, device, centre=1.0)
@@ -158,7 +165,7 @@ def random_affine(Xb, yb, rotate=0.0, scale=0.0, shift=0.0, target_columns=None)
     matrix = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
     Xb = affine_images(Xb, matrix, offset)
     if yb is not None:
-        yb = affine_targets(yb, matrix, offset, target_columns, unit=True)
+        yb = affine_targets(yb, matrix, offset, target_columns, unit=True, origin=origin)
     return Xb, yb
 
 

@@ -31,12 +31,14 @@ from .batches import ResidentBatches
 from .budget import TimeBudget, epoch_bound
 from .callbacks import EpochTable, planned_epochs
 from .deferred import run_deferred_epoch
-from ..keypoints import IMAGE_AXIS, from_unit, to_unit
+from ..keypoints import (DEFAULT_PIXEL_ORIGIN, LEGACY_PIXEL_ORIGIN, check_pixel_origin, from_unit,
+                         image_axis, to_unit)
 from .mirror_axis import MirrorAxis
 from .losses import MaskedMSELoss
 from .metrics import PixelRMSEScore
 from ..data.splits import GroupedValidSplit
 from .nested import nets
+from .nets import SoftArgmax
 
 
 def default_device() -> str:
@@ -81,6 +83,12 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     split_seed : int or None, default None
         The seed of the validation split, None for ``seed``; the nets of an
         ensemble.SeedEnsemble differ in ``seed`` and share one split.
+    pixel_origin : float, default 0.5 (``keypoints.DEFAULT_PIXEL_ORIGIN``)
+        The labels' x (and y) of the top-left pixel's centre: 0.5 continuous coordinates, 1
+        one-based and 0 zero-based pixel centres (keypoints.py). The soft-argmax grid, the
+        augmentation's centre and frame, and the image's mirror axis are put there, and
+        predict maps keypoints between crops and photos with it. A net saved before the
+        parameter existed reads 1 (``LEGACY_PIXEL_ORIGIN``), what it was trained under.
 
     Attributes
     ----------
@@ -101,12 +109,14 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     """
 
     split_seed = None   # models saved before the parameter existed
+    pixel_origin = LEGACY_PIXEL_ORIGIN   # likewise: what they were trained under
     _end_fit = False    # see end_fit_after_this_epoch
 
     def __init__(self, module, *args, criterion=MaskedMSELoss, seed=0, valid_fraction=0.2,
                  complete_only=False, iterator_train=ResidentBatches,
                  iterator_valid=ResidentBatches, train_split="seeded", fast_path=False,
-                 precision="fp32", flip_axis="auto", budget=None, split_seed=None, **kwargs):
+                 precision="fp32", flip_axis="auto", budget=None, split_seed=None,
+                 pixel_origin=DEFAULT_PIXEL_ORIGIN, **kwargs):
         super().__init__(module, *args, criterion=criterion, iterator_train=iterator_train,
                          iterator_valid=iterator_valid, train_split=train_split, **kwargs)
         self.seed = seed
@@ -117,6 +127,7 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         self.flip_axis = flip_axis
         self.budget = budget
         self.split_seed = split_seed
+        self.pixel_origin = pixel_origin
 
     # -- which rows: trained on, and held out for validation ---------------------------
     def resolved_train_split(self):
@@ -174,6 +185,14 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
             self.__dict__.pop(name, None)     # a new fit measures and plans again
         return self
 
+    def initialize_module(self):
+        check_pixel_origin(self.pixel_origin)
+        super().initialize_module()
+        for layer in self.module_.modules():     # a soft-argmax head's grid, in the labels'
+            if isinstance(layer, SoftArgmax):     # coordinates
+                layer.set_origin(self.pixel_origin)
+        return self
+
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self._end_fit = False
 
@@ -193,8 +212,10 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
     def get_iterator(self, dataset, training=False):
         iterator = super().get_iterator(dataset, training=training)
         axis = getattr(self, "flip_axis_", None)   # measured when training began (MirrorAxis)
-        if training and isinstance(iterator, ResidentBatches) and axis is not None:
-            iterator.flip_axis = axis
+        if training and isinstance(iterator, ResidentBatches):
+            iterator.pixel_origin = self.pixel_origin  # the centre and frame of affine moves
+            if axis is not None:
+                iterator.flip_axis = axis
         return iterator
 
     def infer(self, x, **fit_params):
@@ -276,6 +297,9 @@ class KeypointNet(PixelRMSEScore, NeuralNetRegressor):
         return state
 
     def __setstate__(self, state):
+        # a net saved before the pixel origin was a parameter was trained under the old one;
+        # kept as a parameter (skorch's get_params reads __dict__), so clone keeps it too
+        state.setdefault("pixel_origin", LEGACY_PIXEL_ORIGIN)
         super().__setstate__(state)
         # nets saved before the budget and the mirror axis were callbacks train on with them
         if "callbacks_" in self.__dict__:
@@ -322,8 +346,21 @@ def _running_order(callbacks):
 def flip_axis_of(model) -> float:
     """The labels' mirror axis a fitted model was trained with: the mean ``flip_axis_`` of
     its nets (they measure it on nearly the same rows; a mean is exact for an average of
-    mirrored predictions). ``keypoints.IMAGE_AXIS`` for a model saved before nets kept one,
-    or for one without KeypointNets."""
+    mirrored predictions). The image's axis (``keypoints.image_axis`` of the model's pixel
+    origin) for a model saved before nets kept one, or for one without KeypointNets."""
     axes = [getattr(net, "flip_axis_", None) for net in nets(model).values()]
     axes = [float(a) for a in axes if a is not None]
-    return float(np.mean(axes)) if axes else float(IMAGE_AXIS)
+    return float(np.mean(axes)) if axes else image_axis(pixel_origin_of(model))
+
+
+def pixel_origin_of(model, fitted=True) -> float:
+    """The pixel origin of the labels ``model``'s nets were trained on (``pixel_origin``;
+    ``keypoints.LEGACY_PIXEL_ORIGIN`` for nets saved before it was a setting, and for a model
+    without KeypointNets). ``fitted=False`` reads an unfitted model's template net. A
+    one-line ValueError when its nets disagree: their keypoints could not be averaged."""
+    origins = {float(getattr(net, "pixel_origin", LEGACY_PIXEL_ORIGIN))
+               for net in nets(model, fitted=fitted).values()}
+    if len(origins) > 1:
+        raise ValueError(f"the model's nets were trained under different pixel origins "
+                         f"{sorted(origins)}: their keypoints cannot be combined")
+    return origins.pop() if origins else LEGACY_PIXEL_ORIGIN

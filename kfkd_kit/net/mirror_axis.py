@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from ..keypoints import IMAGE_AXIS, IMAGE_SIDE, from_unit, mirror_images
+from ..keypoints import IMAGE_SIDE, from_unit, image_axis, mirror_images
 from .batches import ResidentBatches, _tensors_of
 
 
@@ -79,7 +79,8 @@ class MirrorAxis(Callback):
         else:
             from ..data.mirror import estimate_flip_axis
             images, labels = training_arrays(train)
-            axis = float(IMAGE_AXIS) if labels is None else estimate_flip_axis(images, labels, columns)
+            axis = (image_axis(net.pixel_origin) if labels is None else
+                    estimate_flip_axis(images, labels, columns, origin=net.pixel_origin))
         net.flip_axis_ = net.flip_axis_images_ = axis
 
     def on_train_end(self, net, **kwargs):

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ..keypoints import CENTER, IMAGE_SIDE, N_PIXELS, N_TARGETS, PIXEL_ORIGIN, SCALE
+from ..keypoints import CENTER, DEFAULT_PIXEL_ORIGIN, IMAGE_SIDE, N_PIXELS, N_TARGETS, SCALE
 
 
 def _initialise(module: nn.Module, init: str) -> None:
@@ -158,6 +158,8 @@ class SoftArgmax(nn.Module):
     centres (integral regression, "soft-argmax"). Few weights (a heatmap does not care
     where in the image it fires) and sub-cell positions. A per-output scale and offset,
     starting at 1 and 0, absorb a labelling convention's shift and the cells' finite extent.
+    The cells' centres are in the labels' coordinates of pixel origin ``origin``
+    (keypoints.py); a KeypointNet sets its own (``set_origin``) when it builds the module.
     """
 
     def __init__(self, channels: int, side: int, n_outputs: int = N_TARGETS):
@@ -166,15 +168,21 @@ class SoftArgmax(nn.Module):
             raise ValueError(f"a soft-argmax head predicts (x, y) pairs; n_outputs={n_outputs}")
         self.side = side
         self.heatmaps = nn.Conv2d(channels, n_outputs // 2, 1)
-        cell = IMAGE_SIDE / side          # pixels per cell; column i's centre is x = i + origin
-        centres = torch.arange(side) * cell + (cell - 1) / 2 + PIXEL_ORIGIN
-        self.register_buffer("centres", (centres - CENTER) / SCALE)
+        self.register_buffer("centres", torch.zeros(side))
+        self.set_origin(DEFAULT_PIXEL_ORIGIN)
         # logits x sharpness (from 4): a flat softmax puts every keypoint at the centre and
         # moves slowly; on synthetic faces x4 learned twice as fast as x1 in 12 epochs
         self.log_sharpness = nn.Parameter(torch.tensor(math.log(4.0)))
         # the scale as 1 + stretch, so that weight decay pulls it to 1, not to 0
         self.stretch = nn.Parameter(torch.zeros(n_outputs))
         self.offset = nn.Parameter(torch.zeros(n_outputs))
+
+    def set_origin(self, origin):
+        """Put the cells' centres in labels of pixel origin ``origin`` (a buffer, so a saved
+        net keeps the grid it was trained with)."""
+        cell = IMAGE_SIDE / self.side      # pixels per cell; column i's centre is x = i + origin
+        centres = torch.arange(self.side) * cell + (cell - 1) / 2 + float(origin)
+        self.centres.copy_((centres - CENTER) / SCALE)
 
     def forward(self, maps):
         n = maps.shape[0]

@@ -30,6 +30,7 @@ OVERRIDES = {
     "verbose": "verbose",
     "flip_axis": "flip_axis",
     "budget": "budget",
+    "pixel_origin": "pixel_origin",
 }
 
 
@@ -65,7 +66,8 @@ def configure(estimator, **overrides):
     it off), ``device`` (cpu/cuda), ``precision``, ``valid_fraction``, ``complete_only``,
     ``base`` (a model whose layers, all but the output, start the net), ``verbose``,
     ``flip_axis`` (the labels' mirror axis in pixels, or "auto": measured when fitting),
-    ``budget`` (seconds per fit: the net times its first epochs and runs as many as fit).
+    ``budget`` (seconds per fit: the net times its first epochs and runs as many as fit),
+    ``pixel_origin`` (the labels' x of the top-left pixel's centre: 0.5, 1 or 0; keypoints.py).
     """
     net = inner_net(estimator)
     params = override_params(net.get_params(deep=False), _named_callbacks(net), overrides)
@@ -119,7 +121,7 @@ def settings(estimator) -> dict:
     base = callbacks.get("pretrained")
     return {
         "seed": net.seed, "device": net.device, "precision": net.precision,
-        "flip_axis": net.flip_axis, "budget_s": net.budget,
+        "flip_axis": net.flip_axis, "budget_s": net.budget, "pixel_origin": net.pixel_origin,
         "optimizer": net.optimizer.__name__, "lr": net.lr,
         "momentum": params.get("optimizer__momentum"),
         "weight_decay": params.get("optimizer__weight_decay", 0.0),

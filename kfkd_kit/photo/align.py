@@ -15,8 +15,11 @@ For every photo (photos.py): find the faces (faces.py), skip those narrower than
 
 Faces from all photos are predicted together, in chunks of CHUNK faces (so a net sees
 full batches), through a keypoints backend, any callable crops (n, 96, 96) -> (n, 30) pixels with a
-``layout``: ``SavedModel`` around a fitted model (torch), or ``onnxmodel.OnnxKeypoints``
-around an exported ``.onnx`` file (onnxruntime; this module then never imports torch).
+``layout`` and a ``pixel_origin`` (the convention of both, keypoints.py; a backend without
+one is read as ``LEGACY_PIXEL_ORIGIN``): ``SavedModel`` around a fitted model (torch), or
+``onnxmodel.OnnxKeypoints`` around an exported ``.onnx`` file (onnxruntime; this module then
+never imports torch). The crops are cut in framing's working coordinates; the answers (the
+keypoints and the box) are in the backend's pixel origin, as its training labels were.
 ``predict_photos(paths, keypoints)`` returns the rows and a summary; commands/predict.py
 writes them.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..keypoints import FEATURE_NAMES, IMAGE_SIDE
+from ..keypoints import FEATURE_NAMES, IMAGE_SIDE, LEGACY_PIXEL_ORIGIN
 from . import framing
 
 __all__ = ["predict_photos", "SavedModel", "Summary", "PASSES", "CHUNK", "MIN_SIZE",
@@ -52,10 +55,13 @@ COLUMNS = ("image", "face", *BOX_COLUMNS, "score", *FEATURE_NAMES)
 class SavedModel:
     """A fitted keypoint model (modelfile.load_model, flip TTA around it when wanted) as a
     backend: ``obj(crops)`` -> (n, 30) keypoints in pixels for crops (n, 96, 96).
-    ``layout``: the mean keypoint layout to frame faces with (default: the model's own)."""
+    ``layout``: the mean keypoint layout to frame faces with (default: the model's own);
+    ``pixel_origin``: the convention of the model's keypoints and layout (default: the one
+    stored beside the layout, ``framing.origin_of``)."""
 
-    def __init__(self, model, layout=None):
+    def __init__(self, model, layout=None, pixel_origin=None):
         self.layout = framing.layout_of(model) if layout is None else layout
+        self.pixel_origin = framing.origin_of(model) if pixel_origin is None else float(pixel_origin)
         self.model = model
 
     def __call__(self, crops) -> np.ndarray:
@@ -124,7 +130,8 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     passes = PASSES.get(find.name, 1) if passes is None else passes
     if passes < 1:
         raise ValueError(f"--passes must be 1 or more, got {passes}")
-    layout = keypoints.layout
+    origin = float(getattr(keypoints, "pixel_origin", LEGACY_PIXEL_ORIGIN))
+    layout = framing.to_work(keypoints.layout, origin)
     summary = Summary(files=len(paths), min_size=min_size, min_score=min_score)
     rows, pending = [], []
     with progress.bar(total=len(paths), desc="photos", unit="photo") as bar:
@@ -147,30 +154,32 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
             summary.no_face += not faces
             for number, face in enumerate(faces):
                 transform = find.first_crop(face, layout)
+                corner = framing.from_work(face.box[:2], origin)
                 row = {"image": photo.path, "face": number,
-                       **dict(zip(BOX_COLUMNS, np.round(face.box, 2))),
+                       **dict(zip(BOX_COLUMNS, np.round([*corner, *face.box[2:]], 2))),
                        "score": round(float(face.score), 4)}
                 rows.append(row)
                 pending.append(_Pending(row, framing.FacePatch(photo.grey, transform), transform))
             summary.faces += len(faces)
             if len(pending) >= CHUNK:
-                _align(pending, keypoints, layout, passes, record_passes)
+                _align(pending, keypoints, layout, passes, record_passes, origin)
                 pending = []
             bar.update(1)
     if pending:
-        _align(pending, keypoints, layout, passes, record_passes)
+        _align(pending, keypoints, layout, passes, record_passes, origin)
     return rows, summary
 
 
-def _align(pending, keypoints, layout, passes, record_passes):
-    """Run the passes for a chunk of faces, all faces in one call to the net per pass."""
+def _align(pending, keypoints, layout, passes, record_passes, origin=LEGACY_PIXEL_ORIGIN):
+    """Run the passes for a chunk of faces, all faces in one call to the net per pass;
+    ``layout`` in working coordinates, the backend's keypoints in pixel origin ``origin``."""
     target = framing.points(layout)
     for number in range(passes):
         crops = np.stack([face.patch.crop(face.transform) for face in pending])
-        predicted = framing.points(keypoints(crops))                       # (n, 15, 2)
+        predicted = framing.points(framing.to_work(keypoints(crops), origin))   # (n, 15, 2)
         for face, points in zip(pending, predicted):
             in_photo = framing.apply(framing.invert(face.transform), points)
-            face.history.append(in_photo.reshape(-1))
+            face.history.append(framing.from_work(in_photo.reshape(-1), origin))
             if number < passes - 1:
                 face.transform = next_transform(face.transform, in_photo, target)
     for face in pending:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..keypoints import FEATURE_NAMES
+from ..keypoints import FEATURE_NAMES, LEGACY_PIXEL_ORIGIN
 from . import framing
 from .align import BOX_COLUMNS
 
@@ -15,8 +15,9 @@ __all__ = ["annotate", "write_annotated"]
 COLOURS = ((255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120), (255, 120, 255))
 
 
-def annotate(photo, rows):
-    """A copy of the photo (Pillow RGB image) with each face's box and 15 points drawn."""
+def annotate(photo, rows, origin=LEGACY_PIXEL_ORIGIN):
+    """A copy of the photo (Pillow RGB image) with each face's box and 15 points drawn; the
+    rows' coordinates in pixel origin ``origin`` (the backend's, keypoints.py)."""
     from PIL import Image, ImageDraw
     image = Image.fromarray(photo.rgb)
     draw = ImageDraw.Draw(image)
@@ -24,19 +25,22 @@ def annotate(photo, rows):
     for row in rows:
         colour = COLOURS[row["face"] % len(COLOURS)]
         x, y, w, h = (row[k] for k in BOX_COLUMNS)
-        # photo coordinates put pixel centres at index + 1; Pillow's at index (+ 0.5 edges)
-        draw.rectangle([x - 1, y - 1, x + w - 1, y + h - 1], outline=colour, width=width)
+        # the rows put pixel centres at index + origin; Pillow's at index (+ 0.5 edges)
+        x, y = x - origin, y - origin
+        draw.rectangle([x, y, x + w, y + h], outline=colour, width=width)
         radius = max(2.0, w / 45)
         points = framing.points(np.array([row[f] for f in FEATURE_NAMES], dtype=float))
         for px, py in points:
-            draw.ellipse([px - 1 - radius, py - 1 - radius, px - 1 + radius, py - 1 + radius],
+            px, py = px - origin, py - origin
+            draw.ellipse([px - radius, py - radius, px + radius, py + radius],
                          fill=colour, outline=(0, 0, 0))
     return image
 
 
-def write_annotated(paths, rows, folder, warn=None) -> list[Path]:
+def write_annotated(paths, rows, folder, warn=None, origin=LEGACY_PIXEL_ORIGIN) -> list[Path]:
     """Each readable photo of ``paths`` with its faces drawn, as ``folder/<name>.jpg``
-    (``-2``, ``-3``, ... for photos of the same name), written atomically."""
+    (``-2``, ``-3``, ... for photos of the same name), written atomically; ``origin`` as
+    ``annotate``'s."""
     import io
     from ..utils.atomic import atomic_write
     from .photos import PhotoError, read_photo
@@ -58,7 +62,7 @@ def write_annotated(paths, rows, folder, warn=None) -> list[Path]:
             name = f"{stem}-{number}.jpg"
         taken.add(name)
         buffer = io.BytesIO()
-        annotate(photo, by_photo.get(str(path), [])).save(buffer, format="JPEG", quality=90)
+        annotate(photo, by_photo.get(str(path), []), origin).save(buffer, format="JPEG", quality=90)
         with atomic_write(folder / name, "wb") as f:
             f.write(buffer.getvalue())
         written.append(folder / name)

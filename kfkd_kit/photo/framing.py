@@ -1,16 +1,20 @@
 """Framing a face the way the training faces are framed: the mean keypoint layout, similarity
 transforms, and 96x96 crops cut from a photo.
 
-Coordinates are Kaggle's everywhere (keypoints.py): the centre of the top-left pixel of an
-image, a crop or a photo is (1, 1), and a pixel covers +-0.5 around its centre. A transform
-is a 2x3 array ``T`` acting as ``p -> T[:, :2] @ p + T[:, 2]`` on (x, y) points; those from a
-photo to a crop map photo coordinates to the crop's.
+Coordinates here (and in faces.py and annotate.py) are *working* coordinates: the centre of
+the top-left pixel of an image, a crop or a photo is (1, 1) (``WORK_ORIGIN``), and a pixel
+covers +-0.5 around its centre. A model's keypoints and mean layout are in its labels' pixel
+origin (keypoints.py; ``origin_of``); align.py moves them into working coordinates and its
+answers back (``to_work``), so a crop-to-photo map of scale s does not add (1 - s) x the
+convention's difference to every keypoint. A transform is a 2x3 array ``T`` acting as
+``p -> T[:, :2] @ p + T[:, 2]`` on (x, y) points; those from a photo to a crop map photo
+coordinates to the crop's.
 
 The mean layout is where the 15 keypoints sit in a 96x96 training image on average (the
 per-column mean of the labelled values). ``train`` measures it from the training data and
-stores it on the fitted model as ``mean_keypoints_`` (``attach_layout``), so a model file
-carries it; a crop whose transform puts a face's keypoints on that layout frames the face
-as the training images do.
+stores it on the fitted model as ``mean_keypoints_`` (``attach_layout``), with the pixel
+origin of its labels as ``pixel_origin_``, so a model file carries both; a crop whose
+transform puts a face's keypoints on that layout frames the face as the training images do.
 
 numpy and OpenCV only: nothing here imports torch.
 """
@@ -18,9 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..keypoints import FEATURE_NAMES, IMAGE_SIDE, N_TARGETS
+from ..keypoints import (DEFAULT_PIXEL_ORIGIN, FEATURE_NAMES, IMAGE_SIDE, LEGACY_PIXEL_ORIGIN,
+                         N_TARGETS, check_pixel_origin)
 
 LAYOUT_ATTR = "mean_keypoints_"
+ORIGIN_ATTR = "pixel_origin_"
+# the pixel origin of this module's working coordinates (photos, crops, transforms)
+WORK_ORIGIN = 1.0
 
 
 # --------------------------------------------------------------------------- the mean layout
@@ -39,26 +47,58 @@ def mean_layout(y) -> np.ndarray:
     return np.nanmean(y, axis=0)
 
 
-def attach_layout(model, y):
+def attach_layout(model, y, pixel_origin=DEFAULT_PIXEL_ORIGIN):
     """Store the mean layout of the training targets ``y`` on the fitted ``model`` (as
-    ``mean_keypoints_``) so that the saved model carries it. Returns ``model``."""
+    ``mean_keypoints_``), and the pixel origin of those targets (``pixel_origin_``: the
+    model's nets', net.estimator.pixel_origin_of), so that the saved model carries them.
+    Returns ``model``."""
     setattr(model, LAYOUT_ATTR, mean_layout(y))
+    setattr(model, ORIGIN_ATTR, check_pixel_origin(pixel_origin))
     return model
+
+
+def _wrapped(model):
+    """``model`` and the models it wraps (FlipTTA, FrozenEstimator), outermost first."""
+    seen = set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        yield model
+        model = getattr(model, "estimator_", None) or getattr(model, "estimator", None)
 
 
 def layout_of(model):
     """The mean layout stored on ``model`` or on the model it wraps (FlipTTA,
     FrozenEstimator), as float64 (30,), or None when it has none."""
-    seen = set()
-    while model is not None and id(model) not in seen:
-        seen.add(id(model))
-        layout = getattr(model, LAYOUT_ATTR, None)
+    for inner in _wrapped(model):
+        layout = getattr(inner, LAYOUT_ATTR, None)
         if layout is not None:
             layout = np.asarray(layout, dtype=np.float64).reshape(-1)
             if layout.shape == (N_TARGETS,) and np.isfinite(layout).all():
                 return layout
-        model = getattr(model, "estimator_", None) or getattr(model, "estimator", None)
     return None
+
+
+def origin_of(model) -> float:
+    """The pixel origin stored beside the mean layout (``pixel_origin_``) on ``model`` or the
+    model it wraps; ``LEGACY_PIXEL_ORIGIN`` for a model saved before it was stored (what such
+    models were trained under). net.estimator.pixel_origin_of reads it from the nets
+    themselves, for any model."""
+    for inner in _wrapped(model):
+        origin = getattr(inner, ORIGIN_ATTR, None)
+        if origin is not None:
+            return float(origin)
+    return LEGACY_PIXEL_ORIGIN
+
+
+def to_work(keypoints, origin) -> np.ndarray:
+    """Keypoint columns (..., 30) in labels of pixel origin ``origin`` -> working
+    coordinates (``WORK_ORIGIN``); ``from_work`` is the way back."""
+    return np.asarray(keypoints, dtype=np.float64) + (WORK_ORIGIN - float(origin))
+
+
+def from_work(keypoints, origin) -> np.ndarray:
+    """Working coordinates -> labels of pixel origin ``origin`` (``to_work``'s inverse)."""
+    return np.asarray(keypoints, dtype=np.float64) - (WORK_ORIGIN - float(origin))
 
 
 def points(y) -> np.ndarray:
@@ -126,7 +166,7 @@ def fit_similarity(src, dst, rotate=True) -> np.ndarray:
 
 
 def pixel_matrix(T) -> np.ndarray:
-    """OpenCV's warp matrix (0-based pixel indices) of a transform in Kaggle's coordinates
+    """OpenCV's warp matrix (0-based pixel indices) of a transform in working coordinates
     (pixel centres at index + 1): index' = A index + (A 1 + b - 1)."""
     T = np.asarray(T, dtype=np.float64)
     return np.concatenate([T[:, :2], (T[:, :2].sum(axis=1) + T[:, 2] - 1.0)[:, None]], axis=1)

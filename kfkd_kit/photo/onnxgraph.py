@@ -14,7 +14,9 @@ of a pixel.
 Before anything is written the export runs onnxruntime and the torch net (in fp32) on one
 batch and refuses, in one line, when any keypoint differs by more than TOLERANCE px. Stored
 in the graph's metadata and in the JSON: the model's mean keypoint layout (for framing
-photos) and its mirror axis (for flip TTA), read from the model.
+photos), the pixel origin of its keypoints and layout (``pixel_origin``, keypoints.py; a graph
+without it was exported from a model trained under ``LEGACY_PIXEL_ORIGIN``) and its mirror
+axis (for flip TTA), read from the model.
 
 The sha256 of the ONNX file goes into the JSON beside it: ``model_file`` when that JSON is
 the ONNX file's own, or ``onnx_file`` when the JSON already describes the model it was
@@ -42,7 +44,7 @@ ONNX_FORMAT = "onnx"
 
 
 def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
-                companions=None) -> Path:
+                companions=None, pixel_origin=None) -> Path:
     """Write the ONNX graph of ``nets`` (the fitted KeypointNets whose mean is ``model``'s
     keypoints) to ``out``, once onnxruntime and torch (fp32) agree within TOLERANCE px
     on the check batch, with ``mirror`` (the flip axis sum, ``mirror_sum_of``) and the
@@ -50,11 +52,13 @@ def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
     ``model_path``: the saved model it comes from, named in messages and the record;
     ``extra``: more metadata (e.g. MTCNN's files, mtcnngraph.py), None values left out;
     ``companions``: {path: bytes} written (atomically) just before the graph, once it is
-    checked. Returns ``out``."""
+    checked. ``pixel_origin``: its keypoints' (default: the one stored beside its layout,
+    ``framing.origin_of``). Returns ``out``."""
     from ..utils import modelfile
     from ..utils.atomic import atomic_write, write_json
     model_path, out = Path(model_path), Path(out)
     layout = framing.layout_of(model)
+    origin = framing.origin_of(model) if pixel_origin is None else float(pixel_origin)
     wrapper = graph_module([net.module_ for net in nets]).eval()
     batch = check_batch()
     payload = onnx_bytes(wrapper, batch)
@@ -66,6 +70,7 @@ def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
                          f"{worst:.2g} px on the check batch (tolerance {TOLERANCE:g} px); "
                          "nothing written")
     metadata = {"mean_keypoints": None if layout is None else [float(v) for v in layout],
+                "pixel_origin": origin,
                 "mirror_sum": mirror, "source": str(model_path), "opset": str(OPSET),
                 "input": "crops: float32 (n, 96, 96) grey levels 0..255",
                 "output": "keypoints: float32 (n, 30) pixels, " + ",".join(FEATURE_NAMES[:2]) + ", ...",
@@ -91,7 +96,7 @@ def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
              "max_abs_diff_vs_torch_predict_px": float(np.max(np.abs(got - as_predicted)))}
     onnx_record = {"source_model": str(model_path), "source_sha256": modelfile.sha256_of(model_path),
                    "opset": OPSET, "check": check, "mean_keypoints": metadata["mean_keypoints"],
-                   "mirror_sum": mirror, "nets_averaged": len(nets),
+                   "pixel_origin": origin, "mirror_sum": mirror, "nets_averaged": len(nets),
                    **{k: v for k, v in (extra or {}).items() if v is not None}}
     json_file = modelfile.json_path(out)
     existing = modelfile.read_record(json_file)

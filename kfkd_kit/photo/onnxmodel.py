@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..keypoints import IMAGE_SIDE, N_TARGETS, check_shift, flip_shift_views
+from ..keypoints import IMAGE_SIDE, LEGACY_PIXEL_ORIGIN, N_TARGETS, check_shift, flip_shift_views
 
 
 class OnnxKeypoints:
     """An exported graph run by onnxruntime: ``obj(crops)`` -> (n, 30) keypoints in pixels
     for float crops (n, 96, 96); flip TTA with ``tta`` (the mirror axis stored at export),
     over a 3x3 grid of shifts ``tta_shift`` pixels apart as well (as ``tta.FlipTTA``).
-    ``layout``: the mean keypoint layout stored at export (None if the model had none).
+    ``layout``: the mean keypoint layout stored at export (None if the model had none);
+    ``pixel_origin``: the convention of the keypoints and the layout, stored at export
+    (``LEGACY_PIXEL_ORIGIN`` for a graph exported before it was);
     ``detector(min_size)``: MTCNN run on the nets exported beside the graph, or None."""
 
     BATCH = 256
@@ -44,6 +46,8 @@ class OnnxKeypoints:
         meta = self.session.get_modelmeta().custom_metadata_map
         layout = json.loads(meta["mean_keypoints"]) if meta.get("mean_keypoints") else None
         self.layout = None if layout is None else np.asarray(layout, dtype=np.float64)
+        self.pixel_origin = (float(json.loads(meta["pixel_origin"])) if "pixel_origin" in meta
+                             else LEGACY_PIXEL_ORIGIN)
         self.mirror_sum = float(json.loads(meta["mirror_sum"])) if "mirror_sum" in meta else None
         # MTCNN's nets exported beside the graph (mtcnngraph.py): {net: {file, sha256}}
         self.mtcnn = json.loads(meta["mtcnn"]) if meta.get("mtcnn") else None

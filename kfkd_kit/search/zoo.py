@@ -21,6 +21,7 @@ from sklearn.frozen import FrozenEstimator
 from .. import configs, data
 from ..data.splits import grouped_holdout
 from ..meta.tta import flip_tta
+from ..net.estimator import pixel_origin_of
 from ..net.metrics import masked_rmse_px
 from ..net.nested import histories, inner_net
 from ..utils import provenance
@@ -47,7 +48,11 @@ def run_zoo(models: dict, data_dir="data", holdout=0.2, random_state=0, tta=True
     (``complete_only``). The specialists are pre-trained from this run's net6 when net6
     ran before them and no other base was given, as in the tutorial.
     """
-    folder = data.resolve_data_dir(data_dir, say)
+    origins = {pixel_origin_of(model, fitted=False) for model in models.values()}
+    if len(origins) > 1:
+        raise ValueError(f"the nets are set to different pixel origins {sorted(origins)}; "
+                         "one data set has one")
+    folder = data.resolve_data_dir(data_dir, say, origins.pop() if origins else None)
     training = data.load_training(folder)
     X, y = training.X, training.y
     train_rows, held_rows = grouped_holdout(X, holdout, random_state)

@@ -11,6 +11,7 @@ this form for a ``.skops`` path.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 import zipfile
 from pathlib import Path
@@ -216,6 +217,12 @@ def _decode_net(cls, params, state):
     from skorch.history import History
     if str(params.get("device") or "cpu").startswith("cuda") and not torch.cuda.is_available():
         params["device"] = "cpu"   # as skorch does when unpickling a CUDA net without CUDA
+    # a parameter the file predates takes the class's value for models saved before it
+    # existed (KeypointNet.pixel_origin: the convention they were trained under), as a
+    # pickle does, not __init__'s default for new nets
+    for name in inspect.signature(cls.__init__).parameters:
+        if name not in params and name in vars(cls):
+            params[name] = vars(cls)[name]
     net = cls(**params)
     if not state:
         return net

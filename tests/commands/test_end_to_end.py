@@ -77,13 +77,16 @@ def test_missing_data_folder_falls_back_to_synthetic(tmp_path, monkeypatch, caps
     from kfkd_kit.data import synthetic_dataset
     calls = []
     monkeypatch.setattr(synthetic_dataset, "write_kaggle_dataset",
-                        lambda folder, seed: calls.append(folder) or
-                        write_kaggle_dataset(folder, n_train=40, n_test=4, seed=seed))
+                        lambda folder, seed, **origin: calls.append((folder, origin)) or
+                        write_kaggle_dataset(folder, n_train=40, n_test=4, seed=seed, **origin))
     assert main(["train", "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "no Kaggle training file in data/" in out
-    assert [str(c) for c in calls] == ["data/synthetic"]
+    assert [(str(c), o) for c, o in calls] == [("data/synthetic", {"pixel_origin": 0.5})]
     assert (tmp_path / "models" / "net1.joblib").is_file()
+    # another pixel convention has a synthetic set of its own, its labels in that convention
+    assert main(["train", "--epochs", "1", "--quiet", "--device", "cpu", "--pixel-origin", "1"]) == 0
+    assert [(str(c), o) for c, o in calls[1:]] == [("data/synthetic-origin1", {"pixel_origin": 1.0})]
 
 
 def test_bad_training_file_fails_cleanly(tmp_path, capsys):

@@ -23,6 +23,7 @@ SAMPLES = {
     "DATA": "some/data", "NET": "net8", "MODEL": "m/x.joblib", "OUT": "o/x", "SEED": "7",
     "EPOCHS": "3", "BUDGET": "90s", "LR": "0.02", "MOMENTUM": "0.8", "PATIENCE": "4",
     "VALID": "0", "PRECISION": "fp32", "DEVICE": "cpu", "FLIP_AXIS": "48.25",
+    "PIXEL_ORIGIN": "1",
     "BASE": "b.joblib", "PARAMS": "p.json", "ENSEMBLE": "3", "JOBS": "2",
     "HEADS": "dense,softargmax", "PSEUDO_LABELS": "1/2", "LABELLER_BIAS": "1", "FIND_FACES": "1", "LOOKUP": "l.csv", "TTA": "1", "TTA_SHIFT": "2",
     "TRUST": "1", "KAGGLE": "1", "MESSAGE": "it's $HOME", "HOLDOUT": "0.3", "FOLDS": "4",

@@ -18,7 +18,7 @@ from kfkd_kit.meta.tta import flip_tta
 def _planted(n, axis, seed=0):
     X, y = make_faces(n, seed)
     y = y.astype(np.float64)
-    y[:, 0::2] += axis - kp.IMAGE_AXIS
+    y[:, 0::2] += axis - kp.image_axis()
     return X, y
 
 
@@ -30,16 +30,18 @@ def test_a_planted_axis_is_recovered(axis):
 
 @pytest.mark.slow
 def test_only_the_common_keypoints_and_a_column_subset_still_measure_it():
-    X, y = _planted(400, 48.9, seed=3)
+    axis = kp.image_axis() + 0.4        # 0.4 px right of the image's axis
+    X, y = _planted(400, axis, seed=3)
     common = kp.columns_of(kp.COMMON_KEYPOINTS)
-    assert abs(estimate_flip_axis(X, y[:, common], common) - 48.9) < 0.1
+    assert abs(estimate_flip_axis(X, y[:, common], common) - axis) < 0.1
     nose = kp.columns_of(["nose_tip"])   # a midline keypoint alone (a specialist's columns)
-    assert abs(estimate_flip_axis(X, y[:, nose], nose) - 48.9) < 0.15
+    assert abs(estimate_flip_axis(X, y[:, nose], nose) - axis) < 0.15
 
 
 def test_no_usable_row_gives_the_image_axis():
     X, _ = make_faces(5, 0)
-    assert estimate_flip_axis(X, np.full((5, 30), np.nan)) == kp.IMAGE_AXIS
+    assert estimate_flip_axis(X, np.full((5, 30), np.nan)) == kp.image_axis() == 48.0
+    assert estimate_flip_axis(X, np.full((5, 30), np.nan), origin=1.0) == kp.image_axis(1.0) == 48.5
     y = np.full((2, 30), np.nan)
     y[1, [0, 2]] = (60.0, 30.0)      # the two eye centres' x: midline 45
     assert np.isnan(label_midlines(y)[0]) and label_midlines(y)[1] == 45.0
@@ -86,7 +88,9 @@ def test_a_given_axis_is_used_as_it_is_and_a_bad_one_refused():
 def test_a_model_saved_before_nets_kept_an_axis_mirrors_about_the_image_centre():
     model, _ = _fitted(n=40)
     del model.named_steps["net"].flip_axis_
-    assert flip_axis_of(model) == kp.IMAGE_AXIS
+    assert flip_axis_of(model) == kp.image_axis()
+    del model.named_steps["net"].pixel_origin    # and before the pixel origin was a setting
+    assert flip_axis_of(model) == kp.image_axis(kp.LEGACY_PIXEL_ORIGIN) == 48.5
 
 
 @pytest.mark.slow

@@ -37,8 +37,8 @@ def _point(y, name):
 
 
 def _index(v):
-    """Kaggle's 1-based coordinate -> 0-based pixel index (fractional)."""
-    return v - K.PIXEL_ORIGIN
+    """A label (the default pixel origin) -> 0-based pixel index (fractional)."""
+    return v - K.DEFAULT_PIXEL_ORIGIN
 
 
 def _pixel(X, x, y):
@@ -97,7 +97,7 @@ def test_make_faces_shapes_types_and_range(faces):
     assert X.shape == (400, K.N_PIXELS) and X.dtype == np.uint8
     assert y.shape == (400, K.N_TARGETS) and y.dtype == np.float32
     assert np.isfinite(y).all()
-    assert y.min() >= 0.0 + K.PIXEL_ORIGIN and y.max() <= 95.0 + K.PIXEL_ORIGIN
+    assert y.min() >= 0.0 + K.DEFAULT_PIXEL_ORIGIN and y.max() <= 95.0 + K.DEFAULT_PIXEL_ORIGIN
     assert X.min() < 30 and X.max() > 225          # uses the grey range
     assert len({X[i].tobytes() for i in range(len(X))}) == len(X)
     X0, y0 = make_faces(0)

@@ -5,7 +5,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from kfkd_kit import configs
 from kfkd_kit.data import make_faces
-from kfkd_kit.keypoints import IMAGE_SIDE, PIXEL_ORIGIN
+from kfkd_kit.keypoints import IMAGE_SIDE, LEGACY_PIXEL_ORIGIN as PIXEL_ORIGIN   # a model without nets
 from kfkd_kit.meta.pseudo import PseudoLabels, agreeing_labels, views
 
 

@@ -22,8 +22,9 @@ class DotFinder(RegressorMixin, BaseEstimator):
         rows, cols = np.divmod(np.asarray(X).reshape(len(X), -1).argmax(1), 96)
         snap = lambda v: (v // self.cell) * self.cell + (self.cell - 1) / 2  # noqa: E731
         out = np.empty((len(X), 30))
-        out[:, 0::2] = snap(cols)[:, None] + kp.PIXEL_ORIGIN
-        out[:, 1::2] = snap(rows)[:, None] + kp.PIXEL_ORIGIN
+        # a model without KeypointNets reads as trained before the pixel origin was a setting
+        out[:, 0::2] = snap(cols)[:, None] + kp.LEGACY_PIXEL_ORIGIN
+        out[:, 1::2] = snap(rows)[:, None] + kp.LEGACY_PIXEL_ORIGIN
         return out
 
 

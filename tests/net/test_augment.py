@@ -1,4 +1,4 @@
-"""Training-batch augmentation: keypoints move exactly with the image (pixel-index
+"""Training-batch augmentation: keypoints move exactly with the image (in each pixel
 convention), out-of-frame keypoints become missing, zero ranges change nothing, seeds
 repeat."""
 import numpy as np
@@ -8,16 +8,16 @@ from skorch.dataset import Dataset
 
 from kfkd_kit import configs
 from kfkd_kit.net.batches import ResidentBatches, jitter_intensity, random_affine
-from kfkd_kit.keypoints import (FEATURE_INDEX, IMAGE_SIDE, PIXEL_ORIGIN, affine_images,
+from kfkd_kit.keypoints import (DEFAULT_PIXEL_ORIGIN, FEATURE_INDEX, IMAGE_SIDE, affine_images,
                                 affine_targets, columns_of, from_unit, to_unit)
 
 LEFT_EYE = [FEATURE_INDEX["left_eye_center_x"], FEATURE_INDEX["left_eye_center_y"]]
 NOSE = [FEATURE_INDEX["nose_tip_x"], FEATURE_INDEX["nose_tip_y"]]
 
 
-def _dot_images(points, sigma=1.2):
-    """One image per (x, y) point (Kaggle's coordinates): a Gaussian dot there."""
-    grid = torch.arange(IMAGE_SIDE, dtype=torch.float64) + PIXEL_ORIGIN
+def _dot_images(points, sigma=1.2, origin=DEFAULT_PIXEL_ORIGIN):
+    """One image per (x, y) point (labels of pixel origin ``origin``): a Gaussian dot there."""
+    grid = torch.arange(IMAGE_SIDE, dtype=torch.float64) + origin
     images = []
     for x, y in points:
         dot = torch.exp(-((grid[None, :] - x) ** 2 + (grid[:, None] - y) ** 2) / (2 * sigma ** 2))
@@ -25,9 +25,9 @@ def _dot_images(points, sigma=1.2):
     return torch.stack(images).float()
 
 
-def _centroid(images):
-    """Intensity-weighted (x, y) centre of each flat image, in Kaggle's coordinates."""
-    grid = torch.arange(IMAGE_SIDE, dtype=torch.float64) + PIXEL_ORIGIN
+def _centroid(images, origin=DEFAULT_PIXEL_ORIGIN):
+    """Intensity-weighted (x, y) centre of each flat image, in labels of pixel origin ``origin``."""
+    grid = torch.arange(IMAGE_SIDE, dtype=torch.float64) + origin
     square = images.double().reshape(len(images), IMAGE_SIDE, IMAGE_SIDE)
     total = square.sum(dim=(1, 2))
     x = (square * grid[None, None, :]).sum(dim=(1, 2)) / total
@@ -42,23 +42,28 @@ def _targets_at(points):
     return y
 
 
-def test_a_moved_dot_lands_where_its_moved_keypoint_says():
+@pytest.mark.parametrize("origin", [0.5, 1.0, 0.0])
+def test_a_moved_dot_lands_where_its_moved_keypoint_says(origin):
     points = [(30.0, 40.0), (60.5, 35.25), (48.5, 48.5), (40.0, 62.0), (55.0, 55.0),
               (35.0, 30.0), (62.0, 60.0), (44.0, 38.0)]
-    X, y = _dot_images(points), _targets_at(points)
+    X, y = _dot_images(points, origin=origin), _targets_at(points)
     torch.manual_seed(3)
-    moved_X, moved_y = random_affine(X, y, rotate=20.0, scale=0.15, shift=6.0)
+    moved_X, moved_y = random_affine(X, y, rotate=20.0, scale=0.15, shift=6.0, origin=origin)
     assert not torch.equal(moved_X, X)  # the draw really moved them
-    dot_at = _centroid(moved_X)
+    dot_at = _centroid(moved_X, origin)
     keypoint_at = from_unit(moved_y[:, LEFT_EYE]).double()
     assert torch.isfinite(keypoint_at).all()
-    assert (dot_at - keypoint_at).abs().max() < 0.5
+    assert (dot_at - keypoint_at).abs().max() < 0.05
+    # turned about another centre than the images', the keypoints would miss their dots
+    torch.manual_seed(3)
+    _, wrong_y = random_affine(X, y, rotate=20.0, scale=0.15, shift=6.0, origin=origin + 0.5)
+    assert (dot_at - from_unit(wrong_y[:, LEFT_EYE]).double()).abs().max() > 0.05
     # and they really went somewhere: most dots moved by more than a pixel
     assert ((keypoint_at - torch.tensor(points, dtype=torch.float64)).norm(dim=1) > 1).sum() >= 6
 
 
 def test_a_pure_shift_moves_image_and_keypoint_by_whole_pixels():
-    X = _dot_images([(40.0, 50.0)])
+    X = _dot_images([(40.0, 50.0)], origin=1.0)      # 1-based: the dot on pixel (49, 39)
     matrix, offset = torch.eye(2)[None], torch.tensor([[3.0, -2.0]])
     moved = affine_images(X, matrix, offset).reshape(IMAGE_SIDE, IMAGE_SIDE)
     original = X.reshape(IMAGE_SIDE, IMAGE_SIDE)
@@ -81,11 +86,15 @@ def test_a_keypoint_pushed_out_of_the_frame_becomes_missing_not_wrong():
     y = torch.full((1, 30), float("nan"))
     y[0, LEFT_EYE] = torch.tensor([92.0, 40.0])
     y[0, NOSE] = torch.tensor([48.0, 50.0])
-    moved = affine_targets(y, torch.eye(2)[None], torch.tensor([[5.0, 0.0]]))
+    moved = affine_targets(y, torch.eye(2)[None], torch.tensor([[5.0, 0.0]]), origin=1.0)
     assert torch.isnan(moved[0, LEFT_EYE]).all()          # x = 97 is outside: both missing
     torch.testing.assert_close(moved[0, NOSE], torch.tensor([53.0, 50.0]))
-    inside = affine_targets(y, torch.eye(2)[None], torch.tensor([[4.5, 0.0]]))
+    inside = affine_targets(y, torch.eye(2)[None], torch.tensor([[4.5, 0.0]]), origin=1.0)
     torch.testing.assert_close(inside[0, LEFT_EYE], torch.tensor([96.5, 40.0]))  # on the edge
+    # continuous coordinates (origin 0.5): the frame ends at 96
+    assert torch.isnan(affine_targets(y, torch.eye(2)[None], torch.tensor([[4.5, 0.0]]))[0, LEFT_EYE]).all()
+    edge = affine_targets(y, torch.eye(2)[None], torch.tensor([[4.0, 0.0]]))
+    torch.testing.assert_close(edge[0, LEFT_EYE], torch.tensor([96.0, 40.0]))
 
 
 def test_affine_on_a_specialists_columns_matches_the_full_targets():

@@ -23,3 +23,11 @@ def test_an_old_model_loads_and_predicts_as_it_did(label):
     images, _ = make_faces(8, seed=1)
     expected = np.asarray(EXPECTED[label.split()[0]], dtype=np.float32)
     np.testing.assert_allclose(model.predict(images), expected, rtol=0, atol=1e-4)
+    # saved before the pixel convention was a setting: read as the 1-based one they were
+    # trained under, by the nets and by predict's backend
+    from kfkd_kit.keypoints import LEGACY_PIXEL_ORIGIN
+    from kfkd_kit.net.estimator import pixel_origin_of
+    from kfkd_kit.photo.align import SavedModel
+    assert pixel_origin_of(model) == SavedModel(model).pixel_origin == LEGACY_PIXEL_ORIGIN == 1.0
+    from sklearn.base import clone                 # and a refit trains under it again
+    assert pixel_origin_of(clone(model), fitted=False) == 1.0
