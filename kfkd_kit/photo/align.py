@@ -18,7 +18,8 @@ full batches), through a keypoints backend, any callable crops (n, 96, 96) -> (n
 ``layout``: ``SavedModel`` around a fitted model (torch), or ``onnxmodel.OnnxKeypoints``
 around an exported ``.onnx`` file (onnxruntime; this module then never imports torch).
 ``predict_photos(paths, keypoints)`` returns the rows and a summary; commands/predict.py
-writes them.
+writes them. ``Aligner`` does the same passes for faces of images already in memory (video
+frames, video.py).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import numpy as np
 from ..keypoints import FEATURE_NAMES, IMAGE_SIDE
 from . import framing
 
-__all__ = ["predict_photos", "SavedModel", "Summary", "PASSES", "CHUNK", "MIN_SIZE",
+__all__ = ["predict_photos", "Aligner", "SavedModel", "Summary", "PASSES", "CHUNK", "MIN_SIZE",
            "BOX_COLUMNS", "COLUMNS"]
 
 # Crops per face by default, by detector: what paid on benchmarks/photo_set.py (see docs/USAGE.md, predict).
@@ -162,6 +163,29 @@ def _align(pending, keypoints, layout, passes, record_passes):
         if record_passes:
             face.row["passes"] = np.array(face.history)
             face.row["first"] = face.first
+
+
+class Aligner:
+    """The in-memory entry point (video frames, arrays): faces added one at a time, each with
+    its image's grey levels (float, (h, w)) and first crop transform. A face keeps only its
+    patch (framing.FacePatch), not the image, and the net sees ``chunk`` faces at a time.
+    ``add`` and ``flush`` return the rows whose keypoints they filled in."""
+
+    def __init__(self, keypoints, passes=1, chunk=CHUNK):
+        if passes < 1:
+            raise ValueError(f"--passes must be 1 or more, got {passes}")
+        self.keypoints, self.passes, self.chunk = keypoints, passes, chunk
+        self.pending = []
+
+    def add(self, row, grey, transform) -> list:
+        self.pending.append(_Pending(row, framing.FacePatch(grey, transform), transform))
+        return self.flush() if len(self.pending) >= self.chunk else []
+
+    def flush(self) -> list:
+        done, self.pending = self.pending, []
+        if done:
+            _align(done, self.keypoints, self.keypoints.layout, self.passes, False)
+        return [face.row for face in done]
 
 
 def next_transform(current, in_photo, target):
