@@ -14,6 +14,7 @@ points, id), as mp4v, atomically.
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,11 @@ from .align import BOX_COLUMNS, MIN_SIZE, PASSES, Aligner
 __all__ = ["VIDEO_SUFFIXES", "VIDEO_COLUMNS", "VideoError", "VideoSummary", "is_video",
            "split_inputs", "open_video", "check_video", "predict_videos", "annotated_paths",
            "write_annotated_video"]
+
+# FFmpeg (inside OpenCV) prints its own lines for a bad file ("moov atom not found"); the
+# error here names the file in one line instead. Read once, at OpenCV's first FFmpeg use;
+# set it yourself to see FFmpeg's messages (e.g. 32).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 VIDEO_COLUMNS = ("image", "frame", "time", "face", *BOX_COLUMNS, *FEATURE_NAMES)
@@ -175,6 +181,8 @@ def predict_videos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
             capture.release()
         if not frames:
             raise VideoError(f"{path}: OpenCV could not read a frame of it")
+        if count and frames < count:
+            warn(f"{path}: read {frames} of the {count} frames its header gives (truncated?)")
         summary.videos += 1
         summary.frames += frames
         summary.tracks += tracker.started
@@ -192,6 +200,9 @@ def annotated_paths(videos, annotated) -> list[Path]:
     one video, else a folder holding ``<name>.mp4`` for each (``-2``, ... for names that
     repeat). ValueError, one line, for a file given with several videos."""
     target = Path(annotated)
+    given = {Path(v).resolve() for v in videos}
+    if target.resolve() in given:
+        raise ValueError(f"--annotated {target} would replace the video it is drawn from")
     if is_video(target) and not target.is_dir():
         if len(videos) != 1:
             raise ValueError(f"--annotated {target} names one file, for {len(videos)} videos; "
@@ -205,6 +216,9 @@ def annotated_paths(videos, annotated) -> list[Path]:
             number += 1
             name = f"{stem}-{number}.mp4"
         taken.add(name)
+        if (target / name).resolve() in given:
+            raise ValueError(f"--annotated {target}: {target / name} would replace the video "
+                             "it is drawn from")
         out.append(target / name)
     return out
 

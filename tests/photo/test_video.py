@@ -18,6 +18,7 @@ from kfkd_kit.keypoints import FEATURE_NAMES
 from kfkd_kit.photo import framing
 from kfkd_kit.photo.smoothing import OneEuro, OneEuroFilter
 from kfkd_kit.photo.tracking import Tracker, iou
+import kfkd_kit.photo.video  # noqa: F401  (first: it sets FFmpeg's log level before any clip)
 from kfkd_kit.utils.modelfile import save_model
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "fixtures" / "astronaut.jpg"
@@ -253,20 +254,55 @@ def test_smoothing_steadies_a_jittery_track_and_stays_on_the_face(ridge, clip):
 
 
 @pytest.mark.slow
-def test_bad_videos_and_mixed_inputs_are_one_line_errors(ridge, clip, tmp_path, capsys):
+def test_bad_videos_and_mixed_inputs_are_one_line_errors(ridge, clip, tmp_path, capfd):
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video\n")
     Image.fromarray(head()[0]).save(tmp_path / "head.png")
+    cut = tmp_path / "cut.mp4"                       # the first third of a clip
+    cut.write_bytes(clip.read_bytes()[:clip.stat().st_size // 3])
     cases = [([bad], "notes.mp4: not a video OpenCV can read"),
+             ([cut], "cut.mp4: "),
+             ([clip, "--annotated", clip], "would replace the video it is drawn from"),
              ([clip, bad], "notes.mp4: not a video OpenCV can read"),
              ([clip, tmp_path / "head.png"], "give photos or videos, not both"),
              ([tmp_path / "head.png", "--smooth"], "--smooth steadies the keypoints of videos"),
              ([clip, clip, "--annotated", tmp_path / "one.mp4"], "names one file, for 2 videos")]
-    capsys.readouterr()
+    capfd.readouterr()
     for inputs, message in cases:
         out = tmp_path / "k.csv"
         code = main(["predict", "--model", str(ridge), "--detector", "haar", "--out", str(out),
                      *map(str, inputs)])
-        err = capsys.readouterr().err
+        err = capfd.readouterr().err                 # FFmpeg's own lines too
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("kfkd predict: error: "), err
         assert not out.exists() and not (tmp_path / "one.mp4").exists()
+
+
+@pytest.mark.slow
+def test_an_onnx_model_predicts_a_video_without_torch(clip, tmp_path):
+    """The video path (OpenCV, scipy's assignment, onnxruntime) never imports torch."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from kfkd_kit import configs
+    from kfkd_kit.data.synthetic import make_faces
+    from kfkd_kit.meta.onnxexport import export_onnx
+    X, y = make_faces(96, seed=0)
+    model = configs.build("net1", epochs=1, device="cpu", precision="fp32", verbose=0).fit(X, y)
+    framing.attach_layout(model, y)
+    save_model(model, tmp_path / "tiny.joblib", {"net": "net1"})
+    onnx_path = export_onnx(tmp_path / "tiny.joblib", say=lambda *a: None)
+    out = tmp_path / "k.csv"
+    root = Path(__file__).resolve().parents[2]
+    script = ("import sys; from kfkd_kit.cli import main; "
+              f"code = main(['predict', '--model', {str(onnx_path)!r}, '--smooth', '--out', "
+              f"{str(out)!r}, {str(clip)!r}]); "
+              "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(root)), timeout=300)
+    assert run.returncode == 0, run.stderr
+    table = pd.read_csv(out)
+    assert table["frame"].tolist() == list(range(FRAMES)) and set(table["face"]) == {0}
+    assert json.loads((tmp_path / "tiny.json").read_text())["onnx_file"]["file"] == "tiny.onnx"
