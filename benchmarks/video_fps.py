@@ -7,9 +7,9 @@ exported to ONNX through onnxruntime, on the same clip, measured in one run, alt
 The clip is NASA's astronaut portrait (tests/fixtures/astronaut.jpg, public domain), its head
 moving and growing across the frame, written with OpenCV (mp4v) into a temporary folder. The
 model is copied there and exported there (`kfkd export`), so its own JSON is left alone. Each
-round runs photo/video.py's ``predict_videos`` once per backend, whole: reading the frames,
-detection, tracking, alignment and the net; the net's own share is timed too. Best of the
-rounds (the machine may be shared). Prints a Markdown table for docs/RESULTS.md.
+round runs photo/video.py's ``predict_videos`` once per backend (in turn, the order flipped
+every round), whole: reading the frames, detection, tracking, alignment and the net; the
+net's own share is timed too. Best of the rounds (the machine may be shared). Prints a Markdown table for docs/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=90)
     p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT (default: %(default)s)")
     p.add_argument("--detectors", default="haar,mtcnn")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--threads", type=int, default=2, help="torch's threads (default: 2)")
     args = p.parse_args(argv)
     import torch
@@ -77,7 +77,11 @@ def main(argv=None):
     from kfkd_kit.photo.video import predict_videos
     from kfkd_kit.utils.modelfile import load_model
     from kfkd_kit.utils.provenance import machine
+    from kfkd_kit.configs import inner_net
+
+    from .bench.common import cpu_busy
     torch.set_num_threads(args.threads)
+    busy = cpu_busy()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -86,13 +90,17 @@ def main(argv=None):
         shutil.copy(Path(args.model).with_suffix(".json"), model_path.with_suffix(".json"))
         onnx_path = export_onnx(model_path, say=lambda *a: None)
         clip = write_clip(folder / "clip.mp4", args.frames, size)
-        backends = {"torch": SavedModel(load_model(model_path)),
-                    "onnxruntime": OnnxKeypoints(onnx_path)}
+        model = load_model(model_path)
+        precision = getattr(inner_net(model), "precision_", "fp32")
+        backends = {"torch": SavedModel(model), "onnxruntime": OnnxKeypoints(onnx_path)}
         rows_out = []
         for detector in args.detectors.split(","):
             best = {}
-            for _ in range(args.rounds):
-                for name, backend in backends.items():
+            for round_ in range(args.rounds):
+                # the order flips every round, so that a load that rises or falls over the
+                # run favours neither backend
+                for name in sorted(backends, reverse=bool(round_ % 2)):
+                    backend = backends[name]
                     timed = Timed(backend)
                     start = time.perf_counter()
                     rows, summary = predict_videos([clip], timed, detector=detector)
@@ -103,9 +111,10 @@ def main(argv=None):
             t_torch, n_torch, faces = best["torch"]
             t_ort, n_ort, _ = best["onnxruntime"]
             rows_out.append(
-                f"| {detector} | {faces} / {args.frames} | {args.frames / t_torch:.1f} "
-                f"({1000 * n_torch / args.frames:.1f} ms) | {args.frames / t_ort:.1f} "
-                f"({1000 * n_ort / args.frames:.1f} ms) | {t_torch / t_ort:.2f}x |")
+                f"| {detector} | {faces} / {args.frames} | {args.frames / t_torch:.2f} "
+                f"({1000 * n_torch / args.frames:.1f} ms) | {args.frames / t_ort:.2f} "
+                f"({1000 * n_ort / args.frames:.1f} ms) | **{t_torch / t_ort:.2f}×** | "
+                f"{n_torch / n_ort:.2f}× |")
             print(rows_out[-1], flush=True)
     print()
     info = machine()
@@ -113,9 +122,13 @@ def main(argv=None):
           f"{info['native bf16'] or 'none'}; torch {info['torch']}, {args.threads} threads")
     print(f"Clip: {args.frames} frames, {size[0]}x{size[1]}, one face")
     print()
-    print("| detector | faces found | torch: frames/s (net ms/frame) | onnxruntime: frames/s "
-          "(net ms/frame) | onnxruntime / torch |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print(f"torch's precision: {precision}; onnxruntime: fp32. CPUs {100 * busy:.0f}% busy "
+          "(other processes) just before.")
+    print()
+    print("| detector | faces found | torch: frames/s (net's ms/frame) | onnxruntime: frames/s "
+          "(net's ms/frame) | frames/s, onnxruntime / torch | the net alone, torch time / "
+          "onnxruntime time |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     print("\n".join(rows_out))
     return 0
 
