@@ -163,6 +163,27 @@ def test_tracker_keeps_ids_by_overlap_and_ends_lost_tracks():
     assert tracker.started == 3
 
 
+def test_an_annotated_video_is_whole_or_not_there(clip, tmp_path, monkeypatch):
+    from kfkd_kit.photo import video
+    out = tmp_path / "drawn.mp4"
+    out.write_bytes(b"the old file")
+    calls = []
+
+    def fails_on_the_fourth_frame(bgr, rows):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError("disk full")
+        return bgr
+
+    monkeypatch.setattr(video, "draw_faces", fails_on_the_fourth_frame)
+    with pytest.raises(OSError, match="disk full"):
+        video.write_annotated_video(clip, [], out)
+    assert out.read_bytes() == b"the old file" and list(tmp_path.iterdir()) == [out]
+    monkeypatch.undo()
+    video.write_annotated_video(clip, [], out)
+    assert count_frames(out) == FRAMES and list(tmp_path.iterdir()) == [out]
+
+
 # --------------------------------------------------------------------------- end to end
 
 @pytest.mark.slow
