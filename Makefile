@@ -107,9 +107,9 @@ STORAGE ?=
 STUDY ?=
 ## compare: the folder of the saved models (default: models)
 MODELS_DIR ?=
-## predict: the photos and folders of photos, e.g. IMAGES="me.jpg holidays/"
+## predict: the photos and folders of photos, e.g. IMAGES="me.jpg holidays/", or videos (IMAGES=clip.mp4: one row per face per frame)
 IMAGES ?=
-## predict: also draw the faces into this folder
+## predict: also draw the faces into this folder (one video: a file, e.g. ANNOTATED=out.mp4)
 ANNOTATED ?=
 ## predict, serve: auto, mtcnn or haar (default: auto)
 DETECTOR ?=
@@ -119,6 +119,8 @@ HOST ?=
 PORT ?=
 ## predict: drop faces whose detector score is under this (default: 0)
 MIN_SCORE ?=
+## predict: 1: steady the keypoints of videos with a One Euro filter per face
+SMOOTH ?=
 ## audit: also write a cleaned copy of the training file to this .csv, its log of every change beside it (<stem>-changes.csv)
 CLEAN ?=
 ## audit: 1 also runs a face detector (MTCNN) on every image and reports those where it finds none (minutes)
@@ -218,9 +220,9 @@ tune: setup ## Optuna search of net8: OUT/tune-NET.md, -best.json (for PARAMS=),
 compare: setup ## the saved models side by side, best first
 	$(call kfkd,compare,MODELS_DIR)
 
-predict: setup ## keypoints of the faces in IMAGES: a CSV in OUT (keypoints.csv)
+predict: setup ## keypoints of the faces in IMAGES (photos or videos): a CSV in OUT (keypoints.csv)
 	@test -n "$(IMAGES)" || { echo "make predict: give IMAGES=\"photo.jpg folder/ ...\"" >&2; exit 2; }
-	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR MIN_SCORE TTA_SHIFT,TTA TRUST,IMAGES) $(IMAGES)
+	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR MIN_SCORE TTA_SHIFT,TTA TRUST SMOOTH,IMAGES) $(IMAGES)
 
 serve: setup ## a web page and a JSON API for keypoints on photos at http://HOST:PORT/ (Ctrl-C stops)
 	$(call kfkd,serve,MODEL HOST PORT DETECTOR TTA_SHIFT,TTA TRUST)

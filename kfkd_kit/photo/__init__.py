@@ -1,6 +1,6 @@
 """Keypoints on photos: reading them, finding faces, framing each as a 96x96 crop and
 mapping the keypoints back, pass after pass; drawing them; the ONNX graph and its
-torch-free runner."""
+torch-free runner; the same on video frames, with tracks and smoothing."""
 from .._lazy import exports
 
 EXPORTS = {
@@ -14,5 +14,8 @@ EXPORTS = {
     "mtcnnonnx": ("OnnxMTCNN", "OnnxMTCNNDetector"),
     "align": ("predict_photos", "SavedModel", "Summary"),
     "annotate": ("write_annotated",),   # not annotate(): the module's own name
+    "video": ("predict_videos", "write_annotated_video", "is_video", "VideoError"),
+    "tracking": ("Tracker",),
+    "smoothing": ("OneEuro", "OneEuroFilter", "smooth_tracks"),
 }
 __all__, __getattr__, __dir__ = exports(__name__, EXPORTS)

@@ -21,7 +21,8 @@ one is read as ``LEGACY_PIXEL_ORIGIN``): ``SavedModel`` around a fitted model (t
 never imports torch). The crops are cut in framing's working coordinates; the answers (the
 keypoints and the box) are in the backend's pixel origin, as its training labels were.
 ``predict_photos(paths, keypoints)`` returns the rows and a summary; commands/predict.py
-writes them.
+writes them. ``Aligner`` does the same passes for faces of images already in memory (video
+frames, video.py).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import numpy as np
 from ..keypoints import FEATURE_NAMES, IMAGE_SIDE, LEGACY_PIXEL_ORIGIN
 from . import framing
 
-__all__ = ["predict_photos", "SavedModel", "Summary", "PASSES", "CHUNK", "MIN_SIZE",
+__all__ = ["predict_photos", "Aligner", "SavedModel", "Summary", "PASSES", "CHUNK", "MIN_SIZE",
            "MIN_SCORE", "BOX_COLUMNS", "COLUMNS"]
 
 # Crops per face by default, by detector: what paid on benchmarks/photo_set.py (see docs/USAGE.md, predict).
@@ -188,6 +189,35 @@ def _align(pending, keypoints, layout, passes, record_passes, origin=LEGACY_PIXE
             face.row["passes"] = np.array(face.history)
             face.row["first"] = face.first
             face.row["last"] = face.transform
+
+
+class Aligner:
+    """The in-memory entry point (video frames, arrays): faces added one at a time, each with
+    its image's grey levels (float, (h, w)) and first crop transform. A face keeps only its
+    patch (framing.FacePatch), not the image, and the net sees ``chunk`` faces at a time.
+    ``add`` and ``flush`` return the rows whose keypoints they filled in."""
+
+    def __init__(self, keypoints, passes=1, chunk=CHUNK):
+        if passes < 1:
+            raise ValueError(f"--passes must be 1 or more, got {passes}")
+        self.keypoints, self.passes, self.chunk = keypoints, passes, chunk
+        self.origin = float(getattr(keypoints, "pixel_origin", LEGACY_PIXEL_ORIGIN))
+        self.layout = framing.to_work(keypoints.layout, self.origin)   # for first crops
+        self.pending = []
+
+    def box(self, face):
+        """A face's box (x, y, w, h) in the backend's pixel origin, as rows give it."""
+        return np.round([*framing.from_work(face.box[:2], self.origin), *face.box[2:]], 2)
+
+    def add(self, row, grey, transform) -> list:
+        self.pending.append(_Pending(row, framing.FacePatch(grey, transform), transform))
+        return self.flush() if len(self.pending) >= self.chunk else []
+
+    def flush(self) -> list:
+        done, self.pending = self.pending, []
+        if done:
+            _align(done, self.keypoints, self.layout, self.passes, False, self.origin)
+        return [face.row for face in done]
 
 
 def next_transform(current, in_photo, target):

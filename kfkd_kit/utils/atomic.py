@@ -68,6 +68,26 @@ def atomic_write(path, mode: str = "w", *, fsync: bool = False, encoding: str = 
         _fsync_folder(folder)
 
 
+@contextmanager
+def atomic_path(path):
+    """For writers that open the file themselves (OpenCV's VideoWriter): yields a temporary
+    path in the same folder, with the same ending (the writer picks its format by it), that
+    replaces ``path`` only when the block ends without an exception; else it is removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def _fsync_folder(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

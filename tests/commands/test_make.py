@@ -31,7 +31,7 @@ SAMPLES = {
     "SCHEDULER": "tcp://h:1", "DASK_WORKERS": "2", "NETS": "net1,net2", "EPOCH_CAP": "5",
     "BATCHES": "9", "START_LR": "1e-5", "END_LR": "0.5", "TRIALS": "4", "STORAGE": "journal:j",
     "STUDY": "s", "MODELS_DIR": "mm", "IMAGES": "a.jpg b", "ANNOTATED": "ann",
-    "DETECTOR": "haar", "MIN_SCORE": "0.95", "QUICK": "1", "CLEAN": "c/clean.csv",
+    "DETECTOR": "haar", "MIN_SCORE": "0.95", "SMOOTH": "1", "QUICK": "1", "CLEAN": "c/clean.csv",
     "OOF": "cv/oof-net1-x.json", "HOST": "0.0.0.0", "PORT": "8080",
 }
 
