@@ -57,6 +57,20 @@ def _labeller_scores(first, train, held, truth) -> dict:
             "labeller_rmse_tta_shift2_px": masked_rmse_px(truth, views.mean(0) + offsets)}
 
 
+def run_labellers(data_dir, seed, epochs, variant="base"):
+    """One net, scored plain and with each labelling group's offset (no pseudo-labels)."""
+    training, train_rows, held_rows, model, what = _setup(data_dir, variant, seed, epochs, 0)
+    start = time.perf_counter()
+    model.fit(training.X[train_rows], training.y[train_rows])
+    seconds = time.perf_counter() - start
+    held, truth = training.X[held_rows], training.y[held_rows]
+    return {"variant": variant + "/labellers", "what": what, "seed": seed, "epochs": epochs,
+            **_machine_fields(), "train_rows": len(train_rows), "held_rows": len(held_rows),
+            "seconds": round(seconds, 1), **_scores(model, held, truth, "first"),
+            **_labeller_scores(model, (training.X[train_rows], training.y[train_rows]),
+                               held, truth), "data": training.fingerprint}
+
+
 def run(data_dir, seed, epochs, agree_px, weight, variant="base"):
     training, train_rows, held_rows, model, what = _setup(data_dir, variant, seed, epochs, 0)
     test = data.load_test(data_dir)
@@ -80,7 +94,8 @@ def summary(path):
     lines = [json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()]
     groups = {}
     for line in lines:
-        groups.setdefault((line["epochs"], line["agree_px"], line["weight"]), []).append(line)
+        if "agree_px" in line:            # --labellers-only lines have no second net
+            groups.setdefault((line["epochs"], line["agree_px"], line["weight"]), []).append(line)
     for (epochs, agree, weight), runs in sorted(groups.items()):
         print(f"epochs {epochs}, agree {agree} px, weight {weight}: {len(runs)} seeds, "
               f"kept {statistics.mean(r['kept_fraction'] for r in runs):.2f}")
@@ -102,11 +117,14 @@ def main(argv=None):
     p.add_argument("--agree-px", type=float, default=1.0)
     p.add_argument("--weight", type=float, default=1.0)
     p.add_argument("--summary", action="store_true")
+    p.add_argument("--labellers-only", action="store_true",
+                   help="one net per seed, scored with and without the groups' offsets")
     args = p.parse_args(argv)
     if args.summary:
         return summary(args.out)
     for seed in (int(s) for s in args.seeds.split(",")):
-        line = run(args.data, seed, args.epochs, args.agree_px, args.weight)
+        line = (run_labellers(args.data, seed, args.epochs) if args.labellers_only else
+                run(args.data, seed, args.epochs, args.agree_px, args.weight))
         with open(args.out, "a") as f:
             f.write(json.dumps(line) + "\n")
         print(json.dumps(line), flush=True)

@@ -4,9 +4,11 @@ labelling efforts). One model fitted to both learns their mixture; ``LabellerBia
 each group's own offset and predicts in the convention of the group asked for.
 
 The groups are the rows' labelling patterns (label_checks.labelling_groups: "15-point",
-"4-point", ...). After the fit, each group's mean residual per target column on its own rows
-is its offset from the model; an offset is kept only where it is larger than ``z`` standard
-errors, so a set labelled in one effort (faces15) gets none and its predictions do not move.
+"4-point", ...). After the fit, a group's offset per target column is the mean residual of its
+own rows less that of all rows labelling the column: how far its labels sit from the mixture
+the model learned, not the model's own bias (which flip or shift TTA may change). An offset is
+kept only where it is larger than ``z`` standard errors, so a set labelled in one effort
+(faces15) gets none and its predictions do not move; a keypoint only one group labels gets none.
 ``predict`` gives the reference group's convention (the group labelling the most keypoints,
 since predict returns all 15); ``predict_groups`` a group per row, which submit takes from
 the keypoints the lookup table asks of each image.
@@ -81,12 +83,16 @@ class LabellerBias(PixelRMSEScore, RegressorMixin, BaseEstimator):
     def measure(self, X, y):
         """Each group's offsets from the fitted model's residuals on (X, y)."""
         residual = np.asarray(y, np.float64) - np.asarray(self.estimator_.predict(X), np.float64)
+        # the model's own bias (every row's mean residual) is not a group's: only how far a
+        # group's rows sit from all rows is
+        labelled = np.isfinite(residual)
+        overall = np.nan_to_num(residual).sum(axis=0) / np.maximum(labelled.sum(axis=0), 1)
         groups, _ = labelling_groups(y)
         self.groups_, self.offsets_ = {}, {}
         for group in groups:
             if group["count"] < GROUP_MIN_ROWS:
                 continue
-            r = residual[group["rows"]]
+            r = residual[group["rows"]] - overall
             n = np.isfinite(r).sum(axis=0)
             filled = np.nan_to_num(r)
             mean = filled.sum(axis=0) / np.maximum(n, 1)

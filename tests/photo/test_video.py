@@ -169,7 +169,7 @@ def test_an_annotated_video_is_whole_or_not_there(clip, tmp_path, monkeypatch):
     out.write_bytes(b"the old file")
     calls = []
 
-    def fails_on_the_fourth_frame(bgr, rows):
+    def fails_on_the_fourth_frame(bgr, rows, origin):
         calls.append(1)
         if len(calls) == 4:
             raise OSError("disk full")
@@ -198,7 +198,7 @@ def test_a_clip_gives_one_row_per_frame_on_one_track_that_follows_the_face(ridge
                          "no face") and lines[-1] == str(out)
     table = pd.read_csv(out)
     assert list(table.columns) == ["image", "frame", "time", "face", "x", "y", "w", "h",
-                                   *FEATURE_NAMES]
+                                   "score", *FEATURE_NAMES]
     assert table["frame"].tolist() == list(range(FRAMES))
     np.testing.assert_allclose(table["time"], np.arange(FRAMES) / FPS)
     assert set(table["face"]) == {0} and set(table["image"]) == {str(clip)}
