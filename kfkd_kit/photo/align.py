@@ -70,6 +70,21 @@ class SavedModel:
         return np.asarray(self.model.predict(crops.reshape(len(crops), -1)), dtype=np.float64)
 
 
+def _plural(n, word) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def left_out(summary) -> str:
+    """The faces a summary (photos' or videos') left out, as its line ends."""
+    text = ""
+    if summary.too_small:
+        text += f" ({_plural(summary.too_small, 'face')} under {summary.min_size:g} px skipped)"
+    if summary.low_score:
+        text += (f" ({_plural(summary.low_score, 'face')} scored under "
+                 f"{summary.min_score:g} dropped)")
+    return text
+
+
 @dataclass
 class Summary:
     files: int = 0
@@ -87,12 +102,7 @@ class Summary:
         text = (f"{plural(self.photos, 'photo')} read, {plural(self.faces, 'face')} found, "
                 f"{plural(self.no_face, 'photo')} with no face, "
                 f"{plural(self.unreadable, 'file')} could not be read")
-        if self.too_small:
-            text += (f" ({plural(self.too_small, 'face')} under {self.min_size:g} px "
-                     "skipped)")
-        if self.low_score:
-            text += (f" ({plural(self.low_score, 'face')} scored under {self.min_score:g} "
-                     "dropped)")
+        text += left_out(self)
         return text
 
 

@@ -37,6 +37,17 @@ def annotate(photo, rows, origin=LEGACY_PIXEL_ORIGIN):
     return image
 
 
+def unique_name(stem, suffix, taken) -> str:
+    """``stem + suffix``, or with -2, -3, ... before the suffix where ``taken`` has it;
+    added to ``taken``."""
+    name, number = f"{stem}{suffix}", 1
+    while name in taken:
+        number += 1
+        name = f"{stem}-{number}{suffix}"
+    taken.add(name)
+    return name
+
+
 def write_annotated(paths, rows, folder, warn=None, origin=LEGACY_PIXEL_ORIGIN) -> list[Path]:
     """Each readable photo of ``paths`` with its faces drawn, as ``folder/<name>.jpg``
     (``-2``, ``-3``, ... for photos of the same name), written atomically; ``origin`` as
@@ -55,12 +66,7 @@ def write_annotated(paths, rows, folder, warn=None, origin=LEGACY_PIXEL_ORIGIN) 
             photo = read_photo(path)
         except PhotoError:
             continue                       # already reported by predict_photos
-        stem, number = Path(path).stem, 1
-        name = f"{stem}.jpg"
-        while name in taken:
-            number += 1
-            name = f"{stem}-{number}.jpg"
-        taken.add(name)
+        name = unique_name(Path(path).stem, ".jpg", taken)
         buffer = io.BytesIO()
         annotate(photo, by_photo.get(str(path), []), origin).save(buffer, format="JPEG", quality=90)
         with atomic_write(folder / name, "wb") as f:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..keypoints import FEATURE_NAMES, LEGACY_PIXEL_ORIGIN
-from .align import BOX_COLUMNS, MIN_SCORE, MIN_SIZE, PASSES, Aligner
+from .align import BOX_COLUMNS, MIN_SCORE, MIN_SIZE, PASSES, Aligner, left_out
 
 __all__ = ["VIDEO_SUFFIXES", "VIDEO_COLUMNS", "VideoError", "VideoSummary", "is_video",
            "split_inputs", "open_video", "check_video", "predict_videos", "annotated_paths",
@@ -129,11 +129,7 @@ class VideoSummary:
         text = (f"{plural(self.videos, 'video')} read, {plural(self.frames, 'frame')}, "
                 f"{plural(self.faces, 'face')} found in {plural(self.tracks, 'track')}, "
                 f"{plural(self.no_face, 'frame')} with no face")
-        if self.too_small:
-            text += f" ({plural(self.too_small, 'face')} under {self.min_size:g} px skipped)"
-        if self.low_score:
-            text += f" ({plural(self.low_score, 'face')} scored under {self.min_score:g} dropped)"
-        return text
+        return text + left_out(self)
 
 
 def predict_videos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN_SIZE,
@@ -207,6 +203,7 @@ def annotated_paths(videos, annotated) -> list[Path]:
     """Where ``--annotated`` puts each video's drawn copy: a file with a video ending for
     one video, else a folder holding ``<name>.mp4`` for each (``-2``, ... for names that
     repeat). ValueError, one line, for a file given with several videos."""
+    from .annotate import unique_name
     target = Path(annotated)
     given = {Path(v).resolve() for v in videos}
     if target.resolve() in given:
@@ -218,12 +215,7 @@ def annotated_paths(videos, annotated) -> list[Path]:
         return [target]
     taken, out = set(), []
     for video in videos:
-        stem, number = Path(video).stem, 1
-        name = f"{stem}.mp4"
-        while name in taken:
-            number += 1
-            name = f"{stem}-{number}.mp4"
-        taken.add(name)
+        name = unique_name(Path(video).stem, ".mp4", taken)
         if (target / name).resolve() in given:
             raise ValueError(f"--annotated {target}: {target / name} would replace the video "
                              "it is drawn from")
