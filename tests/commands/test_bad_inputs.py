@@ -490,8 +490,8 @@ def test_train_on_the_default_folder_with_no_kaggle_file_says_note_and_uses_synt
         tmp_path, monkeypatch, capsys):
     from kfkd_kit.data import synthetic_dataset
     monkeypatch.setattr(synthetic_dataset, "write_kaggle_dataset",
-                        lambda folder, seed: write_kaggle_dataset(folder, n_train=12, n_test=3,
-                                                                  seed=seed))
+                        lambda folder, seed, **kw: write_kaggle_dataset(folder, n_train=12,
+                                                                        n_test=3, seed=seed, **kw))
     monkeypatch.chdir(tmp_path)                    # the default, data/, of a fresh clone
     folder = tmp_path / "data"
     folder.mkdir()
