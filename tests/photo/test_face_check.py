@@ -4,28 +4,18 @@ import importlib.util
 import numpy as np
 import pytest
 
-from kfkd_kit.photo import framing
-
-from test_predict import head, similarity   # tests/photo is on sys.path (pytest prepend)
+from astronaut import face_crops   # tests/photo, on sys.path
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("facenet_pytorch") is None,
                                 reason="facenet-pytorch (MTCNN) is not installed")
 
 
 def astronaut_crops(n, seed=0):
-    """Kaggle-like 96x96 grey crops of the astronaut's face, each moved a little."""
-    image, keypoints = head()
-    grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    points = framing.points(keypoints)
-    align = framing.fit_similarity(points[[0, 1, 14]], [[66, 37.5], [30, 37.5], [48.5, 80]])
+    """Kaggle-like 96x96 grey crops of the astronaut's face, each moved a little and re-lit."""
+    crops, _ = face_crops(n, seed, scale=0.1, degrees=10.0, shift=4.0)
     rng = np.random.default_rng(seed)
-    crops = []
-    for _ in range(n):
-        T = framing.compose(similarity(rng.uniform(0.9, 1.1), rng.uniform(-10, 10),
-                                       rng.uniform(-4, 4, 2), about=(48.5, 48.5)), align)
-        crop = framing.warp_to_crop(grey, T) * rng.uniform(0.8, 1.15) + rng.uniform(-15, 15)
-        crops.append(np.clip(crop, 0, 255).astype(np.uint8).reshape(-1))
-    return np.array(crops)
+    crops = crops * rng.uniform(0.8, 1.15, (n, 1)) + rng.uniform(-15, 15, (n, 1))
+    return np.clip(crops, 0, 255).astype(np.uint8)
 
 
 def non_faces(seed=0):

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,27 +23,7 @@ from kfkd_kit.cli import main
 from kfkd_kit.keypoints import FEATURE_NAMES, IMAGE_SIDE
 from kfkd_kit.utils.modelfile import save_model
 
-ROOT = Path(__file__).resolve().parents[2]
-ASTRONAUT = ROOT / "tests" / "fixtures" / "astronaut.jpg"
-# Placed by hand on the 512x512 photo (Kaggle's coordinates, Kaggle's order).
-ASTRONAUT_KEYPOINTS = np.array([
-    246.0, 104.0, 204.8, 102.3, 237.3, 104.0, 254.8, 104.0, 213.5, 103.0, 194.8, 102.3,
-    234.8, 93.0, 259.8, 94.8, 212.3, 93.0, 189.8, 93.5, 224.8, 126.0, 246.0, 143.5,
-    204.8, 142.3, 224.8, 141.5, 224.8, 155.5])
-HEAD = (100, 0, 356, 256)      # the 256x256 part of the photo around the head
-
-
-def head():
-    """(RGB uint8 256x256, keypoints in it)."""
-    image = np.asarray(Image.open(ASTRONAUT).convert("RGB").crop(HEAD))
-    return image, ASTRONAUT_KEYPOINTS - np.tile([HEAD[0], HEAD[1]], 15)
-
-
-def similarity(scale=1.0, degrees=0.0, shift=(0.0, 0.0), about=(0.0, 0.0)):
-    angle = np.deg2rad(degrees)
-    A = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    about = np.asarray(about, dtype=float)
-    return np.concatenate([A, (about - A @ about + np.asarray(shift))[:, None]], axis=1)
+from astronaut import ASTRONAUT, HEAD, ROOT, head, save_ridge_model, similarity  # tests/photo, on sys.path
 
 
 def place(canvas_size, image, T, fill=(90, 110, 130)):
@@ -61,30 +40,9 @@ def place(canvas_size, image, T, fill=(90, 110, 130)):
 
 @pytest.fixture(scope="module")
 def photo_model(tmp_path_factory):
-    """A ridge regression on crops of the astronaut's face: pixels -> 30 keypoints, saved with
-    its JSON (sha256) and its mean layout, like a trained model."""
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import Pipeline
-
-    from kfkd_kit.net.pipeline import PixelScaler
-    image, keypoints = head()
-    grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    points = framing.points(keypoints)
-    # a Kaggle-like frame: eyes at (66, 37.5) and (30, 37.5), bottom lip at (48.5, 80)
-    align = framing.fit_similarity(points[[0, 1, 14]], [[66, 37.5], [30, 37.5], [48.5, 80]])
-    rng = np.random.default_rng(0)
-    X, y = [], []
-    for _ in range(500):
-        T = framing.compose(similarity(rng.uniform(0.88, 1.12), rng.uniform(-12, 12),
-                                       rng.uniform(-5, 5, 2), about=(48.5, 48.5)), align)
-        X.append(framing.warp_to_crop(grey, T).reshape(-1))
-        y.append(framing.apply(T, points).reshape(-1))
-    X, y = np.array(X), np.array(y)
-    model = Pipeline([("pixels", PixelScaler()), ("net", Ridge(alpha=3.0))]).fit(X, y)
-    framing.attach_layout(model, y)
-    path = tmp_path_factory.mktemp("model") / "ridge.joblib"
-    save_model(model, path, {"net": "ridge on the astronaut"})
-    return path
+    """The ridge regression on crops of the astronaut's face (astronaut.py), saved with its
+    JSON (sha256) and its mean layout, like a trained model."""
+    return save_ridge_model(tmp_path_factory.mktemp("model") / "ridge.joblib")
 
 
 def predict_csv(model, inputs, out, *extra, expect=0, capsys=None):

@@ -2,12 +2,10 @@
 annotated copy; on clips built here from NASA's astronaut portrait (public domain,
 tests/fixtures/README.md), the head moving and growing along a known straight path.
 
-The model is a ridge regression from pixels to keypoints fitted on crops of this one face (as
-in test_predict.py): it finds this face's points within a fraction of a pixel, so the points
+The model is a ridge regression from pixels to keypoints fitted on crops of this one face
+(astronaut.py): it finds this face's points within a fraction of a pixel, so the points
 found in each frame can be checked against the true points moved by the known motion.
 """
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,19 +19,15 @@ from kfkd_kit.photo.tracking import Tracker, iou
 import kfkd_kit.photo.video  # noqa: F401  (first: it sets FFmpeg's log level before any clip)
 from kfkd_kit.utils.modelfile import save_model
 
-ASTRONAUT = Path(__file__).resolve().parents[1] / "fixtures" / "astronaut.jpg"
-# placed by hand on the 512x512 photo (Kaggle's coordinates and order), as in test_predict.py
-KEYPOINTS = np.array([
-    246.0, 104.0, 204.8, 102.3, 237.3, 104.0, 254.8, 104.0, 213.5, 103.0, 194.8, 102.3,
-    234.8, 93.0, 259.8, 94.8, 212.3, 93.0, 189.8, 93.5, 224.8, 126.0, 246.0, 143.5,
-    204.8, 142.3, 224.8, 141.5, 224.8, 155.5])
-HEAD = (100, 0, 356, 256)
+import astronaut   # tests/photo, on sys.path
+
 FRAMES, FPS, SIZE = 16, 25.0, (256, 224)
 
 
 def head():
-    image = np.asarray(Image.open(ASTRONAUT).convert("RGB").crop(HEAD))
-    return image, framing.points(KEYPOINTS - np.tile([HEAD[0], HEAD[1]], 15))
+    """(RGB uint8 256x256, keypoints in it as (15, 2) points)."""
+    image, keypoints = astronaut.head()
+    return image, framing.points(keypoints)
 
 
 def motion(frame, start=(10.0, 5.0), step=(2.0, 0.7), scale=(0.7, 0.01)):
@@ -88,31 +82,9 @@ def count_frames(path):
 
 @pytest.fixture(scope="module")
 def ridge(tmp_path_factory):
-    """A ridge regression on crops of the astronaut's face, saved with its JSON and layout."""
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import Pipeline
-
-    from kfkd_kit.net.pipeline import PixelScaler
-    image, points = head()
-    grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    align = framing.fit_similarity(points[[0, 1, 14]], [[66, 37.5], [30, 37.5], [48.5, 80]])
-    rng = np.random.default_rng(0)
-    X, y = [], []
-    for _ in range(400):
-        angle = np.deg2rad(rng.uniform(-12, 12))
-        s = rng.uniform(0.88, 1.12)
-        A = s * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-        about = np.array([48.5, 48.5])
-        move = np.concatenate([A, (about - A @ about + rng.uniform(-5, 5, 2))[:, None]], axis=1)
-        T = framing.compose(move, align)
-        X.append(framing.warp_to_crop(grey, T).reshape(-1))
-        y.append(framing.apply(T, points).reshape(-1))
-    X, y = np.array(X), np.array(y)
-    model = Pipeline([("pixels", PixelScaler()), ("net", Ridge(alpha=3.0))]).fit(X, y)
-    framing.attach_layout(model, y)
-    path = tmp_path_factory.mktemp("model") / "ridge.joblib"
-    save_model(model, path, {"net": "ridge on the astronaut"})
-    return path
+    """The ridge regression on crops of the astronaut's face (astronaut.py), saved with its
+    JSON and layout."""
+    return astronaut.save_ridge_model(tmp_path_factory.mktemp("model") / "ridge.joblib")
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +288,7 @@ def test_an_onnx_model_predicts_a_video_without_torch(clip, tmp_path):
     save_model(model, tmp_path / "tiny.joblib", {"net": "net1"})
     onnx_path = export_onnx(tmp_path / "tiny.joblib", say=lambda *a: None)
     out = tmp_path / "k.csv"
-    root = Path(__file__).resolve().parents[2]
+    root = astronaut.ROOT
     script = ("import sys; from kfkd_kit.cli import main; "
               f"code = main(['predict', '--model', {str(onnx_path)!r}, '--smooth', '--out', "
               f"{str(out)!r}, {str(clip)!r}]); "
