@@ -17,12 +17,11 @@ import numpy as np
 
 from kfkd_kit import configs
 from kfkd_kit.data import make_faces
-from kfkd_kit.keypoints import FEATURE_NAMES
+from kfkd_kit.keypoints import COMMON_KEYPOINTS, columns_of
 from kfkd_kit.meta.labellers import LabellerBias
 from kfkd_kit.meta.tta import flip_tta
 
-COMMON = ["left_eye_center", "right_eye_center", "nose_tip", "mouth_center_bottom_lip"]
-COLUMNS = [FEATURE_NAMES.index(f"{k}_{a}") for k in COMMON for a in "xy"]
+COLUMNS = columns_of(COMMON_KEYPOINTS)
 OFFSET = np.array([3.0, -2.5] * 4, np.float32)
 
 

@@ -11,6 +11,8 @@ from kfkd_kit.data import load_training, write_kaggle_dataset
 from kfkd_kit.data.synthetic import make_faces
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, KEYPOINTS, columns_of
 
+from recall import assert_found   # tests/, on sys.path
+
 
 def _plant(n=400, n_test=100, seed=0, offset=None):
     X, y = make_faces(n + n_test, seed)
@@ -75,12 +77,6 @@ def _pairs(groups):
     return found
 
 
-def _assert_found(found, truth, what):
-    hits = len(set(found) & set(truth))
-    assert hits >= 0.95 * len(truth), f"{what}: recall {hits}/{len(truth)}"
-    assert hits >= 0.9 * len(found), f"{what}: precision {hits}/{len(found)}: {set(found) - set(truth)}"
-
-
 @pytest.fixture(scope="module")
 def planted():
     X, Xt, y, truth = _plant()
@@ -89,32 +85,32 @@ def planted():
 
 def test_exact_duplicates_across_training_and_test(planted):
     X, Xt, y, truth, result = planted
-    _assert_found(_pairs(result.exact), truth["exact"], "exact duplicates")
+    assert_found(_pairs(result.exact), truth["exact"], "exact duplicates")
     copied = {g.rows[0] for g in result.exact if len(g.rows) == 2 and not g.disagree}
     assert len(copied) == 5                      # the copies that kept their labels agree
 
 
 def test_near_duplicates(planted):
     X, Xt, y, truth, result = planted
-    _assert_found(_pairs(result.near), truth["near"], "near duplicates")
+    assert_found(_pairs(result.near), truth["near"], "near duplicates")
 
 
 def test_swapped_pairs(planted):
     X, Xt, y, truth, result = planted
-    _assert_found({(s["row"], s["keypoints"][0]) for s in result.swapped}, truth["swapped"],
+    assert_found({(s["row"], s["keypoints"][0]) for s in result.swapped}, truth["swapped"],
                   "swapped pairs")
 
 
 def test_displaced_keypoints(planted):
     X, Xt, y, truth, result = planted
-    _assert_found({(o["row"], o["keypoint"]) for o in result.outliers}, truth["outliers"],
+    assert_found({(o["row"], o["keypoint"]) for o in result.outliers}, truth["outliers"],
                   "displaced keypoints")
 
 
 def test_blank_images(planted):
     X, Xt, y, truth, result = planted
-    _assert_found({b["row"] for b in result.blank}, truth["blank"], "blank training images")
-    _assert_found({b["row"] for b in result.blank_test}, truth["blank_test"], "blank test images")
+    assert_found({b["row"] for b in result.blank}, truth["blank"], "blank training images")
+    assert_found({b["row"] for b in result.blank_test}, truth["blank_test"], "blank test images")
 
 
 def test_clean_faces_raise_nothing():

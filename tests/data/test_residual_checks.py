@@ -10,6 +10,8 @@ from kfkd_kit.data import audit as A, residual_checks as R
 from kfkd_kit.data.synthetic import make_faces
 from kfkd_kit.keypoints import COMMON_KEYPOINTS, KEYPOINTS, columns_of
 
+from recall import assert_found   # tests/, on sys.path
+
 PAIRS = R._PAIRS
 
 
@@ -40,12 +42,6 @@ def _plant(n=600, seed=0, noise=1.0):
     return X, y, predictions, truth
 
 
-def _assert_found(found, truth, what):
-    hits = len(set(found) & set(truth))
-    assert hits >= 0.95 * len(truth), f"{what}: recall {hits}/{len(truth)}"
-    assert hits >= 0.9 * len(found), f"{what}: precision {hits}/{len(found)}: {set(found) - set(truth)}"
-
-
 @pytest.fixture(scope="module")
 def planted():
     X, y, predictions, truth = _plant()
@@ -54,13 +50,13 @@ def planted():
 
 def test_swapped_pairs_are_found(planted):
     X, y, predictions, truth, found = planted
-    _assert_found({(s["row"], s["keypoints"][0]) for s in found.swapped}, truth["swapped"],
+    assert_found({(s["row"], s["keypoints"][0]) for s in found.swapped}, truth["swapped"],
                   "swapped pairs")
 
 
 def test_displaced_keypoints_are_found(planted):
     X, y, predictions, truth, found = planted
-    _assert_found({(o["row"], o["keypoint"]) for o in found.outliers}, truth["outliers"],
+    assert_found({(o["row"], o["keypoint"]) for o in found.outliers}, truth["outliers"],
                   "displaced keypoints")
     # worst first, and each keypoint's spread is the prediction's noise, not the errors'
     z = [o["z"] for o in found.outliers]
@@ -74,7 +70,7 @@ def test_a_biased_net_does_not_flag_every_row():
     X, y, predictions, truth = _plant(seed=2)
     predictions[:, 20] += 3.0
     found = R.oof_checks(y, predictions)
-    _assert_found({(o["row"], o["keypoint"]) for o in found.outliers}, truth["outliers"],
+    assert_found({(o["row"], o["keypoint"]) for o in found.outliers}, truth["outliers"],
                   "displaced keypoints under a biased net")
 
 

@@ -5,12 +5,11 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from kfkd_kit import configs
 from kfkd_kit.data import make_faces
-from kfkd_kit.keypoints import FEATURE_NAMES, KEYPOINTS
+from kfkd_kit.keypoints import COMMON_KEYPOINTS, FEATURE_NAMES, KEYPOINTS, columns_of
 from kfkd_kit.meta.labellers import LabellerBias, group_of_keypoints
 from kfkd_kit.meta.tta import flip_tta
 
-COMMON = ["left_eye_center", "right_eye_center", "nose_tip", "mouth_center_bottom_lip"]
-COMMON_COLUMNS = [FEATURE_NAMES.index(f"{k}_{a}") for k in COMMON for a in "xy"]
+COMMON_COLUMNS = columns_of(COMMON_KEYPOINTS)
 OFFSET = np.array([3.0, -2.5] * 4, np.float32)    # the 4-point effort's habit, x and y
 
 
@@ -112,9 +111,9 @@ def test_flip_tta_goes_inside_so_the_offset_is_added_once():
 
 
 def test_group_of_keypoints_matches_exactly_else_the_fullest():
-    groups = {"15-point": list(KEYPOINTS), "4-point": COMMON}
-    assert group_of_keypoints(groups, reversed(COMMON)) == "4-point"
-    assert group_of_keypoints(groups, COMMON[:2]) == "15-point"
+    groups = {"15-point": list(KEYPOINTS), "4-point": list(COMMON_KEYPOINTS)}
+    assert group_of_keypoints(groups, reversed(COMMON_KEYPOINTS)) == "4-point"
+    assert group_of_keypoints(groups, COMMON_KEYPOINTS[:2]) == "15-point"
 
 
 def test_needs_an_estimator():
@@ -127,7 +126,7 @@ def test_each_test_image_gets_the_group_of_the_keypoints_the_lookup_asks_of_it()
     from kfkd_kit.meta.labellers import lookup_groups
     X, y, _ = planted(90, seed=4)
     model = LabellerBias(ColumnMean()).fit(X, y)
-    four = [f"{k}_{a}" for k in COMMON for a in "xy"]
+    four = [FEATURE_NAMES[c] for c in COMMON_COLUMNS]
     lookup = pd.DataFrame({"RowId": range(1, 39), "ImageId": [7] * 8 + [9] * 30,
                            "FeatureName": four + list(FEATURE_NAMES)})
     assert lookup_groups(model, [9, 7, 8], lookup) == ["15-point", "4-point", "15-point"]
