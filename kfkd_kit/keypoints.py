@@ -217,19 +217,28 @@ def shift_grid(shift) -> list[tuple[int, int]]:
     return [(dx, dy) for dy in steps for dx in steps]
 
 
-def flip_shift_views(predict, X, axis, shift=0) -> np.ndarray:
-    """(views, n, 30): for each (dx, dy) of ``shift_grid(shift)``, the mean of ``predict`` on
-    the shifted images and, mirrored back about ``axis``, on their mirrors, moved back by
-    (dx, dy). ``predict`` maps images shaped like ``X`` to (n, 30) float64 pixels; both flip
-    TTA paths (``tta.FlipTTA``, and ``onnxmodel`` without torch) average these views."""
-    views = []
+def flip_shift_pairs(predict, X, axis, shift=0):
+    """For each (dx, dy) of ``shift_grid(shift)``: ((dx, dy), ``predict`` on the shifted
+    images, ``predict`` on their mirrors mirrored back about ``axis``), not yet moved back.
+    ``predict`` maps images shaped like ``X`` to (n, 30) float64 pixels."""
     for dx, dy in shift_grid(shift):
         moved = shift_images(X, dx, dy) if dx or dy else X
-        view = (predict(moved) + mirror_targets(predict(mirror_images(moved)), axis=axis)) / 2
-        view[:, 0::2] -= dx
-        view[:, 1::2] -= dy
-        views.append(view)
-    return np.stack(views)
+        yield (dx, dy), predict(moved), mirror_targets(predict(mirror_images(moved)), axis=axis)
+
+
+def moved_back(view, dx, dy) -> np.ndarray:
+    """Keypoints predicted on images moved by (dx, dy), in place moved back."""
+    view[:, 0::2] -= dx
+    view[:, 1::2] -= dy
+    return view
+
+
+def flip_shift_views(predict, X, axis, shift=0) -> np.ndarray:
+    """(views, n, 30): for each of ``flip_shift_pairs``, the mean of the prediction and the
+    mirrored one, moved back by (dx, dy). Both flip TTA paths (``tta.FlipTTA``, and
+    ``onnxmodel`` without torch) average these views."""
+    return np.stack([moved_back((plain + mirrored) / 2, dx, dy)
+                     for (dx, dy), plain, mirrored in flip_shift_pairs(predict, X, axis, shift)])
 
 
 def keypoint_xy_positions(columns=None) -> tuple[list[int], list[int]]:

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ..keypoints import mirror_images, mirror_targets, shift_grid, shift_images
+from ..keypoints import flip_shift_pairs, moved_back
 from ..net.metrics import PixelRMSEScore, check_images, check_images_and_targets
 
 __all__ = ["PseudoLabels", "agreeing_labels", "views"]
@@ -26,21 +26,13 @@ __all__ = ["PseudoLabels", "agreeing_labels", "views"]
 def views(model, X, shift=2) -> np.ndarray:
     """(18, n, 30) pixels: ``model``'s prediction for each image and its mirror (mirrored
     back about the model's axis), on each of the 3x3 grid of shifts (moved back); 2 views
-    for shift 0."""
+    for shift 0. Flip TTA averages each pair; here they stay apart, to be compared."""
     from ..net.estimator import flip_axis_of   # torch only when a model predicts
-    axis = flip_axis_of(model)
-    X = np.asarray(X)
-    out = []
-    for dx, dy in shift_grid(shift):
-        moved = shift_images(X, dx, dy) if dx or dy else X
-        plain = np.asarray(model.predict(moved), dtype=np.float64)
-        mirrored = mirror_targets(np.asarray(model.predict(mirror_images(moved)),
-                                             dtype=np.float64), axis=axis)
-        for view in (plain, mirrored):
-            view[:, 0::2] -= dx
-            view[:, 1::2] -= dy
-            out.append(view)
-    return np.stack(out)
+    predict = lambda images: np.asarray(model.predict(images), dtype=np.float64)  # noqa: E731
+    return np.stack([moved_back(view, dx, dy)
+                     for (dx, dy), *pair in flip_shift_pairs(predict, np.asarray(X),
+                                                             flip_axis_of(model), shift)
+                     for view in pair])
 
 
 def agreeing_labels(stack, agree_px) -> np.ndarray:
