@@ -165,10 +165,7 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
             summary.no_face += not faces
             for number, face in enumerate(faces):
                 transform = find.first_crop(face, layout)
-                corner = framing.from_work(face.box[:2], origin)
-                row = {"image": photo.path, "face": number,
-                       **dict(zip(BOX_COLUMNS, np.round([*corner, *face.box[2:]], 2))),
-                       "score": round(float(face.score), 4)}
+                row = {"image": photo.path, "face": number, **face_fields(face, origin)}
                 rows.append(row)
                 pending.append(_Pending(row, framing.FacePatch(photo.grey, transform), transform))
             summary.faces += len(faces)
@@ -179,6 +176,14 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
     if pending:
         _align(pending, keypoints, layout, passes, record_passes, origin)
     return rows, summary
+
+
+def face_fields(face, origin) -> dict:
+    """A detected face's columns of a row: its box (x, y, w, h; the corner in pixel origin
+    ``origin``, the backend's) and its detector score."""
+    corner = framing.from_work(face.box[:2], origin)
+    return {**dict(zip(BOX_COLUMNS, np.round([*corner, *face.box[2:]], 2))),
+            "score": round(float(face.score), 4)}
 
 
 def _align(pending, keypoints, layout, passes, record_passes, origin=LEGACY_PIXEL_ORIGIN):
@@ -214,10 +219,6 @@ class Aligner:
         self.origin = float(getattr(keypoints, "pixel_origin", LEGACY_PIXEL_ORIGIN))
         self.layout = framing.to_work(keypoints.layout, self.origin)   # for first crops
         self.pending = []
-
-    def box(self, face):
-        """A face's box (x, y, w, h) in the backend's pixel origin, as rows give it."""
-        return np.round([*framing.from_work(face.box[:2], self.origin), *face.box[2:]], 2)
 
     def add(self, row, grey, transform) -> list:
         self.pending.append(_Pending(row, framing.FacePatch(grey, transform), transform))

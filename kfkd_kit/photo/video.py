@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..keypoints import FEATURE_NAMES, LEGACY_PIXEL_ORIGIN
-from .align import BOX_COLUMNS, MIN_SCORE, MIN_SIZE, PASSES, Aligner, left_out
+from .align import BOX_COLUMNS, MIN_SCORE, MIN_SIZE, PASSES, Aligner, face_fields, left_out
 
 __all__ = ["VIDEO_SUFFIXES", "VIDEO_COLUMNS", "VideoError", "VideoSummary", "is_video",
            "split_inputs", "open_video", "check_video", "predict_videos", "annotated_paths",
@@ -174,8 +174,7 @@ def predict_videos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
                     for track, face in sorted(zip(ids, faces), key=lambda pair: pair[0]):
                         row = {"image": str(path), "frame": index,
                                "time": round(index / fps, 6) if fps else float("nan"),
-                               "face": track, **dict(zip(BOX_COLUMNS, aligner.box(face))),
-                               "score": round(float(face.score), 4)}
+                               "face": track, **face_fields(face, aligner.origin)}
                         rows.append(row)
                         aligner.add(row, photo.grey, find.first_crop(face, aligner.layout))
                     summary.faces += len(faces)
