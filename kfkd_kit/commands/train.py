@@ -94,17 +94,18 @@ def run(args):
                         models=args.models, heads=heads, jobs=args.jobs,
                         valid_fraction=args.valid_fraction)
     print(plan.why)
-    if plan.models == 1:     # one net: a plain pipeline with the whole budget (or its share)
+    # with pseudo-labels the budget is for both fits, shared out by meta/pseudo.py
+    budget = None if args.pseudo_labels else args.budget
+    if plan.models == 1:     # one net: a plain pipeline with the whole budget
         estimator = _options.estimator(args, valid_fraction=plan.valid_fraction,
-                                       head=plan.heads[0] if plan.heads else None,
-                                       **({"budget": None} if args.pseudo_labels else {}))
+                                       head=plan.heads[0] if plan.heads else None, budget=budget)
     else:                    # the ensemble shares the budget out among its nets
         estimator = SeedEnsemble(
             _options.estimator(args, valid_fraction=plan.valid_fraction, budget=None),
             seeds=plan.models, n_jobs=plan.jobs, heads=list(plan.heads) if plan.heads else None,
-            budget=args.budget)
+            budget=budget)
     estimator = with_options(estimator, args.data, args.pseudo_labels, args.labeller_bias,
-                             budget=None if args.pseudo_labels else args.budget)
+                             budget=args.budget)
     metadata = train(estimator, data_dir=args.data, model_path=args.model,
                      name=args.net, description=configs.get_config(args.net).description,
                      params_file=args.params, recipe=plan.record())

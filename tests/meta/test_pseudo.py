@@ -104,3 +104,18 @@ def test_train_refuses_any_other_weight(text):
     from kfkd_kit.commands._options import weight_fraction
     with pytest.raises(argparse.ArgumentTypeError, match="1/k"):
         weight_fraction(text)
+
+
+@pytest.mark.slow
+def test_train_shares_its_budget_between_the_two_fits(tmp_path):
+    from kfkd_kit.cli import main
+    from kfkd_kit.data import write_kaggle_dataset
+    from kfkd_kit.utils.modelfile import load_model
+    write_kaggle_dataset(tmp_path / "data", n_train=48, n_test=8, seed=0)
+    model_path = tmp_path / "m.joblib"
+    assert main(["train", "--net", "net1", "--data", str(tmp_path / "data"), "--budget", "4",
+                 "--pseudo-labels", "1", "--quiet", "--model", str(model_path)]) == 0
+    model = load_model(model_path)
+    assert isinstance(model, PseudoLabels) and model.budget == 4.0
+    assert model.first_.named_steps["net"].budget == pytest.approx(1.6)
+    assert model.estimator_.named_steps["net"].budget == pytest.approx(2.4)
