@@ -70,40 +70,41 @@ class SavedModel:
         return np.asarray(self.model.predict(crops.reshape(len(crops), -1)), dtype=np.float64)
 
 
-def _plural(n, word) -> str:
+def plural(n, word) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def left_out(summary) -> str:
-    """The faces a summary (photos' or videos') left out, as its line ends."""
-    text = ""
-    if summary.too_small:
-        text += f" ({_plural(summary.too_small, 'face')} under {summary.min_size:g} px skipped)"
-    if summary.low_score:
-        text += (f" ({_plural(summary.low_score, 'face')} scored under "
-                 f"{summary.min_score:g} dropped)")
-    return text
+@dataclass
+class FaceCounts:
+    """What photo and video summaries both count: faces found, and those left out."""
+    faces: int = 0
+    no_face: int = 0
+    too_small: int = 0
+    low_score: int = 0
+    min_size: float = MIN_SIZE
+    min_score: float = MIN_SCORE
+
+    def left_out(self) -> str:
+        """The faces left out, as a summary's line ends."""
+        text = ""
+        if self.too_small:
+            text += f" ({plural(self.too_small, 'face')} under {self.min_size:g} px skipped)"
+        if self.low_score:
+            text += (f" ({plural(self.low_score, 'face')} scored under "
+                     f"{self.min_score:g} dropped)")
+        return text
 
 
 @dataclass
-class Summary:
+class Summary(FaceCounts):
     files: int = 0
     photos: int = 0
-    faces: int = 0
-    no_face: int = 0
     unreadable: int = 0
-    too_small: int = 0
-    min_size: float = MIN_SIZE
-    low_score: int = 0
-    min_score: float = MIN_SCORE
 
     def line(self) -> str:
-        plural = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")  # noqa: E731
-        text = (f"{plural(self.photos, 'photo')} read, {plural(self.faces, 'face')} found, "
+        return (f"{plural(self.photos, 'photo')} read, {plural(self.faces, 'face')} found, "
                 f"{plural(self.no_face, 'photo')} with no face, "
-                f"{plural(self.unreadable, 'file')} could not be read")
-        text += left_out(self)
-        return text
+                f"{plural(self.unreadable, 'file')} could not be read" + self.left_out())
 
 
 @dataclass

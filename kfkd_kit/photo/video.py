@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..keypoints import FEATURE_NAMES, LEGACY_PIXEL_ORIGIN
-from .align import BOX_COLUMNS, MIN_SCORE, MIN_SIZE, PASSES, Aligner, face_fields, left_out
+from .align import BOX_COLUMNS, MIN_SCORE, MIN_SIZE, PASSES, Aligner, FaceCounts, face_fields, plural
 
 __all__ = ["VIDEO_SUFFIXES", "VIDEO_COLUMNS", "VideoError", "VideoSummary", "is_video",
            "split_inputs", "open_video", "check_video", "predict_videos", "annotated_paths",
@@ -113,23 +113,15 @@ def frame_photo(bgr, name):
 
 
 @dataclass
-class VideoSummary:
+class VideoSummary(FaceCounts):
     videos: int = 0
     frames: int = 0
-    faces: int = 0
     tracks: int = 0
-    no_face: int = 0
-    too_small: int = 0
-    low_score: int = 0
-    min_size: float = MIN_SIZE
-    min_score: float = MIN_SCORE
 
     def line(self) -> str:
-        plural = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")  # noqa: E731
-        text = (f"{plural(self.videos, 'video')} read, {plural(self.frames, 'frame')}, "
+        return (f"{plural(self.videos, 'video')} read, {plural(self.frames, 'frame')}, "
                 f"{plural(self.faces, 'face')} found in {plural(self.tracks, 'track')}, "
-                f"{plural(self.no_face, 'frame')} with no face")
-        return text + left_out(self)
+                f"{plural(self.no_face, 'frame')} with no face" + self.left_out())
 
 
 def predict_videos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN_SIZE,
