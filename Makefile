@@ -79,15 +79,17 @@ FOLDS ?=
 KEEP_MODELS ?=
 ## stack's cv runs, comma-separated, e.g. cv/net8-20260101T000000Z,cv/net7-20260101T010000Z (same FOLDS and SEED, each with KEEP_MODELS=1)
 RUNS ?=
+## stack's members: folds (each run's kept fold models) or refit (each run's net trained again on every row)
+MEMBERS ?=
 ## grid's learning rates, comma-separated
 LRS ?=
 ## grid's momenta, comma-separated
 MOMENTA ?=
 ## 1: refit grid's best on all rows and save it (MODEL=, default models/NET-grid.joblib)
 REFIT ?=
-## a Dask scheduler for cv and grid, e.g. tcp://host:8786
+## a Dask scheduler for cv, grid and stack's refit, e.g. tcp://host:8786
 SCHEDULER ?=
-## start a local Dask cluster of N workers for cv and grid
+## start a local Dask cluster of N workers for cv, grid and stack's refit
 DASK_WORKERS ?=
 ## zoo's nets, comma-separated (default: net1..net8,specialists)
 NETS ?=
@@ -203,7 +205,7 @@ cv: setup ## k-fold cross-validation of NET: RMSE per fold, out-of-fold predicti
 	$(call kfkd,cv,DATA NET MODEL OUT $(SETTINGS) FOLDS $(DASK),KEEP_MODELS)
 
 stack: setup ## stack cv RUNS: a meta-model on their out-of-fold predictions, nested-CV scored, saved as MODEL
-	$(call kfkd,stack,DATA RUNS MODEL)
+	$(call kfkd,stack,DATA RUNS MODEL MEMBERS $(DASK))
 
 grid: setup ## GridSearchCV of NET over LRS x MOMENTA
 	$(call kfkd,grid,DATA NET MODEL OUT $(SETTINGS) FOLDS LRS MOMENTA $(DASK),REFIT)

@@ -3,7 +3,8 @@
 Reads each run's ``cv/oof-<run>.*`` files (search/oof.py), checks that the runs share
 their data and folds, prints the nested-CV RMSE of each meta-model against each member's
 out-of-fold RMSE, and saves the best as one estimator (meta/stack.py ``StackedKeypoints``:
-each run's kept fold models and the meta-model) with its JSON record; submit, report and
+the members, each run's kept fold models or with ``--members refit`` each run's estimator
+trained again on every row, and the meta-model) with its JSON record; submit, report and
 predict take it like any model. The work is search/stacking.py's.
 """
 from __future__ import annotations
@@ -25,6 +26,16 @@ def add_parser(sub):
                         "the same FOLDS and SEED (default: none, they are required)")
     _options.add_model(p, "where the stacked model goes (.joblib or .skops)",
                        default=DEFAULT_MODEL)
+    p.add_argument("--members", choices=("folds", "refit"), default="folds",
+                   help="folds: each run's kept fold models, the models the meta-model "
+                        "learnt from; refit: each run's net trained once more on every row "
+                        "(about 1/(FOLDS-1) of its cv run's training again) (default: "
+                        "folds)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="refit the members on this Dask scheduler (default: none)")
+    p.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                   help="refit the members on a local Dask cluster of N workers "
+                        "(default: none, one after another here)")
     p.set_defaults(func=run)
 
 
@@ -36,44 +47,54 @@ def run_list(text):
 
 
 def run(args):
-    run_stack(args.runs, data_dir=args.data, model_path=args.model)
+    run_stack(args.runs, data_dir=args.data, model_path=args.model, members=args.members,
+              scheduler=args.scheduler, dask_workers=args.dask_workers)
 
 
-def run_stack(runs, data_dir="data", model_path=DEFAULT_MODEL, say=print) -> dict:
+def run_stack(runs, data_dir="data", model_path=DEFAULT_MODEL, members="folds",
+              scheduler=None, dask_workers=None, say=print) -> dict:
     """``kfkd stack``: read and check the runs and their fold models, score the stacks,
-    save the best. Returns the summary (the scores, the model's path)."""
+    save the best over ``members`` ("folds" or "refit", search/stacking.py). Returns the
+    summary (the scores, the model's path)."""
     from .. import data
     from ..data.splits import image_groups
     from ..search.oof import read_run
-    from ..search.stacking import check_runs, load_members, score_stacks, stack_model
+    from ..search.stacking import (MEMBERS, check_runs, load_members, refit_members,
+                                   score_stacks, stack_model)
     from ..utils.modelfile import model_record, save_model
     from ..utils.provenance import library_versions
     from ..meta.stack import METHODS
 
     model_path = Path(model_path)
+    if members not in MEMBERS:
+        raise ValueError(f"members {members!r}: expected one of {', '.join(MEMBERS)}")
     if model_path.suffix == ".json":
         raise ValueError(f"{model_path}: a model file is .joblib or .skops; its JSON record "
                          "is written beside it")
     oof_runs = [read_run(name) for name in runs]
     training = data.load_training(data.resolve_data_dir(data_dir, say))
     check_runs(oof_runs, training)
-    members = load_members(oof_runs)          # before the scoring: a missing one fails fast
+    fitted = load_members(oof_runs)           # before the scoring: a missing one fails fast
     say(f"stacking {len(oof_runs)} runs on {len(training.X)} rows of {training.source} over "
         f"their {int(oof_runs[0].record['folds'])} shared folds")
     scores = score_stacks(oof_runs, training.y, groups=image_groups(training.X), say=say)
     say(scores.table())
-    model = stack_model(oof_runs, scores, members)
+    if members == "refit":
+        fitted = refit_members(fitted, training.X, training.y, scheduler, dask_workers, say)
+    model = stack_model(oof_runs, scores, fitted)
     record = model_record(
         "stack", "stack", scores.rmse_px, "cv", metrics={"methods": list(METHODS)},
         **scores.record(), folds=int(oof_runs[0].record["folds"]),
-        seed=oof_runs[0].record.get("seed"),
+        seed=oof_runs[0].record.get("seed"), members_are=members,
         members=[{"run": run.name, "net": run.record.get("net"), "model": run.model["path"],
                   "params": run.record.get("params")} for run in oof_runs],
         data={"source": str(training.source), "fingerprint": training.fingerprint,
               "rows": len(training.X)},
         versions=library_versions())
     path, json_path = save_model(model, model_path, record)
-    say(f"stack ({scores.best}, nested-CV RMSE {scores.rmse_px:.4f} px) saved to {path}; "
+    over = "the refitted members" if members == "refit" else "the fold models"
+    say(f"stack ({scores.best} over {over}, nested-CV RMSE {scores.rmse_px:.4f} px of the "
+        f"fold models) saved to {path}; "
         f"record: {json_path}")
     return {"model": str(path), "json": str(json_path), "method": scores.best,
-            "rmse_px": scores.rmse_px, "scores": scores.record()}
+            "members": members, "rmse_px": scores.rmse_px, "scores": scores.record()}

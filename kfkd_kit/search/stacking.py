@@ -7,11 +7,14 @@ nested cross-validation over those same folds (fitted on the other folds' out-of
 scored on the fold's), beside each run's own out-of-fold RMSE; the best is refitted on every
 out-of-fold row. Every RMSE here is over all labelled values of all rows (the folds pooled).
 
-The members are the fold models each run kept (`kfkd cv --keep-models`), as one
-FoldEnsemble each: the models whose out-of-fold predictions the meta-model learnt from, so
-no member is trained again (refitting every member on all rows would cost as much training
-again as the cv runs, and would feed the meta-model predictions of other models than those
-it was fitted on).
+The members are, by ``MEMBERS``:
+
+- ``folds`` (the default): the fold models each run kept (`kfkd cv --keep-models`), as one
+  FoldEnsemble each: the very models whose out-of-fold predictions the meta-model learnt
+  from, so no member is trained again;
+- ``refit``: each run's estimator trained once more on every row (``refit_members``, on
+  Dask workers when asked), which costs about 1/(k-1) of the cv runs' training again and
+  feeds the meta-model predictions of other models than those it was fitted on.
 """
 from __future__ import annotations
 
@@ -23,7 +26,10 @@ from ..meta.stack import METHODS, StackedKeypoints, fit_meta, nested_cv_predicti
 from ..net.metrics import masked_rmse_px
 from .oof import OOFRun
 
-__all__ = ["StackScores", "check_runs", "score_stacks", "stack_model", "load_members"]
+__all__ = ["MEMBERS", "StackScores", "check_runs", "score_stacks", "stack_model",
+           "load_members", "refit_members"]
+
+MEMBERS = ("folds", "refit")
 
 
 @dataclass
@@ -135,3 +141,28 @@ def stack_model(runs: list[OOFRun], scores: StackScores, members: list) -> Stack
     """The stacked model: the members and the best meta-model, one estimator."""
     return StackedKeypoints.from_fitted(members, scores.coef, scores.intercept, scores.best,
                                         labels=[run.name for run in runs])
+
+
+def _fit(estimator, X, y):
+    return estimator.fit(X, y)
+
+
+def refit_members(members: list, X, y, scheduler=None, dask_workers=None, say=print) -> list:
+    """Each member's template (the unfitted estimator its cv run cross-validated, with its
+    settings, seed and budget per fit) trained on every row of ``X``, ``y``: the members
+    at once on Dask workers with ``scheduler`` / ``dask_workers``, else one after another."""
+    from joblib import Parallel, delayed
+    from sklearn.base import clone
+    from .selection import _parallel
+    templates = []
+    for member in members:
+        template = getattr(member, "estimator", None)
+        if template is None:
+            raise ValueError(f"{type(member).__name__}: has no template to refit (a fold "
+                             "ensemble of make cv KEEP_MODELS=1 has one)")
+        templates.append(clone(template))
+    say(f"refitting {len(templates)} member{'s' if len(templates) != 1 else ''} on all "
+        f"{len(X)} rows")
+    context, n_jobs = _parallel(scheduler, dask_workers, say)
+    with context:
+        return Parallel(n_jobs=n_jobs)(delayed(_fit)(t, X, y) for t in templates)

@@ -64,6 +64,35 @@ def test_stack_saves_one_model_that_submit_takes(runs, capsys):
         record["nested_cv_rmse_px"]
 
 
+def test_stack_refit_trains_each_runs_net_again_on_every_row(runs, capsys):
+    from sklearn.base import clone
+    from kfkd_kit.data import load_training
+    from kfkd_kit.meta.ensemble import FoldEnsemble
+    from kfkd_kit.utils.modelfile import load_model
+    root, names = runs
+    folds, refit = root / "models" / "folds.joblib", root / "models" / "refit.joblib"
+    for path, members in ((folds, "folds"), (refit, "refit")):
+        assert main(["stack", "--data", str(root / "data"), "--runs",
+                     ",".join(map(str, names)), "--model", str(path),
+                     "--members", members]) == 0
+    assert "refitting 2 members on all 40 rows" in capsys.readouterr().out
+    by_folds, by_refit = load_model(folds), load_model(refit)
+    assert all(isinstance(m, FoldEnsemble) for m in by_folds.estimators_)
+    assert not any(isinstance(m, FoldEnsemble) for m in by_refit.estimators_)
+    # each refitted member is its run's template (its own lr) trained on every row
+    assert [m.named_steps["net"].lr for m in by_refit.estimators_] == [0.01, 0.03]
+    training = load_training(root / "data")
+    again = clone(by_folds.estimators_[1].estimator).fit(training.X, training.y)
+    np.testing.assert_array_equal(again.predict(training.X),
+                                  by_refit.estimators_[1].predict(training.X))
+    # one meta-model (it learnt from the fold models' out-of-fold predictions) for both
+    np.testing.assert_array_equal(by_folds.coef_, by_refit.coef_)
+    assert json.loads(refit.with_suffix(".json").read_text())["members_are"] == "refit"
+    assert main(["submit", "--data", str(root / "data"), "--model", str(refit),
+                 "--out", str(root / "refit-subs.csv")]) == 0
+    assert np.isfinite(pd.read_csv(root / "refit-subs.csv")["Location"]).all()
+
+
 def test_runs_with_other_folds_are_refused_in_one_line(runs, capsys):
     root, names = runs
     cv_run(root, "c", "--seed", "1")

@@ -12,7 +12,7 @@ from kfkd_kit import configs
 from kfkd_kit.commands import cv
 from kfkd_kit.search import selection
 from kfkd_kit.search.oof import find_run, folds_sha256, read_run
-from kfkd_kit.search.stacking import check_runs, load_members, score_stacks
+from kfkd_kit.search.stacking import check_runs, load_members, refit_members, score_stacks
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,16 @@ def test_scores_and_the_members_fold_models(result, tmp_path):
     with pytest.raises(ValueError, match="another cv run saved over it"):
         load_members([wrong])
     assert folds_sha256(a.fold_of) == a.record["folds_sha256"]
+
+
+def test_refit_members_trains_each_template_on_every_row(result):
+    out, X, y, _ = result
+    lines = []
+    [refit] = refit_members([out.ensemble], X, y, say=lines.append)
+    assert lines == [f"refitting 1 member on all {len(X)} rows"]
+    assert refit is not out.ensemble.estimator                 # a clone, the template kept
+    again = configs.build("net1", epochs=1, verbose=0, device="cpu", complete_only=False,
+                          valid_fraction=0.0).fit(X, y)
+    np.testing.assert_array_equal(refit.predict(X), again.predict(X))
+    with pytest.raises(ValueError, match="has no template to refit"):
+        refit_members([again.named_steps["net"]], X, y, say=lines.append)
