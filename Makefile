@@ -79,7 +79,7 @@ FOLDS ?=
 KEEP_MODELS ?=
 ## stack's cv runs, comma-separated, e.g. cv/net8-20260101T000000Z,cv/net7-20260101T010000Z (same FOLDS and SEED, each with KEEP_MODELS=1)
 RUNS ?=
-## stack's members: folds (each run's kept fold models) or refit (each run's net trained again on every row)
+## stack's members: refit (each run's net trained again on every row, the default) or folds (each run's kept fold models)
 MEMBERS ?=
 ## grid's learning rates, comma-separated
 LRS ?=

@@ -3,8 +3,8 @@
 Reads each run's ``cv/oof-<run>.*`` files (search/oof.py), checks that the runs share
 their data and folds, prints the nested-CV RMSE of each meta-model against each member's
 out-of-fold RMSE, and saves the best as one estimator (meta/stack.py ``StackedKeypoints``:
-the members, each run's kept fold models or with ``--members refit`` each run's estimator
-trained again on every row, and the meta-model) with its JSON record; submit, report and
+the members, each run's net trained again on every row or with ``--members folds`` each
+run's kept fold models, and the meta-model) with its JSON record; submit, report and
 predict take it like any model. The work is search/stacking.py's.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ def add_parser(sub):
                         "the same FOLDS and SEED (default: none, they are required)")
     _options.add_model(p, "where the stacked model goes (.joblib or .skops)",
                        default=DEFAULT_MODEL)
-    p.add_argument("--members", choices=("folds", "refit"), default="folds",
-                   help="folds: each run's kept fold models, the models the meta-model "
-                        "learnt from; refit: each run's net trained once more on every row "
-                        "(about 1/(FOLDS-1) of its cv run's training again) (default: "
-                        "folds)")
+    p.add_argument("--members", choices=("refit", "folds"), default="refit",
+                   help="refit: each run's net trained once more on every row (about "
+                        "1/(FOLDS-1) of its cv run's training again); folds: each run's kept "
+                        "fold models, the models the meta-model learnt from, nothing trained "
+                        "(default: refit, which measured better; docs/RESULTS.md)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="refit the members on this Dask scheduler (default: none)")
     p.add_argument("--dask-workers", type=int, default=None, metavar="N",
@@ -51,10 +51,10 @@ def run(args):
               scheduler=args.scheduler, dask_workers=args.dask_workers)
 
 
-def run_stack(runs, data_dir="data", model_path=DEFAULT_MODEL, members="folds",
+def run_stack(runs, data_dir="data", model_path=DEFAULT_MODEL, members="refit",
               scheduler=None, dask_workers=None, say=print) -> dict:
     """``kfkd stack``: read and check the runs and their fold models, score the stacks,
-    save the best over ``members`` ("folds" or "refit", search/stacking.py). Returns the
+    save the best over ``members`` ("refit" or "folds", search/stacking.py). Returns the
     summary (the scores, the model's path)."""
     from .. import data
     from ..data.splits import image_groups

@@ -23,8 +23,9 @@ fitted on the other folds' out-of-fold rows only. ``StackedKeypoints`` holds the
 members and the meta-model: ``predict(X)`` is (n, 30) pixels, like any model here, so
 submit, report, predict and flip TTA take it. ``StackedKeypoints.from_fitted`` builds it
 from members already fitted (`kfkd stack`: the fold ensembles `kfkd cv --keep-models`
-saved); ``fit`` does the whole of it itself (members as fold ensembles over the same
-grouped folds, then the meta-model).
+saved, or their nets refitted on every row); ``fit`` does the whole of it itself (members
+as fold ensembles over the same grouped folds, the meta-model, then by default each member
+refitted on every row).
 """
 from __future__ import annotations
 
@@ -164,29 +165,37 @@ class StackedKeypoints(PixelRMSEScore, RegressorMixin, BaseEstimator):
     method : "mean", "nnls" or "elasticnet" (see the module)
     cv : int, the k of the grouped folds ``fit`` draws (``splits.grouped_kfold``)
     random_state : int, their seed
+    members : "refit" (each estimator fitted again on every row after its folds, the
+        default: it measured better, docs/RESULTS.md) or "folds" (each member its fold
+        models, a FoldEnsemble)
 
     Attributes (after ``fit`` or ``from_fitted``)
     ----------
-    estimators_ : the fitted members; ``fit`` makes each a ``FoldEnsemble`` of its k fold
-        models, the models that gave the out-of-fold predictions the meta-model learnt from
+    estimators_ : the fitted members; ``fit`` makes each, by ``members``, the estimator
+        fitted on every row or a ``FoldEnsemble`` of its k fold models (the models whose
+        out-of-fold predictions the meta-model learnt from)
     coef_ : (members * 30, 30), intercept_ : (30,) the meta-model
     member_labels_ : a name for each member (its cv run, for `kfkd stack`)
     n_features_in_ : int
     """
 
-    def __init__(self, estimators=None, method="nnls", cv=5, random_state=0):
+    def __init__(self, estimators=None, method="nnls", cv=5, random_state=0, members="refit"):
         self.estimators = estimators
         self.method = method
         self.cv = cv
         self.random_state = random_state
+        self.members = members
 
     def fit(self, X, y):
         """Each member as a FoldEnsemble over the same grouped folds, their out-of-fold
-        predictions, then the meta-model on those."""
+        predictions, the meta-model on those; then, with ``members="refit"``, each member
+        fitted again on every row."""
         from ..data.splits import grouped_kfold, image_groups
         from .ensemble import FoldEnsemble
         if not self.estimators:
             raise ValueError("StackedKeypoints needs estimators to fit")
+        if self.members not in ("refit", "folds"):
+            raise ValueError(f"members {self.members!r}: expected 'refit' or 'folds'")
         X, y = check_images_and_targets(self, X, y)
         folds = grouped_kfold(X, self.cv, self.random_state)
         members, oof = [], []
@@ -200,8 +209,10 @@ class StackedKeypoints(PixelRMSEScore, RegressorMixin, BaseEstimator):
                 predicted[test] = rows
             members.append(member)
             oof.append(predicted)
-        self.estimators_ = members
         self.coef_, self.intercept_ = fit_meta(np.stack(oof), y, self.method, image_groups(X))
+        if self.members == "refit":
+            members = [clone(template).fit(X, y) for template in self.estimators]
+        self.estimators_ = members
         self.member_labels_ = [f"member {i}" for i in range(1, len(members) + 1)]
         return self
 

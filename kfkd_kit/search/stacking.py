@@ -9,12 +9,16 @@ out-of-fold row. Every RMSE here is over all labelled values of all rows (the fo
 
 The members are, by ``MEMBERS``:
 
-- ``folds`` (the default): the fold models each run kept (`kfkd cv --keep-models`), as one
-  FoldEnsemble each: the very models whose out-of-fold predictions the meta-model learnt
-  from, so no member is trained again;
-- ``refit``: each run's estimator trained once more on every row (``refit_members``, on
-  Dask workers when asked), which costs about 1/(k-1) of the cv runs' training again and
-  feeds the meta-model predictions of other models than those it was fitted on.
+- ``refit`` (the default): each run's estimator trained once more on every row
+  (``refit_members``, on Dask workers when asked), which costs about 1/(k-1) of the cv
+  runs' training again; the meta-model, learnt from the fold models' out-of-fold
+  predictions, is applied to these;
+- ``folds``: the fold models each run kept (`kfkd cv --keep-models`), as one FoldEnsemble
+  each: the very models whose out-of-fold predictions the meta-model learnt from, so no
+  member is trained again.
+
+On faces15's held-out split the refitted members scored better for every meta-model
+(docs/RESULTS.md, "Stacking: refitted members or fold models").
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from .oof import OOFRun
 __all__ = ["MEMBERS", "StackScores", "check_runs", "score_stacks", "stack_model",
            "load_members", "refit_members"]
 
-MEMBERS = ("folds", "refit")
+MEMBERS = ("refit", "folds")
 
 
 @dataclass

@@ -109,8 +109,24 @@ def test_fit_stacks_fold_ensembles_of_real_nets_and_saves_as_skops(tiny_xy, tmp_
     X, y = tiny_xy
     nets = [configs.build("net1", epochs=1, verbose=0, device="cpu", complete_only=False,
                           lr=lr) for lr in (0.01, 0.03)]
-    stack = StackedKeypoints(nets, method="nnls", cv=3).fit(X, y)
+    stack = StackedKeypoints(nets, method="nnls", cv=3, members="folds").fit(X, y)
     assert len(stack.estimators_) == 2 and len(stack.estimators_[0].estimators_) == 3
     assert stack.coef_.shape == (60, 30) and (stack.coef_ >= 0).all()
     path, _ = save_model(stack, tmp_path / "stack.skops", {"net": "stack"})
     assert np.allclose(load_model(path).predict(X[:4]), stack.predict(X[:4]), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fit_refits_each_member_on_every_row_by_default(tiny_xy):
+    from sklearn.base import clone
+    from kfkd_kit import configs
+    X, y = tiny_xy
+    nets = [configs.build("net1", epochs=1, verbose=0, device="cpu", complete_only=False,
+                          lr=lr) for lr in (0.01, 0.03)]
+    folds = StackedKeypoints(nets, method="nnls", cv=3, members="folds").fit(X, y)
+    refit = StackedKeypoints(nets, method="nnls", cv=3).fit(X, y)
+    np.testing.assert_array_equal(refit.coef_, folds.coef_)     # one meta-model
+    np.testing.assert_array_equal(refit.estimators_[1].predict(X),
+                                  clone(nets[1]).fit(X, y).predict(X))
+    with pytest.raises(ValueError, match="expected 'refit' or 'folds'"):
+        StackedKeypoints(nets, members="both").fit(X, y)
