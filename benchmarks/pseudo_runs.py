@@ -5,6 +5,7 @@ each held-out row predicted for its own group: that needs no second fit.
 
     python -m benchmarks.pseudo_runs --data ../shared/data/faces15 \\
         --out benchmarks/pseudo-runs.jsonl --seeds 0,1,2 --epochs 30 [--agree-px 1.0] [--weight 1]
+        [--together]
 
 The split is net8_runs's (``splits.grouped_holdout``, 20%, seed 0); the test images are the
 competition's, unlabelled: only their images are used. One JSON line per seed: the first net
@@ -71,23 +72,34 @@ def run_labellers(data_dir, seed, epochs, variant="base"):
                                held, truth), "data": training.fingerprint}
 
 
-def run(data_dir, seed, epochs, agree_px, weight, variant="base"):
+def run(data_dir, seed, epochs, agree_px, weight, variant="base", clean=False):
+    """Both nets; with ``clean`` (all three options together) the training rows cleaned
+    first as clean_runs.py does, and the second net scored with the groups' offsets too."""
     training, train_rows, held_rows, model, what = _setup(data_dir, variant, seed, epochs, 0)
     test = data.load_test(data_dir)
+    X, y = training.X[train_rows], training.y[train_rows]
+    if clean:
+        from kfkd_kit.data.audit import audit, clean_changes
+        from .clean_runs import apply_changes
+        X, y = apply_changes(X, y, clean_changes(audit(X, y), y))
     pseudo = PseudoLabels(model, unlabelled=test.X, weight=weight, agree_px=agree_px)
     start = time.perf_counter()
-    pseudo.fit(training.X[train_rows], training.y[train_rows])
+    pseudo.fit(X, y)
     seconds = time.perf_counter() - start
     held, truth = training.X[held_rows], training.y[held_rows]
-    return {"variant": variant, "what": what, "seed": seed, "epochs": epochs,
-            "agree_px": agree_px, "weight": weight, **_machine_fields(),
-            "train_rows": len(train_rows), "held_rows": len(held_rows),
+    together = {}
+    if clean:
+        together = {f"second_{key}": value for key, value in
+                    _labeller_scores(pseudo, (X, y), held, truth).items()}
+    return {"variant": variant + ("/cleaned" if clean else ""), "what": what, "seed": seed,
+            "epochs": epochs, "agree_px": agree_px, "weight": weight, **_machine_fields(),
+            "train_rows": len(X), "held_rows": len(held_rows),
             "test_images": len(test.X), "kept_fraction": pseudo.kept_fraction_,
             "seconds": round(seconds, 1),
             **_scores(pseudo.first_, held, truth, "first"),
-            **_labeller_scores(pseudo.first_, (training.X[train_rows], training.y[train_rows]),
-                               held, truth),
-            **_scores(pseudo, held, truth, "second"), "data": training.fingerprint}
+            **_labeller_scores(pseudo.first_, (X, y), held, truth),
+            **_scores(pseudo, held, truth, "second"), **together,
+            "data": training.fingerprint}
 
 
 def summary(path):
@@ -95,17 +107,24 @@ def summary(path):
     groups = {}
     for line in lines:
         if "agree_px" in line:            # --labellers-only lines have no second net
-            groups.setdefault((line["epochs"], line["agree_px"], line["weight"]), []).append(line)
-    for (epochs, agree, weight), runs in sorted(groups.items()):
-        print(f"epochs {epochs}, agree {agree} px, weight {weight}: {len(runs)} seeds, "
-              f"kept {statistics.mean(r['kept_fraction'] for r in runs):.2f}")
-        for key in ("rmse_tta_px", "rmse_tta_shift2_px"):
-            first = [r[f"first_{key}"] for r in runs]
+            key = (line["variant"], line["epochs"], line["agree_px"], line["weight"])
+            groups.setdefault(key, []).append(line)
+    for (variant, epochs, agree, weight), runs in sorted(groups.items()):
+        print(f"{variant}, epochs {epochs}, agree {agree} px, weight {weight}: {len(runs)} "
+              f"seeds ({', '.join(str(r['seed']) for r in runs)}), kept "
+              f"{statistics.mean(r['kept_fraction'] for r in runs):.2f}")
+        for key in ("rmse_tta_px", "rmse_tta_shift2_px", "labeller_rmse_tta_px",
+                    "labeller_rmse_tta_shift2_px"):
+            if f"second_{key}" not in runs[0]:
+                continue
+            first = [r[f"first_{key.removeprefix('labeller_')}"] for r in runs]
             second = [r[f"second_{key}"] for r in runs]
             gain = [a - b for a, b in zip(first, second)]
             sd = statistics.stdev(gain) if len(gain) > 1 else 0.0
-            print(f"  {key}: first {statistics.mean(first):.3f}, second "
-                  f"{statistics.mean(second):.3f}, gain {statistics.mean(gain):.3f} +- {sd:.3f}")
+            print(f"  second net {key} against the first net's own: first "
+                  f"{statistics.mean(first):.3f}, second {statistics.mean(second):.3f}, gain "
+                  f"{statistics.mean(gain):.3f} +- {sd:.3f} (per seed "
+                  f"{', '.join(f'{g:+.3f}' for g in gain)})")
 
 
 def main(argv=None):
@@ -117,6 +136,9 @@ def main(argv=None):
     p.add_argument("--agree-px", type=float, default=1.0)
     p.add_argument("--weight", type=float, default=1.0)
     p.add_argument("--summary", action="store_true")
+    p.add_argument("--together", action="store_true",
+                   help="the training rows cleaned first (clean_runs.py), and the second net "
+                        "also scored with the labelling groups' offsets: all three at once")
     p.add_argument("--labellers-only", action="store_true",
                    help="one net per seed, scored with and without the groups' offsets")
     args = p.parse_args(argv)
@@ -124,7 +146,8 @@ def main(argv=None):
         return summary(args.out)
     for seed in (int(s) for s in args.seeds.split(",")):
         line = (run_labellers(args.data, seed, args.epochs) if args.labellers_only else
-                run(args.data, seed, args.epochs, args.agree_px, args.weight))
+                run(args.data, seed, args.epochs, args.agree_px, args.weight,
+                    clean=args.together))
         with open(args.out, "a") as f:
             f.write(json.dumps(line) + "\n")
         print(json.dumps(line), flush=True)

@@ -8,7 +8,7 @@ Per seed, two members (net8 with its dense head and with its soft-argmax head), 
 
 - cross-validated over the same grouped folds of the split's training rows (``--folds``,
   ``--epochs`` each): its fold models and their out-of-fold predictions, as `kfkd cv`;
-- refitted on all the training rows for ``--epochs`` (what `kfkd stack --refit` does);
+- refitted on all the training rows for ``--epochs`` (what `kfkd stack` does by default);
 - trained once for ``--long-epochs`` on all the training rows (default ``folds * epochs``:
   the epochs x rows that the folds, each on (folds-1)/folds of the rows, and the refit
   cost together).
