@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,7 +24,7 @@ from kfkd_kit.data.audit import audit, clean_changes
 from kfkd_kit.keypoints import FEATURE_NAMES
 
 from .net8_runs import _machine_fields, _setup
-from .pseudo_runs import _scores
+from .pseudo_runs import _scores, gain_line
 
 
 def apply_changes(X, y, changes):
@@ -83,13 +82,8 @@ def summary(path):
         runs = [line for line in lines if line["epochs"] == epochs]
         print(f"epochs {epochs}: {len(runs)} seeds, changes {runs[0].get('changes')}")
         for key in ("net_rmse_tta_px", "net_rmse_tta_shift2_px"):
-            raw = [r[f"as is/{key}"] for r in runs]
-            clean = [r[f"cleaned/{key}"] for r in runs]
-            gain = [a - b for a, b in zip(raw, clean)]
-            sd = statistics.stdev(gain) if len(gain) > 1 else 0.0
-            print(f"  {key}: as is {statistics.mean(raw):.3f}, cleaned "
-                  f"{statistics.mean(clean):.3f}, gain {statistics.mean(gain):.3f} +- {sd:.3f}"
-                  f" (per seed {', '.join(f'{g:+.3f}' for g in gain)})")
+            print(f"  {key}: " + gain_line("as is", [r[f"as is/{key}"] for r in runs],
+                                           "cleaned", [r[f"cleaned/{key}"] for r in runs]))
 
 
 def main(argv=None):
