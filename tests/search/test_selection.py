@@ -31,15 +31,6 @@ def xy(tiny_xy):
     return X, y
 
 
-@pytest.fixture
-def one_thread():
-    """Dask workers run torch on one thread; so does the in-process run compared with them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_net(**kw):
     kw = dict(dict(epochs=EPOCHS, verbose=0, device="cpu", complete_only=False), **kw)
     return configs.build("net1", **kw)

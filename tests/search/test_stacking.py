@@ -134,3 +134,16 @@ def test_refit_members_trains_each_template_on_every_row(result):
     np.testing.assert_array_equal(refit.predict(X), again.predict(X))
     with pytest.raises(ValueError, match="has no template to refit"):
         refit_members([again.named_steps["net"]], X, y, say=lines.append)
+
+
+@pytest.mark.slow
+def test_refit_members_on_dask_workers_match_in_process(result, one_thread):
+    pytest.importorskip("distributed")
+    out, X, y, _ = result
+    members = [out.ensemble, out.ensemble]
+    here = refit_members(members, X, y, say=lambda _: None)
+    lines = []
+    there = refit_members(members, X, y, dask_workers=2, say=lines.append)
+    assert any(line.startswith("Dask: 2 workers") for line in lines)
+    for a, b in zip(here, there):
+        np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-6)
