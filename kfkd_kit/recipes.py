@@ -67,7 +67,10 @@ RECIPES = (
     # docs/RESULTS.md, "net8 with a time budget", "Three nets in the 45 minutes": three
     # one-thread workers on two cores, every training row, 1.166 +- 0.005 px over three
     # seeds against the pair's 1.174 in the same 45 minutes. The 10% split was not measured
-    # at 45 minutes, so the recipe trains on every row.
+    # at 45 minutes, so the recipe trains on every row. Stacking, pseudo-labels and the
+    # audit's cleaning each lost to spending their training time on longer nets (RESULTS:
+    # "Stacking: refitted members or fold models...", "Pseudo-labels and labelling
+    # groups"), so none is part of it.
     Recipe("three nets", "net8", from_s=2700, models=3, heads=("dense", "softargmax", "dense"),
            jobs=3, valid_fraction=0.0,
            measured="1.166 px held out with flip TTA, against 1.174 for the pair"),
