@@ -1,6 +1,6 @@
 """`kfkd export` as a library: a saved model -> its ONNX graph (photo/onnxgraph.py says what
-the graph holds and how it is checked). Here: which nets of the model the graph computes,
-and the mirror axis its flip TTA uses."""
+the graph holds and how it is checked). Here: which nets of the model the graph computes
+and how it combines them, and the mirror axis its flip TTA uses."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from ..keypoints import IMAGE_SIDE
 from ..photo.mtcnngraph import MTCNN_KEY, mtcnn_graphs
 from ..photo.onnxgraph import mirror_sum_of, write_graph
 
-__all__ = ["export_onnx", "exported_nets"]
+__all__ = ["export_onnx", "exported_nets", "exported_graph"]
 
 
 def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
@@ -24,11 +24,12 @@ def export_onnx(model_path, out=None, trust=False, say=print) -> Path:
                          "give --out another name")
     model = modelfile.load_model(model_path, trust=trust)
     from ..net.estimator import pixel_origin_of
-    nets = exported_nets(model, model_path)
+    nets, combine = exported_graph(model, model_path)
     mirror = mirror_sum_of(model, flip_tta(model))
     companions, record = _mtcnn(out, model_path, say)
     return write_graph(model, nets, model_path, out, mirror, say, extra={MTCNN_KEY: record},
-                       companions=companions, pixel_origin=pixel_origin_of(model))
+                       companions=companions, pixel_origin=pixel_origin_of(model),
+                       combine=combine)
 
 
 def _mtcnn(out, model_path, say):
@@ -45,16 +46,36 @@ def _mtcnn(out, model_path, say):
 
 def exported_nets(model, path) -> list:
     """The KeypointNets the graph computes: one net's pipeline (pixels -> net), as kfkd
-    train saves net1 ... net8, or each member of a SeedEnsemble of such pipelines (the
-    graph then averages them, as the ensemble's predict does)."""
-    from .ensemble import SeedEnsemble
-    members = model.estimators_ if isinstance(model, SeedEnsemble) else [model]
+    train saves net1 ... net8, or each member of a seed or fold ensemble of such pipelines
+    (the graph then averages them, as the ensemble's predict does)."""
+    from .ensemble import FoldEnsemble, SeedEnsemble
+    members = (model.estimators_ if isinstance(model, (SeedEnsemble, FoldEnsemble))
+               else [model])
     nets = [_pipeline_net(member) for member in members]
     if None in nets:
         raise ValueError(f"{path}: holds a {type(model).__name__}; export handles one net's "
-                         "pipeline (pixels -> net), as kfkd train saves net1 ... net8, or a "
-                         "seed ensemble of them (kfkd train --ensemble N)")
+                         "pipeline (pixels -> net), as kfkd train saves net1 ... net8, a seed "
+                         "or fold ensemble of them, or a stack of those (kfkd stack)")
     return nets
+
+
+def exported_graph(model, path) -> tuple[list, tuple | None]:
+    """(nets, combine): the KeypointNets the graph computes and how it combines their
+    keypoints. ``combine`` None: their mean (``exported_nets``). For a stack (meta/stack.py),
+    (matrix (nets * 30, 30), bias (30,)): each member's nets averaged, then the meta-model's
+    linear map, as ``StackedKeypoints.predict`` computes it."""
+    import numpy as np
+
+    from .stack import StackedKeypoints
+    if not isinstance(model, StackedKeypoints):
+        return exported_nets(model, path), None
+    k = len(model.intercept_)
+    nets, blocks = [], []
+    for m, member in enumerate(model.estimators_):
+        member_nets = exported_nets(member, path)
+        nets += member_nets
+        blocks += [model.coef_[m * k:(m + 1) * k] / len(member_nets)] * len(member_nets)
+    return nets, (np.concatenate(blocks), np.asarray(model.intercept_, dtype=np.float64))
 
 
 def _pipeline_net(model):

@@ -6,8 +6,10 @@ meta/onnxexport.py picks the nets out of a saved model and calls ``write_graph``
 The graph is the net as it predicts: input ``crops``, float32 (n, 96, 96) grey levels 0..255
 (a uint8 crop cast to float); the pixel scaling (/ 255) inside; output ``keypoints``, float32
 (n, 30) in pixels, Kaggle's columns and coordinates. For net8 its weights are the weight
-average that the fitted net carries. A seed ensemble (`kfkd train --ensemble N`) becomes one
-graph that holds its N nets and outputs the mean of their keypoints. It is computed in fp32:
+average that the fitted net carries. A seed or fold ensemble becomes one graph that holds its
+N nets and outputs the mean of their keypoints; a stack (`kfkd stack`), one graph that holds
+every member's nets and maps their keypoints linearly (``combine``: each member's mean, then
+the meta-model). It is computed in fp32:
 a net that predicts in bf16 on a CPU with AMX gives answers that differ by a few hundredths
 of a pixel.
 
@@ -44,9 +46,10 @@ ONNX_FORMAT = "onnx"
 
 
 def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
-                companions=None, pixel_origin=None) -> Path:
+                companions=None, pixel_origin=None, combine=None) -> Path:
     """Write the ONNX graph of ``nets`` (the fitted KeypointNets whose mean is ``model``'s
-    keypoints) to ``out``, once onnxruntime and torch (fp32) agree within TOLERANCE px
+    keypoints, or with ``combine`` = (matrix (len(nets) * 30, 30), bias (30,)) their
+    keypoints side by side times the matrix plus the bias) to ``out``, once onnxruntime and torch (fp32) agree within TOLERANCE px
     on the check batch, with ``mirror`` (the flip axis sum, ``mirror_sum_of``) and the
     model's mean layout in its metadata; then its sha256 into the JSON beside ``out``.
     ``model_path``: the saved model it comes from, named in messages and the record;
@@ -59,7 +62,7 @@ def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
     model_path, out = Path(model_path), Path(out)
     layout = framing.layout_of(model)
     origin = framing.origin_of(model) if pixel_origin is None else float(pixel_origin)
-    wrapper = graph_module([net.module_ for net in nets]).eval()
+    wrapper = graph_module([net.module_ for net in nets], combine).eval()
     batch = check_batch()
     payload = onnx_bytes(wrapper, batch)
     expected = fp32_predictions(model, nets, batch)
@@ -96,7 +99,9 @@ def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
              "max_abs_diff_vs_torch_predict_px": float(np.max(np.abs(got - as_predicted)))}
     onnx_record = {"source_model": str(model_path), "source_sha256": modelfile.sha256_of(model_path),
                    "opset": OPSET, "check": check, "mean_keypoints": metadata["mean_keypoints"],
-                   "pixel_origin": origin, "mirror_sum": mirror, "nets_averaged": len(nets),
+                   "pixel_origin": origin, "mirror_sum": mirror,
+                   **({"nets_averaged": len(nets)} if combine is None
+                      else {"nets_stacked": len(nets)}),
                    **{k: v for k, v in (extra or {}).items() if v is not None}}
     json_file = modelfile.json_path(out)
     existing = modelfile.read_record(json_file)
@@ -121,22 +126,33 @@ def _torch_graph():
 
     class Graph(torch.nn.Module):
         """crops (n, 96, 96) grey levels -> keypoints (n, 30) pixels: the mean of the
-        nets' keypoints (one net: its own)."""
+        nets' keypoints (one net: its own), or with ``combine`` their keypoints side by
+        side times its matrix plus its bias."""
 
-        def __init__(self, modules):
+        def __init__(self, modules, combine=None):
             super().__init__()
             self.nets = torch.nn.ModuleList(modules)
+            self.combine = None
+            if combine is not None:
+                matrix, bias = (torch.as_tensor(v, dtype=torch.float32) for v in combine)
+                self.register_buffer("matrix", matrix)
+                self.register_buffer("bias", bias)
+                self.combine = True
 
         def forward(self, crops):
             x = crops.reshape(crops.shape[0], IMAGE_SIDE * IMAGE_SIDE) / 255.0
+            if self.combine:
+                keypoints = torch.cat([net(x) * SCALE + CENTER for net in self.nets], dim=1)
+                return keypoints @ self.matrix + self.bias
             total = sum(net(x) for net in self.nets)
             return total / len(self.nets) * SCALE + CENTER
 
     return Graph
 
 
-def graph_module(modules):
-    """The torch module the graph is exported from: fp32, contiguous copies of ``modules``."""
+def graph_module(modules, combine=None):
+    """The torch module the graph is exported from: fp32, contiguous copies of ``modules``,
+    averaged or combined (``write_graph``'s ``combine``)."""
     import copy
 
     import torch
@@ -147,7 +163,7 @@ def graph_module(modules):
         if hasattr(module, "channels_last"):
             module.channels_last = False     # NHWC is a CPU speed-up for training; same numbers
         copies.append(module)
-    return _torch_graph()(copies)
+    return _torch_graph()(copies, combine)
 
 
 def onnx_bytes(wrapper, batch) -> bytes:
