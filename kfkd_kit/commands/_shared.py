@@ -1,5 +1,6 @@
 """What several commands share: the training data with the record of it that a JSON
-carries; Kaggle's servers behind download and submit --kaggle."""
+carries; the mean layout every saved model carries; Kaggle's servers behind download and
+submit --kaggle."""
 from __future__ import annotations
 
 import sys
@@ -20,6 +21,16 @@ def origin_of(estimator) -> float:
     """The pixel origin an unfitted (or fitted) estimator trains under (keypoints.py)."""
     from ..net.estimator import pixel_origin_of
     return pixel_origin_of(estimator, fitted=False)
+
+
+def with_layout(model, y):
+    """``model`` with the mean keypoint layout of labels ``y`` attached, as `kfkd train`
+    attaches it, so predict can frame faces in photos with any saved model (cv's kept fold
+    models, grid's refit, a stack)."""
+    from ..net.estimator import pixel_origin_of
+    from ..photo import framing
+    framing.attach_layout(model, y, pixel_origin_of(model))
+    return model
 
 
 def kaggle_call(command, work):

@@ -17,7 +17,7 @@ from ..utils.provenance import library_versions
 from ..search.oof import oof_paths, oof_record, oof_tables
 from ..search.selection import CVResult, cross_validate_net
 from . import _options
-from ._shared import load_data
+from ._shared import load_data, with_layout
 
 
 def add_parser(sub):
@@ -122,6 +122,7 @@ def run_cv(estimator, name="custom", data_dir="data", folds=5, random_state=0, o
     say(f"per-fold table: {csv_path}; summary: {json_path}")
     kept = None
     if keep_models:
+        with_layout(result.ensemble, training.y)
         model, record = save_ensemble(result, model_path, meta)
         summary["model"] = str(model)
         kept = {"path": str(model),

@@ -18,7 +18,7 @@ from ..search.grid import (DEFAULT_LRS, DEFAULT_MOMENTA, _lr, _momentum, format_
                            grid_table, heatmap_matrix, parse_floats)
 from ..search.selection import fit_summary
 from . import _options, _plots as plots
-from ._shared import load_data
+from ._shared import load_data, with_layout
 
 
 def add_parser(sub):
@@ -122,6 +122,7 @@ def run_grid(estimator, name="custom", data_dir="data", lrs=None, momenta=None, 
     summary = {"best_params": search.best_params_, "csv": str(csv_path),
                "json": str(json_path), "png": str(png_path)}
     if refit:
+        with_layout(search.best_estimator_, training.y)
         model, _ = save_refit(search, model_path, meta)
         summary["model"] = str(model)
         say(f"best refitted on all {len(training.X)} rows; model saved to {model}")

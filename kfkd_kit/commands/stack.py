@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from . import _options
+from ._shared import with_layout
 
 DEFAULT_MODEL = "models/stack.joblib"
 
@@ -81,7 +82,7 @@ def run_stack(runs, data_dir="data", model_path=DEFAULT_MODEL, members="refit",
     say(scores.table())
     if members == "refit":
         fitted = refit_members(fitted, training.X, training.y, scheduler, dask_workers, say)
-    model = stack_model(oof_runs, scores, fitted)
+    model = with_layout(stack_model(oof_runs, scores, fitted), training.y)
     record = model_record(
         "stack", "stack", scores.rmse_px, "cv", metrics={"methods": list(METHODS)},
         **scores.record(), folds=int(oof_runs[0].record["folds"]),

@@ -39,6 +39,9 @@ def test_cv_writes_out_of_fold_predictions_for_every_row_and_test_image(runs):
     assert len(train) == 40 and set(train["fold"]) == {1, 2} and train.notna().all().all()
     test = pd.read_csv(root / "cv" / record["files"]["test"])
     assert len(test) == 2 * 5 and list(test["fold"]) == [1] * 5 + [2] * 5
+    from kfkd_kit.photo.framing import layout_of
+    from kfkd_kit.utils.modelfile import load_model
+    assert layout_of(load_model(record["model"]["path"])).shape == (30,)   # predict frames with it
 
 
 def test_stack_saves_one_model_that_submit_takes(runs, capsys):
@@ -91,6 +94,25 @@ def test_stack_refit_trains_each_runs_net_again_on_every_row(runs, capsys):
     assert main(["submit", "--data", str(root / "data"), "--model", str(refit),
                  "--out", str(root / "refit-subs.csv")]) == 0
     assert np.isfinite(pd.read_csv(root / "refit-subs.csv")["Location"]).all()
+
+
+
+def test_a_stack_predicts_faces_in_photos_and_exports_like_any_model(runs, tmp_path):
+    from pathlib import Path
+    root, names = runs
+    model = root / "models" / "photos.joblib"
+    assert main(["stack", "--data", str(root / "data"), "--runs", ",".join(map(str, names)),
+                 "--model", str(model)]) == 0
+    photo = Path(__file__).resolve().parents[1] / "fixtures" / "astronaut.jpg"
+    for path in (model, model.with_suffix(".onnx")):
+        if path.suffix == ".onnx":
+            assert main(["export", "--model", str(model)]) == 0
+        out = tmp_path / f"{path.suffix[1:]}.csv"
+        # the stack carries the training rows' mean layout, so no --data is needed
+        assert main(["predict", "--model", str(path), str(photo), "--detector", "haar",
+                     "--out", str(out)]) == 0
+        table = pd.read_csv(out)
+        assert len(table) == 1 and np.isfinite(table.filter(like="_x").to_numpy()).all()
 
 
 def test_runs_with_other_folds_are_refused_in_one_line(runs, capsys):

@@ -331,3 +331,6 @@ def test_run_cv_and_run_grid_on_synthetic_files(tmp_path):
     assert set(grid_run) >= {"csv", "json", "png", "model", "best_params"}
     assert joblib.load(grid_run["model"]).predict(test.X).shape == (6, 30)
     assert any("best: lr=" in line for line in lines)
+    from kfkd_kit.photo.framing import layout_of           # predict frames photos with it
+    for saved in (cv_run["model"], grid_run["model"]):
+        assert layout_of(joblib.load(saved)).shape == (30,)
