@@ -202,7 +202,7 @@ audit: setup ## a data audit of DATA without a net: OUT/audit-<UTC>/audit.html; 
 	$(call kfkd,audit,DATA OUT CLEAN OOF PIXEL_ORIGIN,FIND_FACES)
 
 cv: setup ## k-fold cross-validation of NET: RMSE per fold, out-of-fold predictions (cv/oof-*)
-	$(call kfkd,cv,DATA NET MODEL OUT $(SETTINGS) FOLDS $(DASK),KEEP_MODELS)
+	$(call kfkd,cv,DATA NET MODEL OUT $(SETTINGS) ENSEMBLE JOBS HEADS FOLDS $(DASK),KEEP_MODELS)
 
 stack: setup ## stack cv RUNS: a meta-model on their out-of-fold predictions, nested-CV scored, saved as MODEL
 	$(call kfkd,stack,DATA RUNS MODEL MEMBERS $(DASK))

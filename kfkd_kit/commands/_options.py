@@ -258,6 +258,57 @@ def estimator(args, name=None, head=None, **settings):
     return configs.build(name, params=params, head=head, source=params_file, **overrides)
 
 
+def add_recipe(p):
+    """--ensemble, --jobs, --heads: what replaces the budget's recipe (recipes.py); train and
+    cv take them."""
+    p.add_argument("--ensemble", "--models", dest="models", type=positive_int,
+                   default=None, metavar="N",
+                   help="train N nets (seeds SEED, SEED+1, ...) and save their mean as one model "
+                        "(cv: in each fold); a --budget is for all of them; the budget's "
+                        "recipe (kfkd_kit/recipes.py) trains net8 on a CPU of two or more "
+                        "cores with native bf16 as 2 nets from 10 minutes, 3 from 45 "
+                        "(default: the recipe's, else 1)")
+    p.add_argument("--jobs", type=int, default=None, metavar="J",
+                   help="with --ensemble: nets trained at a time, each in its own process with its "
+                        "share of the cores; -1: one per core, at most N (default: the "
+                        "recipe's, else -1)")
+    p.add_argument("--heads", default=None, metavar="H1,H2",
+                   help="net8's head, dense or softargmax; with --ensemble N, the nets' heads in "
+                        "turn (dense,softargmax: the nets differ in head as well as seed, which "
+                        "averages better) (default: the recipe's, else dense)")
+
+
+def recipe_plan(args):
+    """The budget's recipe for this command line, with its --ensemble/--heads/--jobs/--valid
+    on top (recipes.plan): one line says why."""
+    from .. import recipes
+    heads = args.heads.split(",") if args.heads else None
+    if heads and args.net != "net8":
+        raise ValueError(f"--heads: only net8 has a choice of heads, not {args.net}")
+    if heads and len(heads) > 1 and (args.models or 1) == 1:
+        raise ValueError(f"--heads {args.heads}: one net has one head (--ensemble N trains "
+                         "N nets, their heads in turn)")
+    if args.models and args.models > 1 and args.net == "specialists":
+        raise ValueError("--ensemble N trains N copies of one net; specialists are six nets "
+                         "already")
+    return recipes.plan(args.net, args.budget,
+                        recipes.Machine.this_one(args.device, args.precision),
+                        models=args.models, heads=heads, jobs=args.jobs,
+                        valid_fraction=args.valid_fraction)
+
+
+def recipe_estimator(args, plan, budget):
+    """The plan's estimator: one net's pipeline with the whole ``budget``, or a SeedEnsemble
+    of ``plan.models`` nets that shares it out."""
+    if plan.models == 1:
+        return estimator(args, valid_fraction=plan.valid_fraction,
+                         head=plan.heads[0] if plan.heads else None, budget=budget)
+    from ..meta.ensemble import SeedEnsemble
+    return SeedEnsemble(estimator(args, valid_fraction=plan.valid_fraction, budget=None),
+                        seeds=plan.models, n_jobs=plan.jobs,
+                        heads=list(plan.heads) if plan.heads else None, budget=budget)
+
+
 def add_selection(p, folds):
     """The options cv and grid share."""
     p.add_argument("--folds", type=int, default=folds,

@@ -1,4 +1,5 @@
-"""`kfkd cv`: shuffled, seeded, grouped k-fold cross-validation of a named net.
+"""`kfkd cv`: shuffled, seeded, grouped k-fold cross-validation of a named net, or of the
+recipe `kfkd train` would follow with the same options (recipes.py: with BUDGET=, per fold).
 
 Writes ``cv/<net>-<UTC time>.csv`` (one row per fold) and a JSON summary, and always the
 run's out-of-fold predictions beside them (``cv/oof-<net>-<UTC time>.csv``, ``-test.csv``
@@ -24,6 +25,7 @@ def add_parser(sub):
     p = _options.command_parser(sub, "cv")
     _options.add_common(p)
     _options.add_selection(p, folds=5)
+    _options.add_recipe(p)
     p.add_argument("--keep-models", action="store_true",
                    help="save the k fold models as one ensemble (usable by submit)")
     _options.add_model(p, "where the kept ensemble goes (default: "
@@ -32,8 +34,11 @@ def add_parser(sub):
 
 
 def run(args):
-    run_cv(_options.estimator(args), keep_models=args.keep_models,
-           **_options.selection_kwargs(args))
+    # each fold trains what `kfkd train` would with the same options: the budget's recipe
+    plan = _options.recipe_plan(args)
+    print(plan.why.replace("recipe ", "each fold: recipe ", 1))
+    run_cv(_options.recipe_estimator(args, plan, budget=args.budget),
+           keep_models=args.keep_models, **_options.selection_kwargs(args))
 
 
 def write_cv(result: CVResult, out_dir="cv", meta=None, when=None) -> tuple[Path, Path]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import configs, data, recipes
-from ..meta.ensemble import SeedEnsemble
+from .. import configs, data
 from ..net.nested import histories
 from ..training import fit_and_save, run_dir_of, with_options
 from . import _options, _plots as plots
@@ -55,20 +54,7 @@ def add_parser(sub):
     _options.add_common(p, verbose=1)
     _options.add_model(p, "where the model goes (default: models/<net>.joblib)", default=None)
     p.add_argument("--quiet", dest="verbose", action="store_const", const=0, help="no per-epoch table")
-    p.add_argument("--ensemble", "--models", dest="models", type=_options.positive_int,
-                   default=None, metavar="N",
-                   help="train N nets (seeds SEED, SEED+1, ...) and save their mean as one model; "
-                        "a --budget is for all of them; the budget's recipe (kfkd_kit/recipes.py) "
-                        "trains net8 on a CPU of two or more cores with native bf16 as 2 nets "
-                        "from 10 minutes, 3 from 45 (default: the recipe's, else 1)")
-    p.add_argument("--jobs", type=int, default=None, metavar="J",
-                   help="with --ensemble: nets trained at a time, each in its own process with its "
-                        "share of the cores; -1: one per core, at most N (default: the "
-                        "recipe's, else -1)")
-    p.add_argument("--heads", default=None, metavar="H1,H2",
-                   help="net8's head, dense or softargmax; with --ensemble N, the nets' heads in "
-                        "turn (dense,softargmax: the nets differ in head as well as seed, which "
-                        "averages better) (default: the recipe's, else dense)")
+    _options.add_recipe(p)
     p.add_argument("--pseudo-labels", type=_options.weight_fraction, default=None, metavar="W",
                    help="then train again on the test images too, labelled by the first model "
                         "where its flip and shift views agree, each such row of weight W (1, "
@@ -82,28 +68,11 @@ def add_parser(sub):
 
 
 def run(args):
-    heads = args.heads.split(",") if args.heads else None
-    if heads and args.net != "net8":
-        raise ValueError(f"--heads: only net8 has a choice of heads, not {args.net}")
-    if heads and len(heads) > 1 and (args.models or 1) == 1:
-        raise ValueError(f"--heads {args.heads}: one net has one head (--ensemble N trains "
-                         "N nets, their heads in turn)")
-    if args.models and args.models > 1 and args.net == "specialists":
-        raise ValueError("--ensemble N trains N copies of one net; specialists are six nets already")
-    plan = recipes.plan(args.net, args.budget, recipes.Machine.this_one(args.device, args.precision),
-                        models=args.models, heads=heads, jobs=args.jobs,
-                        valid_fraction=args.valid_fraction)
+    plan = _options.recipe_plan(args)
     print(plan.why)
     # with pseudo-labels the budget is for both fits, shared out by meta/pseudo.py
-    budget = None if args.pseudo_labels else args.budget
-    if plan.models == 1:     # one net: a plain pipeline with the whole budget
-        estimator = _options.estimator(args, valid_fraction=plan.valid_fraction,
-                                       head=plan.heads[0] if plan.heads else None, budget=budget)
-    else:                    # the ensemble shares the budget out among its nets
-        estimator = SeedEnsemble(
-            _options.estimator(args, valid_fraction=plan.valid_fraction, budget=None),
-            seeds=plan.models, n_jobs=plan.jobs, heads=list(plan.heads) if plan.heads else None,
-            budget=budget)
+    estimator = _options.recipe_estimator(args, plan,
+                                          budget=None if args.pseudo_labels else args.budget)
     estimator = with_options(estimator, args.data, args.pseudo_labels, args.labeller_bias,
                              budget=args.budget)
     metadata = train(estimator, data_dir=args.data, model_path=args.model,

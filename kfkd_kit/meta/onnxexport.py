@@ -46,36 +46,49 @@ def _mtcnn(out, model_path, say):
 
 def exported_nets(model, path) -> list:
     """The KeypointNets the graph computes: one net's pipeline (pixels -> net), as kfkd
-    train saves net1 ... net8, or each member of a seed or fold ensemble of such pipelines
-    (the graph then averages them, as the ensemble's predict does)."""
+    train saves net1 ... net8, or each net of a seed or fold ensemble of such pipelines, or
+    of such ensembles (the graph then averages them, as the ensembles' predict does)."""
+    return [net for net, _ in _weighted_nets(model, path)]
+
+
+def _weighted_nets(model, path) -> list:
+    """[(net, weight)]: the nets and their weights in the model's mean (summing to 1)."""
     from .ensemble import FoldEnsemble, SeedEnsemble
-    members = (model.estimators_ if isinstance(model, (SeedEnsemble, FoldEnsemble))
-               else [model])
-    nets = [_pipeline_net(member) for member in members]
-    if None in nets:
+    if isinstance(model, (SeedEnsemble, FoldEnsemble)):
+        members = model.estimators_
+        return [(net, weight / len(members)) for member in members
+                for net, weight in _weighted_nets(member, path)]
+    net = _pipeline_net(model)
+    if net is None:
         raise ValueError(f"{path}: holds a {type(model).__name__}; export handles one net's "
                          "pipeline (pixels -> net), as kfkd train saves net1 ... net8, a seed "
                          "or fold ensemble of them, or a stack of those (kfkd stack)")
-    return nets
+    return [(net, 1.0)]
 
 
 def exported_graph(model, path) -> tuple[list, tuple | None]:
     """(nets, combine): the KeypointNets the graph computes and how it combines their
-    keypoints. ``combine`` None: their mean (``exported_nets``). For a stack (meta/stack.py),
-    (matrix (nets * 30, 30), bias (30,)): each member's nets averaged, then the meta-model's
-    linear map, as ``StackedKeypoints.predict`` computes it."""
+    keypoints. ``combine`` None: their plain mean. Else (matrix (nets * 30, 30), bias (30,)):
+    each net's keypoints weighted as in the model's nested means, and for a stack
+    (meta/stack.py) then the meta-model's linear map, as its predict computes them."""
     import numpy as np
 
     from .stack import StackedKeypoints
-    if not isinstance(model, StackedKeypoints):
-        return exported_nets(model, path), None
-    k = len(model.intercept_)
-    nets, blocks = [], []
-    for m, member in enumerate(model.estimators_):
-        member_nets = exported_nets(member, path)
-        nets += member_nets
-        blocks += [model.coef_[m * k:(m + 1) * k] / len(member_nets)] * len(member_nets)
-    return nets, (np.concatenate(blocks), np.asarray(model.intercept_, dtype=np.float64))
+    k = 30
+    if isinstance(model, StackedKeypoints):
+        k = len(model.intercept_)
+        parts = [(model.coef_[m * k:(m + 1) * k], _weighted_nets(member, path))
+                 for m, member in enumerate(model.estimators_)]
+        bias = np.asarray(model.intercept_, dtype=np.float64)
+    else:
+        weighted = _weighted_nets(model, path)
+        if len({weight for _, weight in weighted}) == 1:
+            return [net for net, _ in weighted], None
+        parts, bias = [(np.eye(k), weighted)], np.zeros(k)
+    nets = [net for _, weighted in parts for net, _ in weighted]
+    matrix = np.concatenate([block * weight for block, weighted in parts
+                             for _, weight in weighted])
+    return nets, (matrix, bias)
 
 
 def _pipeline_net(model):

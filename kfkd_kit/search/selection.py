@@ -68,9 +68,12 @@ def _rows_key(X) -> str:
 
 
 def fit_summary(estimator) -> tuple[float | None, int | None]:
-    """(training seconds, epochs run) of a fitted net or Pipeline, from skorch's history."""
-    found = list(nets(estimator).values())
-    history = getattr(found[0], "history", None) if len(found) == 1 else None
+    """(training seconds, epochs run) of a fitted net or Pipeline, from skorch's history;
+    of a model of several nets (an ensemble), (None, the most epochs any of them ran)."""
+    found = [getattr(net, "history", None) for net in nets(estimator).values()]
+    if len(found) > 1 and all(found):
+        return None, max(len(history) for history in found)
+    history = found[0] if len(found) == 1 else None
     if not history:
         return None, None
     return float(sum(row.get("dur", 0.0) for row in history)), len(history)

@@ -126,3 +126,24 @@ def test_runs_with_other_folds_are_refused_in_one_line(runs, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "its folds differ" in err and "same FOLDS and SEED" in err
     assert not model.exists() and not model.with_suffix(".json").exists()
+
+
+def test_cv_of_a_recipe_keeps_each_folds_ensemble_and_exports_them(runs, tmp_path, capsys):
+    """--ensemble (a recipe of several nets) in each fold: what `kfkd train` would fit."""
+    from kfkd_kit.meta.ensemble import FoldEnsemble, SeedEnsemble
+    from kfkd_kit.photo.onnxgraph import check_batch
+    from kfkd_kit.photo.onnxmodel import OnnxKeypoints
+    from kfkd_kit.utils.modelfile import load_model
+    root, _ = runs
+    record = cv_run(root, "pairs", "--ensemble", "2", "--jobs", "1", "--precision", "fp32", "--out",
+                    str(tmp_path / "cv"))
+    assert "each fold: recipe as given" in capsys.readouterr().out
+    kept = load_model(root / "models" / "pairs.joblib")
+    assert record["models"] == 2
+    assert isinstance(kept, FoldEnsemble) and len(kept.estimators_) == 2
+    assert all(isinstance(fold, SeedEnsemble) and len(fold.estimators_) == 2
+               for fold in kept.estimators_)
+    assert main(["export", "--model", str(root / "models" / "pairs.joblib")]) == 0
+    crops = check_batch(8, seed=5)
+    np.testing.assert_allclose(OnnxKeypoints(root / "models" / "pairs.onnx")(crops),
+                               kept.predict(crops.reshape(8, -1)), atol=1e-3)
