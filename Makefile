@@ -119,7 +119,7 @@ DETECTOR ?=
 HOST ?=
 ## serve: the TCP port (default: 8000)
 PORT ?=
-## predict: drop faces whose detector score is under this (default: 0)
+## predict and serve: drop faces whose detector score is under this (default: 0)
 MIN_SCORE ?=
 ## predict: 1: steady the keypoints of videos with a One Euro filter per face
 SMOOTH ?=
@@ -227,7 +227,7 @@ predict: setup ## keypoints of the faces in IMAGES (photos or videos): a CSV in 
 	$(call kfkd,predict,MODEL OUT ANNOTATED DETECTOR MIN_SCORE TTA_SHIFT,TTA TRUST SMOOTH,IMAGES) $(IMAGES)
 
 serve: setup ## a web page and a JSON API for keypoints on photos at http://HOST:PORT/ (Ctrl-C stops)
-	$(call kfkd,serve,MODEL HOST PORT DETECTOR TTA_SHIFT,TTA TRUST)
+	$(call kfkd,serve,MODEL HOST PORT DETECTOR MIN_SCORE TTA_SHIFT,TTA TRUST)
 
 export: setup ## MODEL as ONNX, checked against torch
 	$(call kfkd,export,MODEL OUT,TRUST)

@@ -11,7 +11,7 @@ from . import _options
 
 
 def add_parser(sub):
-    from ..photo.align import MIN_SIZE
+    from ..photo.align import MIN_SCORE, MIN_SIZE
     from ..serve.app import MAX_FILES, MAX_UPLOAD, QUEUE
     from ..serve.service import MAX_PIXELS
     p = _options.command_parser(sub, "serve")
@@ -29,6 +29,8 @@ def add_parser(sub):
                    help="crops per face, as for predict (default: 1 for mtcnn, 3 for haar)")
     p.add_argument("--min-size", type=float, default=MIN_SIZE, metavar="PX",
                    help="skip faces narrower than PX pixels")
+    p.add_argument("--min-score", type=float, default=MIN_SCORE, metavar="S",
+                   help="as for predict: drop faces whose detector score is under S")
     p.add_argument("--max-mb", type=float, default=MAX_UPLOAD / 2 ** 20, metavar="MB",
                    help="the largest request, in MiB; a larger one is refused (413)")
     p.add_argument("--max-pixels", type=_options.positive_int, default=MAX_PIXELS, metavar="N",
@@ -51,7 +53,7 @@ def run(args):
     service = KeypointService(args.model, detector=args.detector, tta=args.tta,
                               tta_shift=args.tta_shift, passes=args.passes,
                               min_size=args.min_size, trust=args.trust_model,
-                              max_pixels=args.max_pixels)
+                              max_pixels=args.max_pixels, min_score=args.min_score)
     run_server(service, host=args.host, port=args.port,
                warn=lambda line: print(f"kfkd serve: {line}", file=sys.stderr),
                max_upload=int(args.max_mb * 2 ** 20), queue_size=args.queue,

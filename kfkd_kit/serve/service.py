@@ -63,11 +63,13 @@ class KeypointService:
     `POST /v1/keypoints` answers), thread-confined to the one worker that calls it.
 
     ``detector``: auto (mtcnn; for an ``.onnx`` model, which then runs without torch, MTCNN's
-    nets exported beside it, or haar where it has none), mtcnn or haar; ``tta``, ``tta_shift``, ``passes``, ``min_size``, ``trust`` and
-    ``data_dir`` as for `kfkd predict`; ``max_pixels``: the largest image decoded."""
+    nets exported beside it, or haar where it has none), mtcnn or haar; ``tta``,
+    ``tta_shift``, ``passes``, ``min_size``, ``min_score``, ``trust`` and ``data_dir`` as for
+    `kfkd predict`; ``max_pixels``: the largest image decoded."""
 
     def __init__(self, model_path, detector="auto", tta=False, tta_shift=0, passes=None,
-                 min_size=align.MIN_SIZE, trust=False, data_dir=None, max_pixels=MAX_PIXELS):
+                 min_size=align.MIN_SIZE, trust=False, data_dir=None, max_pixels=MAX_PIXELS,
+                 min_score=align.MIN_SCORE):
         from ..meta.photomodel import load_keypoints
         from ..utils.modelfile import json_path, read_record, sha256_of
         self.path = Path(model_path)
@@ -81,11 +83,13 @@ class KeypointService:
         self.find = make_detector(find, min_size) if isinstance(find, str) else find
         self.detector = self.find.name
         self.passes, self.min_size, self.max_pixels = passes, min_size, max_pixels
+        self.min_score = min_score
         self.sha256 = sha256_of(self.path)
         self.info = {"name": self.path.name, "sha256": self.sha256,
                      "backend": "onnxruntime" if onnx else "torch",
                      "detector": self.detector, "tta": bool(tta or tta_shift),
-                     "tta_shift": tta_shift, "columns": list(align.COLUMNS),
+                     "tta_shift": tta_shift, "min_score": min_score,
+                     "columns": list(align.COLUMNS),
                      "record": read_record(json_path(self.path))}
 
     def decode(self, uploads):
@@ -103,6 +107,7 @@ class KeypointService:
         numbered = [dataclasses.replace(photo, path=str(i)) for i, photo in enumerate(photos)]
         rows, _ = align.predict_photos(numbered, self.backend, detector=self.find,
                                        passes=self.passes, min_size=self.min_size,
+                                       min_score=self.min_score,
                                        warn=lambda message: print(message, file=sys.stderr))
         by_image = {str(i): [] for i in range(len(photos))}
         for row in rows:

@@ -82,6 +82,20 @@ def test_two_images_in_one_request_keep_their_order_and_names(service):
     assert images[0]["faces"] == images[2]["faces"] != []
 
 
+@pytest.mark.slow
+def test_min_score_drops_faces_the_detector_scores_under_it(service, tiny_model):
+    from kfkd_kit.serve.service import KeypointService
+    with client(service) as c:
+        [face] = post(c, astronaut()).json()["images"][0]["faces"]
+    strict = KeypointService(tiny_model, detector="haar", min_score=face["score"] + 1e-6)
+    assert strict.info["min_score"] == face["score"] + 1e-6
+    with client(strict) as c:
+        assert post(c, astronaut()).json()["images"][0]["faces"] == []
+    kept = KeypointService(tiny_model, detector="haar", min_score=face["score"])
+    with client(kept) as c:
+        assert post(c, astronaut()).json()["images"][0]["faces"] == [face]
+
+
 def _png(width, height) -> bytes:
     import io
 
