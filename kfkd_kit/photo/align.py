@@ -84,6 +84,17 @@ class FaceCounts:
     min_size: float = MIN_SIZE
     min_score: float = MIN_SCORE
 
+    def keep(self, found) -> list:
+        """The faces of one photo or frame that are ``min_size`` wide or wider and score
+        ``min_score`` or more, in order; those left out, and a photo left with none,
+        counted."""
+        faces = [f for f in found if f.width >= self.min_size]
+        self.too_small += len(found) - len(faces)
+        scored = [f for f in faces if f.score >= self.min_score]
+        self.low_score += len(faces) - len(scored)
+        self.no_face += not scored
+        return scored
+
     def left_out(self) -> str:
         """The faces left out, as a summary's line ends."""
         text = ""
@@ -158,12 +169,7 @@ def predict_photos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
                 continue
             summary.photos += 1
             found = sorted(find(photo), key=lambda f: f.box[0] + f.box[2] / 2)
-            faces = [f for f in found if f.width >= min_size]
-            summary.too_small += len(found) - len(faces)
-            scored = [f for f in faces if f.score >= min_score]
-            summary.low_score += len(faces) - len(scored)
-            faces = scored
-            summary.no_face += not faces
+            faces = summary.keep(found)
             for number, face in enumerate(faces):
                 transform = find.first_crop(face, layout)
                 row = {"image": photo.path, "face": number, **face_fields(face, origin)}

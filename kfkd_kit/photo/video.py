@@ -156,12 +156,7 @@ def predict_videos(paths, keypoints, detector="mtcnn", passes=None, min_size=MIN
                 for index, bgr in _frames(capture):
                     photo = frame_photo(bgr, path)
                     found = find(photo)
-                    faces = [f for f in found if f.width >= min_size]
-                    summary.too_small += len(found) - len(faces)
-                    scored = [f for f in faces if f.score >= min_score]
-                    summary.low_score += len(faces) - len(scored)
-                    faces = scored
-                    summary.no_face += not faces
+                    faces = summary.keep(found)
                     ids = tracker.update([f.box for f in faces])
                     for track, face in sorted(zip(ids, faces), key=lambda pair: pair[0]):
                         row = {"image": str(path), "frame": index,
