@@ -13,17 +13,15 @@ here in memory as ``write_clean`` applies them to the file. One JSON line per se
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from kfkd_kit.data.audit import audit, clean_changes
 from kfkd_kit.keypoints import FEATURE_NAMES
 
-from .net8_runs import _machine_fields, _setup
+from .net8_runs import _machine_fields, _setup, append_record, read_records
 from .pseudo_runs import _scores, gain_line
 
 
@@ -77,7 +75,7 @@ def run(data_dir, seed, epochs) -> dict:
 
 
 def summary(path):
-    lines = [json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()]
+    lines = read_records(path)
     for epochs in sorted({line["epochs"] for line in lines}):
         runs = [line for line in lines if line["epochs"] == epochs]
         print(f"epochs {epochs}: {len(runs)} seeds, changes {runs[0].get('changes')}")
@@ -98,9 +96,7 @@ def main(argv=None):
         return summary(args.out)
     for seed in (int(s) for s in args.seeds.split(",")):
         line = run(args.data, seed, args.epochs)
-        with open(args.out, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        print(json.dumps(line), flush=True)
+        append_record(args.out, line)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,19 @@ def _label(variant, budget, extra=""):
             + ("" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "/avx2"))
 
 
+def append_record(path, row, echo=True) -> None:
+    """Append ``row`` to the JSONL file ``path`` as one line (and print it)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if echo:
+        print(json.dumps(row), flush=True)
+
+
+def read_records(path) -> list[dict]:
+    """Every row of the JSONL file ``path``."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def _machine_fields() -> dict:
     machine = provenance.machine()
     return {"cpu": machine["cpu"], "native_bf16": machine["native bf16"],
@@ -247,8 +260,7 @@ def rescore(paths, data_dir, shift, out=None, split_seed=0) -> str:
                "held_rows": len(held_rows), "split_seed": split_seed}
         row["seconds"] = round(time.perf_counter() - start, 1)
         if out:
-            with open(out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_record(out, row, echo=False)
         shifted = f"tta_shift{shift}"
         lines.append(f"| {row['model']} | {len(row['members_tta_px'])} | "
                      + ", ".join(f"{v:.3f}" for v in row["members_tta_px"]) + " | "
@@ -265,7 +277,7 @@ def npz_path(stem, variant, epochs, seed) -> str:
 
 def _runs(path):
     """(rows of a results file, its rows grouped by (variant, epochs))."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = read_records(path)
     groups = {}
     for r in rows:   # budgeted runs: one group whatever epochs each ran
         key = r["epochs"] if r.get("budget_s") is None else "budget"
@@ -383,9 +395,7 @@ def main(argv=None):
     if args.folds:
         row = run_folds(args.data, args.variant, args.folds, int(args.seeds.split(",")[0]),
                         args.epochs)
-        with open(args.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
+        append_record(args.out, row)
         return
     for variant in args.variant.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -403,9 +413,7 @@ def main(argv=None):
             if args.save_models:
                 joblib.dump(model, npz_path(stem, row["variant"], row["epochs"], seed)[:-4]
                             + ".joblib")
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(json.dumps(row), flush=True)
+            append_record(args.out, row)
 
 
 if __name__ == "__main__":

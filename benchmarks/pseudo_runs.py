@@ -15,10 +15,8 @@ many pseudo-labels were kept. ``--summary`` prints the mean and spread over seed
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +27,7 @@ from kfkd_kit.meta.pseudo import PseudoLabels
 from kfkd_kit.meta.tta import flip_tta
 from kfkd_kit.net.metrics import masked_rmse_px
 
-from .net8_runs import _machine_fields, _setup
+from .net8_runs import _machine_fields, _setup, append_record, read_records
 
 
 def _scores(model, held, truth, prefix) -> dict:
@@ -113,7 +111,7 @@ def gain_line(before_name, before, after_name, after) -> str:
 
 
 def summary(path):
-    lines = [json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()]
+    lines = read_records(path)
     groups = {}
     for line in lines:
         if "agree_px" in line:            # --labellers-only lines have no second net
@@ -153,9 +151,7 @@ def main(argv=None):
         line = (run_labellers(args.data, seed, args.epochs) if args.labellers_only else
                 run(args.data, seed, args.epochs, args.agree_px, args.weight,
                     clean=args.together))
-        with open(args.out, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        print(json.dumps(line), flush=True)
+        append_record(args.out, line)
 
 
 if __name__ == "__main__":

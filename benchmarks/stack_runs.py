@@ -22,10 +22,8 @@ spent without a stack. ``--summary`` prints the mean and spread over seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
@@ -38,7 +36,7 @@ from kfkd_kit.meta.tta import flip_tta
 from kfkd_kit.net.metrics import masked_rmse_px
 from kfkd_kit.search.selection import out_of_fold
 
-from .net8_runs import _machine_fields
+from .net8_runs import _machine_fields, append_record, read_records
 
 HEADS = ("dense", "softargmax")
 METHODS = ("mean", "nnls", "elasticnet")
@@ -99,7 +97,7 @@ def run(data_dir, seed, epochs, folds, long_epochs, split_seed=0) -> dict:
 
 
 def summary(path):
-    lines = [json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()]
+    lines = read_records(path)
     groups = {}
     for line in lines:
         groups.setdefault((line["epochs"], line["folds"], line["long_epochs"]), []).append(line)
@@ -143,9 +141,7 @@ def main(argv=None):
     long_epochs = args.long_epochs or args.folds * args.epochs
     for seed in (int(s) for s in args.seeds.split(",")):
         line = run(args.data, seed, args.epochs, args.folds, long_epochs)
-        with open(args.out, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        print(json.dumps(line), flush=True)
+        append_record(args.out, line)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ maps training's augmentation uses). One JSON line per seed.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -25,7 +24,7 @@ from kfkd_kit.meta.tta import flip_tta
 from kfkd_kit.net.estimator import pixel_origin_of
 from kfkd_kit.net.metrics import masked_rmse_px
 
-from .net8_runs import _machine_fields, _setup
+from .net8_runs import _machine_fields, _setup, append_record
 
 ROTATIONS = (4, 6, 10)
 SCALES = (0.95, 1.05)
@@ -74,9 +73,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=60)
     args = p.parse_args(argv)
     line = run(args.data, args.seed, args.epochs)
-    with open(args.out, "a") as f:
-        f.write(json.dumps(line) + "\n")
-    print(json.dumps(line), flush=True)
+    append_record(args.out, line)
 
 
 if __name__ == "__main__":
