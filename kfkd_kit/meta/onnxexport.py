@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..keypoints import IMAGE_SIDE
+from ..keypoints import IMAGE_SIDE, N_TARGETS
 from ..photo.mtcnngraph import MTCNN_KEY, mtcnn_graphs
 from ..photo.onnxgraph import mirror_sum_of, write_graph
 
@@ -74,7 +74,7 @@ def exported_graph(model, path) -> tuple[list, tuple | None]:
     import numpy as np
 
     from .stack import StackedKeypoints
-    k = 30
+    k = N_TARGETS
     if isinstance(model, StackedKeypoints):
         k = len(model.intercept_)
         parts = [(model.coef_[m * k:(m + 1) * k], _weighted_nets(member, path))

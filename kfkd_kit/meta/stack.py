@@ -37,9 +37,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..net.metrics import PixelRMSEScore, check_images, check_images_and_targets
 
-__all__ = ["METHODS", "StackedKeypoints", "fit_meta", "apply_meta", "nested_cv_predictions"]
+__all__ = ["METHODS", "MEMBERS", "StackedKeypoints", "fit_meta", "apply_meta", "nested_cv_predictions"]
 
 METHODS = ("mean", "nnls", "elasticnet")
+MEMBERS = ("refit", "folds")     # what a stack's members are (StackedKeypoints' members)
 INNER_FOLDS = 3
 # a short path (alpha down to 1% of the largest, loose tolerance): the small alphas of a
 # long one barely converge on members' nearly collinear predictions and took 40x longer
@@ -194,7 +195,7 @@ class StackedKeypoints(PixelRMSEScore, RegressorMixin, BaseEstimator):
         from .ensemble import FoldEnsemble
         if not self.estimators:
             raise ValueError("StackedKeypoints needs estimators to fit")
-        if self.members not in ("refit", "folds"):
+        if self.members not in MEMBERS:
             raise ValueError(f"members {self.members!r}: expected 'refit' or 'folds'")
         X, y = check_images_and_targets(self, X, y)
         folds = grouped_kfold(X, self.cv, self.random_state)

@@ -49,8 +49,8 @@ def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
                 companions=None, pixel_origin=None, combine=None) -> Path:
     """Write the ONNX graph of ``nets`` (the fitted KeypointNets whose mean is ``model``'s
     keypoints, or with ``combine`` = (matrix (len(nets) * 30, 30), bias (30,)) their
-    keypoints side by side times the matrix plus the bias) to ``out``, once onnxruntime and torch (fp32) agree within TOLERANCE px
-    on the check batch, with ``mirror`` (the flip axis sum, ``mirror_sum_of``) and the
+    keypoints side by side times the matrix plus the bias) to ``out``, once onnxruntime and
+    torch (fp32) agree within TOLERANCE px on the check batch, with ``mirror`` (the flip axis sum, ``mirror_sum_of``) and the
     model's mean layout in its metadata; then its sha256 into the JSON beside ``out``.
     ``model_path``: the saved model it comes from, named in messages and the record;
     ``extra``: more metadata (e.g. MTCNN's files, mtcnngraph.py), None values left out;
@@ -132,12 +132,11 @@ def _torch_graph():
         def __init__(self, modules, combine=None):
             super().__init__()
             self.nets = torch.nn.ModuleList(modules)
-            self.combine = None
-            if combine is not None:
+            self.combine = combine is not None
+            if self.combine:
                 matrix, bias = (torch.as_tensor(v, dtype=torch.float32) for v in combine)
                 self.register_buffer("matrix", matrix)
                 self.register_buffer("bias", bias)
-                self.combine = True
 
         def forward(self, crops):
             x = crops.reshape(crops.shape[0], IMAGE_SIDE * IMAGE_SIDE) / 255.0

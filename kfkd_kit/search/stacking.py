@@ -26,14 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..meta.stack import METHODS, StackedKeypoints, fit_meta, nested_cv_predictions
+from ..meta.stack import MEMBERS, METHODS, StackedKeypoints, fit_meta, nested_cv_predictions
 from ..net.metrics import masked_rmse_px
 from .oof import OOFRun
 
 __all__ = ["MEMBERS", "StackScores", "check_runs", "score_stacks", "stack_model",
            "load_members", "refit_members"]
 
-MEMBERS = ("refit", "folds")
 
 
 @dataclass
