@@ -22,8 +22,8 @@ those rows; the held-out fold is used once, by the scorer, after the fit.
 Progress is one line per fit - ``fold 2/5: rmse 2.913 px (41.2 s, 400 epochs)`` or
 ``candidate 3/12 (lr=0.01, momentum=0.9) fold 2/3: ...`` - printed by the scorer, which
 recognises the fold by its rows and the candidate by its parameters. On Dask workers the
-line reaches the client through ``distributed.print``. Per-epoch tables follow the
-nets' own ``verbose``.
+line reaches the client as an event (``PROGRESS_TOPIC``), which ``dask_backend`` passes to
+its ``say`` once. Per-epoch tables follow the nets' own ``verbose``.
 
 dask / distributed are imported only when a scheduler or local workers are asked for.
 """
@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
@@ -150,17 +151,35 @@ class ProgressScorer:
         return state
 
 
+PROGRESS_TOPIC = "kfkd-progress"   # a Dask worker's progress lines, as events to the client
+
+
 def _emit(say, message):
     if say is not None:
         say(message)
         return
-    # on a Dask worker distributed's print also reaches the client's terminal; elsewhere
-    # it is the builtin print
     try:
-        from distributed import print as report
-    except ImportError:
-        report = print
-    report(message, flush=True)
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):   # not on a Dask worker
+        print(message, flush=True)
+        return
+    # an event with an id, which dask_backend's client prints once: distributed may hand an
+    # event to a client more than once, and its own print also prints on the worker, whose
+    # stdout is the same terminal for a local cluster (each line came out four times)
+    worker.log_event(PROGRESS_TOPIC, {"id": uuid.uuid4().hex, "line": message})
+
+
+def _say_once(say):
+    """A handler for PROGRESS_TOPIC events that says each line once."""
+    seen = set()
+
+    def handle(event):
+        message = event[1] if isinstance(event, tuple) and len(event) == 2 else event
+        if isinstance(message, dict) and message.get("id") not in seen:
+            seen.add(message.get("id"))
+            say(str(message.get("line")))
+    return handle
 
 
 # --------------------------------------------------------------------------- Dask
@@ -200,6 +219,7 @@ def dask_backend(scheduler=None, n_workers=None, say=print, wait_timeout=60):
         if cluster is not None:
             client.wait_for_workers(len(cluster.workers), timeout=wait_timeout)
         n = sum(client.nthreads().values())
+        client.subscribe_topic(PROGRESS_TOPIC, _say_once(say))
         say(f"Dask: {len(client.nthreads())} workers, {n} threads "
             f"({'local cluster' if cluster is not None else scheduler})")
         with joblib.parallel_config(backend="dask", n_jobs=-1, client=client,

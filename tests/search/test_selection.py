@@ -301,6 +301,9 @@ def test_grid_search_on_dask_local_cluster_matches_in_process(xy, one_thread):
     for key in ["mean_test_score"] + [f"split{k}_test_score" for k in range(2)]:
         np.testing.assert_allclose(remote.cv_results_[key], local.cv_results_[key], rtol=1e-6)
     assert any(line.startswith("Dask: 2 workers") for line in lines)
+    # the workers' progress comes back to the caller's say, each fit's line once
+    progress = sorted(line.split(":")[0] for line in lines if line.startswith("candidate"))
+    assert len(progress) == len(set(progress)) == 8, progress
     assert remote.run_info_["dask"] == "local cluster, 2 workers"
 
 
