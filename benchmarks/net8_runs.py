@@ -48,6 +48,8 @@ VARIANTS = {
                                                        if k.rsplit("__", 1)[1] in ("brightness", "contrast")}),
     "no-augment": ("no augmentation at all (no flip either)",
                    dict(NO_AUGMENT, net__iterator_train__flip=False)),
+    "no-flip": ("no flip augmentation (the other augmentation kept)",
+                {"net__iterator_train__flip": False}),
     "no-average": ("no weight average", {"net__callbacks__weight_average": None}),
     "no-dropout": ("dropout 0", {"net__module__dropout": 0.0}),
     "width24": ("width 24", {"net__module__width": 24}),

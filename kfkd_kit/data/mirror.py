@@ -8,24 +8,31 @@ on where the annotators (or their tool) put a keypoint relative to the pixels it
 constant offset that differs between data sets. A wrong axis teaches a flip-trained net half
 its labels shifted by twice the error, and it predicts x about that error off.
 
-How it is measured: a face is close to left-right symmetric. For each training image,
-``estimate_flip_axis``
+How it is measured: a face is close to left-right symmetric, so for the right axis ``a``
+each training face, reflected about the line its labels put ``a`` at, lies on itself.
+``estimate_flip_axis`` tries candidate axes ``a`` (every 1/2 px within 3 px of the image's
+axis, then every 1/10 px near the best) and for each one, per image:
 
 1. takes the labels' midline: the mean x of the labelled keypoints that lie on it (nose tip,
    lip centres) and of both keypoints of every labelled left/right pair (eye centres, mouth
    corners, ...), so each labelled x value that flip augmentation mirrors counts once;
-2. finds the image's own axis of symmetry near it: the vertical line about which the face
-   region (the rows its keypoints span, +-8 px, and the columns within 24 px of the
-   midline) best matches its reflection, by least squares over candidate axes 1/2 px apart
-   (pixels read between columns by linear interpolation) and a parabola through the best
-   three;
-3. keeps the difference, labels' midline minus image axis.
+2. puts the face's own mirror line where the candidate says, ``a - image axis`` to the left
+   of that midline, and compares the face region (the rows its keypoints span, +-8 px, and
+   the columns within 24 px of that line, so the window is symmetric about it) with its
+   reflection about the line (pixels read between columns by linear interpolation).
 
-The axis is the image's centre plus the median difference over the images (robust to faces
-turned aside and to images whose best match lies at the edge of the search, which are
-left out). It uses the pixels and the labels only, no trained model, so it costs a couple
-of seconds (at most 2500 images are compared) and can be checked on its own: synthetic
-faces written with a planted axis come back within 0.1 px (tests/data/test_mirror.py).
+The mismatch summed over the images is one curve over the candidates; its minimum (a
+parabola through the best three) is the axis. The window follows the candidate, and the
+candidates are offsets from the image's axis, so the result does not depend on the pixel
+convention the labels are declared in: the same labels measure the same axis under any
+``origin``. (A first version searched each image separately, in a window centred on the
+labels' midline, and took the median: the window pulled every image's answer towards the
+declared convention's image axis, 48.44 px on faces15 declared continuous and 48.68 declared
+1-based, where nets trained without flips put it at 48.70-48.76; docs/RESULTS.md.)
+
+It uses the pixels and the labels only, no trained model, so it costs a few seconds (at most
+2500 images are compared) and can be checked on its own: synthetic faces written with a
+planted axis come back within 0.1 px (tests/data/test_mirror.py).
 """
 from __future__ import annotations
 
@@ -35,11 +42,13 @@ from ..keypoints import (DEFAULT_PIXEL_ORIGIN, FEATURE_INDEX, IMAGE_SIDE, KEYPOI
                          N_TARGETS, image_axis)
 
 MIDLINE_KEYPOINTS = ("nose_tip", "mouth_center_top_lip", "mouth_center_bottom_lip")
-SEARCH_PX = 3.0        # candidate axes within +-3 px of the labels' midline ...
-STEP_PX = 0.5          # ... every 1/2 px (a parabola through the best three refines it)
-HALF_WIDTH_PX = 24     # columns compared: within 24 px of the midline
+SEARCH_PX = 3.0        # candidate axes within +-3 px of the image's axis, every 1/2 px ...
+STEP_PX = 0.5
+FINE_STEP_PX = 0.1     # ... then every 1/10 px within 1/2 px of the best of those
+HALF_WIDTH_PX = 24     # columns compared: within 24 px of the face's mirror line
 MARGIN_PX = 8          # rows compared: the keypoints' rows +- 8 px
-MAX_ROWS = 2500        # more images than this: an evenly spaced subset (the median is settled)
+MAX_ROWS = 2500        # more images than this: an evenly spaced subset
+CHUNK_ROWS = 256       # images compared at once (memory)
 
 
 def label_midlines(y, columns=None) -> np.ndarray:
@@ -76,53 +85,59 @@ def _row_span(y, columns):
         return np.nanmin(y[:, ys], 1), np.nanmax(y[:, ys], 1)
 
 
-def image_axis_offsets(X, y, columns=None, origin=DEFAULT_PIXEL_ORIGIN) -> np.ndarray:
-    """Per usable row, the labels' midline minus the image's own axis of symmetry (pixels),
-    for labels of pixel origin ``origin`` (keypoints.py)."""
-    import torch
+class _Faces:
+    """The measurable rows of (X, y) as torch tensors: images, labels' midline, face rows."""
 
-    X = np.asarray(X)
-    midline = label_midlines(y, columns)
-    top, bottom = _row_span(y, columns)
-    rows = np.flatnonzero(np.isfinite(midline) & np.isfinite(top))
-    if len(rows) > MAX_ROWS:
-        rows = rows[np.linspace(0, len(rows) - 1, MAX_ROWS).round().astype(int)]
-    if not len(rows):
-        return np.zeros(0)
-    offsets = torch.arange(-SEARCH_PX, SEARCH_PX + STEP_PX / 2, STEP_PX, dtype=torch.float32)
-    side = IMAGE_SIDE
-    coords = torch.arange(side, dtype=torch.float32) + origin   # x (or y) of each pixel
-    found = []
-    for start in range(0, len(rows), 256):
-        chunk = rows[start:start + 256]
-        images = torch.as_tensor(X[chunk].reshape(len(chunk), side, side), dtype=torch.float32)
-        centre = torch.as_tensor(midline[chunk], dtype=torch.float32)
-        row_mask = ((coords[None] >= torch.as_tensor(top[chunk], dtype=torch.float32)[:, None] - MARGIN_PX)
-                    & (coords[None] <= torch.as_tensor(bottom[chunk], dtype=torch.float32)[:, None] + MARGIN_PX))
-        col_mask = (coords[None] - centre[:, None]).abs() <= HALF_WIDTH_PX
-        errors = []
-        for offset in offsets:
-            axis = centre + offset
-            source = 2 * axis[:, None] - coords[None] - origin        # column read, fractional
+    def __init__(self, X, y, columns, origin):
+        import torch
+
+        midline = label_midlines(y, columns)
+        top, bottom = _row_span(y, columns)
+        rows = np.flatnonzero(np.isfinite(midline) & np.isfinite(top))
+        if len(rows) > MAX_ROWS:
+            rows = rows[np.linspace(0, len(rows) - 1, MAX_ROWS).round().astype(int)]
+        self.n = len(rows)
+        self.origin = float(origin)
+        self.coords = torch.arange(IMAGE_SIDE, dtype=torch.float32) + self.origin
+        self.chunks = []
+        for start in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[start:start + CHUNK_ROWS]
+            top_, bottom_ = (torch.as_tensor(v[chunk], dtype=torch.float32)[:, None]
+                             for v in (top, bottom))
+            face_rows = ((self.coords[None] >= top_ - MARGIN_PX)
+                         & (self.coords[None] <= bottom_ + MARGIN_PX))
+            images = torch.as_tensor(np.asarray(X)[chunk], dtype=torch.float32)
+            self.chunks.append((images.reshape(len(chunk), IMAGE_SIDE, IMAGE_SIDE),
+                                torch.as_tensor(midline[chunk], dtype=torch.float32), face_rows))
+
+    def mismatch(self, shift) -> float:
+        """The faces' summed mean squared mismatch with their reflections about the lines
+        ``shift`` px left of their labels' midlines."""
+        total, coords, side = 0.0, self.coords, IMAGE_SIDE
+        for images, midline, face_rows in self.chunks:
+            line = midline - float(shift)
+            source = 2 * line[:, None] - coords[None] - self.origin    # column read, fractional
             inside = (source >= 0) & (source <= side - 1)
+            window = (coords[None] - line[:, None]).abs() <= HALF_WIDTH_PX
             left = source.floor().clamp(0, side - 2)
             weight = (source - left).clamp(0, 1)[:, None, :]
             left = left.long()[:, None, :].expand(-1, side, -1)
-            reflected = (images.gather(2, left) * (1 - weight)
-                         + images.gather(2, left + 1) * weight)
-            mask = (row_mask[:, :, None] & (col_mask & inside)[:, None, :]).float()
-            errors.append(((images - reflected) ** 2 * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1))
-        errors = torch.stack(errors, 1).double().numpy()
-        best = errors.argmin(1)
-        interior = (best > 0) & (best < len(offsets) - 1)
-        k = np.clip(best, 1, len(offsets) - 2)
-        at = np.arange(len(k))
-        e0, e1, e2 = errors[at, k - 1], errors[at, k], errors[at, k + 1]
-        curvature = e0 - 2 * e1 + e2
-        shift = np.where(curvature > 0, 0.5 * (e0 - e2) / np.where(curvature > 0, curvature, 1), 0.0)
-        image_axis = offsets.numpy()[k] + np.clip(shift, -0.5, 0.5) * STEP_PX
-        found.append(-image_axis[interior])   # midline - image axis = -(image axis - midline)
-    return np.concatenate(found)
+            reflected = images.gather(2, left) * (1 - weight) + images.gather(2, left + 1) * weight
+            mask = (face_rows[:, :, None] & (window & inside)[:, None, :]).float()
+            per_image = ((images - reflected) ** 2 * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1)
+            total += float(per_image.double().sum())
+        return total
+
+
+def _parabola_minimum(candidates, errors) -> float:
+    """The candidate with the least error, refined by a parabola through it and its two
+    neighbours (the nearest inner candidate's when the least is at an end)."""
+    k = min(max(int(np.argmin(errors)), 1), len(errors) - 2)
+    e0, e1, e2 = errors[k - 1], errors[k], errors[k + 1]
+    curvature = e0 - 2 * e1 + e2
+    step = candidates[k + 1] - candidates[k]
+    shift = 0.5 * (e0 - e2) / curvature if curvature > 0 else 0.0
+    return float(candidates[k] + np.clip(shift, -1.0, 1.0) * step)
 
 
 def estimate_flip_axis(X, y, columns=None, origin=DEFAULT_PIXEL_ORIGIN) -> float:
@@ -135,10 +150,14 @@ def estimate_flip_axis(X, y, columns=None, origin=DEFAULT_PIXEL_ORIGIN) -> float
     centre = image_axis(origin)
     if np.ndim(y) != 2 or np.shape(y)[1] != n_columns:
         return centre
-    differences = image_axis_offsets(X, y, columns, origin)
-    if not len(differences):
+    faces = _Faces(X, y, columns, origin)
+    if not faces.n:
         return centre
-    return float(centre + np.median(differences))
+    coarse = np.arange(-SEARCH_PX, SEARCH_PX + STEP_PX / 2, STEP_PX)
+    best = coarse[int(np.argmin([faces.mismatch(c) for c in coarse]))]
+    fine = best + np.arange(-STEP_PX, STEP_PX + FINE_STEP_PX / 2, FINE_STEP_PX)
+    offset = _parabola_minimum(fine, np.array([faces.mismatch(c) for c in fine]))
+    return float(centre + np.clip(offset, -SEARCH_PX, SEARCH_PX))
 
 
 # a net whose own training rows it misses by more than this has biases of its own as large

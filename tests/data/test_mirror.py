@@ -28,6 +28,15 @@ def test_a_planted_axis_is_recovered(axis):
     assert abs(estimate_flip_axis(X, y) - axis) < 0.1
 
 
+def test_the_axis_is_a_property_of_the_labels_not_of_the_declared_convention():
+    # the same file declared continuous (0.5) or 1-based (1) measures the same axis: only
+    # the image's own axis, the fallback, moves with the declaration
+    X, y = _planted(300, 48.7, seed=1)
+    under = {origin: estimate_flip_axis(X, y, origin=origin) for origin in (0.0, 0.5, 1.0)}
+    assert max(under.values()) - min(under.values()) < 0.02, under
+    assert abs(under[0.5] - 48.7) < 0.1
+
+
 @pytest.mark.slow
 def test_only_the_common_keypoints_and_a_column_subset_still_measure_it():
     axis = kp.image_axis() + 0.4        # 0.4 px right of the image's axis
