@@ -17,8 +17,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
 from kfkd_kit.data.mirror import estimate_flip_axis, flip_consistent_axis
 from kfkd_kit.keypoints import mirror_images
 

@@ -50,8 +50,9 @@ def write_graph(model, nets, model_path, out, mirror, say=print, extra=None,
     """Write the ONNX graph of ``nets`` (the fitted KeypointNets whose mean is ``model``'s
     keypoints, or with ``combine`` = (matrix (len(nets) * 30, 30), bias (30,)) their
     keypoints side by side times the matrix plus the bias) to ``out``, once onnxruntime and
-    torch (fp32) agree within TOLERANCE px on the check batch, with ``mirror`` (the flip axis sum, ``mirror_sum_of``) and the
-    model's mean layout in its metadata; then its sha256 into the JSON beside ``out``.
+    torch (fp32) agree within TOLERANCE px on the check batch, with ``mirror`` (the flip axis
+    sum, ``mirror_sum_of``) and the model's mean layout in its metadata; then its sha256 into
+    the JSON beside ``out``.
     ``model_path``: the saved model it comes from, named in messages and the record;
     ``extra``: more metadata (e.g. MTCNN's files, mtcnngraph.py), None values left out;
     ``companions``: {path: bytes} written (atomically) just before the graph, once it is

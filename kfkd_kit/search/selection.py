@@ -164,7 +164,7 @@ def _emit(say, message):
     except (ImportError, ValueError):   # not on a Dask worker
         print(message, flush=True)
         return
-    # an event with an id, which dask_backend's client prints once: distributed may hand an
+    # an event with an id, which dask_backend's client says once: distributed may hand an
     # event to a client more than once, and its own print also prints on the worker, whose
     # stdout is the same terminal for a local cluster (each line came out four times)
     worker.log_event(PROGRESS_TOPIC, {"id": uuid.uuid4().hex, "line": message})
