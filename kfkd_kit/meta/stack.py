@@ -196,7 +196,7 @@ class StackedKeypoints(PixelRMSEScore, RegressorMixin, BaseEstimator):
         if not self.estimators:
             raise ValueError("StackedKeypoints needs estimators to fit")
         if self.members not in MEMBERS:
-            raise ValueError(f"members {self.members!r}: expected 'refit' or 'folds'")
+            raise ValueError(f"members {self.members!r}: expected one of {', '.join(MEMBERS)}")
         X, y = check_images_and_targets(self, X, y)
         folds = grouped_kfold(X, self.cv, self.random_state)
         members, oof = [], []

@@ -128,5 +128,5 @@ def test_fit_refits_each_member_on_every_row_by_default(tiny_xy):
     np.testing.assert_array_equal(refit.coef_, folds.coef_)     # one meta-model
     np.testing.assert_array_equal(refit.estimators_[1].predict(X),
                                   clone(nets[1]).fit(X, y).predict(X))
-    with pytest.raises(ValueError, match="expected 'refit' or 'folds'"):
+    with pytest.raises(ValueError, match="expected one of refit, folds"):
         StackedKeypoints(nets, members="both").fit(X, y)
