@@ -20,7 +20,8 @@ rest, so 11 keypoints learn from a third of the faces.
 
 The split is net8_runs's (``splits.grouped_holdout``, 20%, seed 0); the held-out rows keep
 their own labels and are scored over all of them, over the 15-point rows and over the
-4-point rows, with flip TTA. The test images are never used. One JSON line per run.
+4-point rows, with flip TTA. The test images are used as images only (the teachers label
+them; they have no labels here). One JSON line per run.
 """
 from __future__ import annotations
 
@@ -86,12 +87,12 @@ def run(data_dir, arm, seed, epochs, at, teacher_stem, teachers=()) -> dict:
     model.fit(X, y)
     seconds = time.perf_counter() - start
     held, truth = training.X[held_rows], training.y[held_rows]
-    views = flip_tta(model, shift=2).predict_views(held)
+    tta = flip_tta(model, shift=2)
+    views = tta.predict_views(held)
     full = ~np.isnan(truth).any(axis=1)
     if arm == "teacher":
         np.savez(f"{teacher_stem}-{seed}.npz",
-                 **{name: flip_tta(model, shift=2).predict_views(images).mean(0)
-                    .astype(np.float32)
+                 **{name: tta.predict_views(images).mean(0).astype(np.float32)
                     for name, images in (("train", X), ("test", data.load_test(data_dir).X))})
     return {"arm": arm, "at": at if arm == "self-fill" else None,
             "teachers": list(teachers) if arm.startswith("teacher-fill") else None,
