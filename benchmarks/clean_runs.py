@@ -21,8 +21,8 @@ import numpy as np
 from kfkd_kit.data.audit import audit, clean_changes
 from kfkd_kit.keypoints import FEATURE_NAMES
 
+from .arms import gain_line, heldout_scores
 from .net8_runs import _machine_fields, _setup, append_record, read_records
-from .pseudo_runs import _scores, gain_line
 
 
 def apply_changes(X, y, changes):
@@ -68,7 +68,7 @@ def run(data_dir, seed, epochs) -> dict:
         model.fit(X, y)
         line[f"{arm}/seconds"] = round(time.perf_counter() - start, 1)
         line[f"{arm}/rows"] = len(X)
-        line.update({f"{arm}/{key}": value for key, value in _scores(
+        line.update({f"{arm}/{key}": value for key, value in heldout_scores(
             model, training.X[held_rows], training.y[held_rows], "net").items()})
         line["data"] = training.fingerprint
     return line

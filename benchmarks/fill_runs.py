@@ -38,8 +38,8 @@ from kfkd_kit import data
 from kfkd_kit.meta.tta import flip_tta
 from kfkd_kit.net.metrics import masked_rmse_px
 
+from .arms import gain_line
 from .net8_runs import _machine_fields, _setup, append_record, read_records
-from .pseudo_runs import gain_line
 
 
 class SelfFill(Callback):

@@ -27,14 +27,8 @@ from kfkd_kit.meta.pseudo import PseudoLabels
 from kfkd_kit.meta.tta import flip_tta
 from kfkd_kit.net.metrics import masked_rmse_px
 
+from .arms import gain_line, heldout_scores
 from .net8_runs import _machine_fields, _setup, append_record, read_records
-
-
-def _scores(model, held, truth, prefix) -> dict:
-    views = flip_tta(model, shift=2).predict_views(held)
-    return {f"{prefix}_rmse_px": masked_rmse_px(truth, model.predict(held)),
-            f"{prefix}_rmse_tta_px": masked_rmse_px(truth, views[0]),
-            f"{prefix}_rmse_tta_shift2_px": masked_rmse_px(truth, views.mean(axis=0))}
 
 
 def _labeller_scores(first, train, held, truth) -> dict:
@@ -65,7 +59,7 @@ def run_labellers(data_dir, seed, epochs, variant="base"):
     held, truth = training.X[held_rows], training.y[held_rows]
     return {"variant": variant + "/labellers", "what": what, "seed": seed, "epochs": epochs,
             **_machine_fields(), "train_rows": len(train_rows), "held_rows": len(held_rows),
-            "seconds": round(seconds, 1), **_scores(model, held, truth, "first"),
+            "seconds": round(seconds, 1), **heldout_scores(model, held, truth, "first"),
             **_labeller_scores(model, (training.X[train_rows], training.y[train_rows]),
                                held, truth), "data": training.fingerprint}
 
@@ -94,20 +88,10 @@ def run(data_dir, seed, epochs, agree_px, weight, variant="base", clean=False):
             "train_rows": len(X), "held_rows": len(held_rows),
             "test_images": len(test.X), "kept_fraction": pseudo.kept_fraction_,
             "seconds": round(seconds, 1),
-            **_scores(pseudo.first_, held, truth, "first"),
+            **heldout_scores(pseudo.first_, held, truth, "first"),
             **_labeller_scores(pseudo.first_, (X, y), held, truth),
-            **_scores(pseudo, held, truth, "second"), **together,
+            **heldout_scores(pseudo, held, truth, "second"), **together,
             "data": training.fingerprint}
-
-
-def gain_line(before_name, before, after_name, after) -> str:
-    """"before 1.6, after 1.5, gain 0.1 +- 0.02 (per seed ...)": means over seeds, and the
-    gain (before - after: positive is better) with its sd and each seed's."""
-    gain = [a - b for a, b in zip(before, after)]
-    sd = statistics.stdev(gain) if len(gain) > 1 else 0.0
-    return (f"{before_name} {statistics.mean(before):.3f}, {after_name} "
-            f"{statistics.mean(after):.3f}, gain {statistics.mean(gain):.3f} +- {sd:.3f} "
-            f"(per seed {', '.join(f'{g:+.3f}' for g in gain)})")
 
 
 def summary(path):
