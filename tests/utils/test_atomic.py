@@ -1,6 +1,8 @@
 """kfkd_kit.utils.atomic.atomic_write, and the writers that use it (plots, synthetic): a reader
 sees the old file or the complete new one; a writer that fails leaves the old file as it was."""
 import os
+import re
+from pathlib import Path
 
 import matplotlib.figure
 import numpy as np
@@ -125,3 +127,17 @@ def test_the_synthetic_writer_failing_mid_write_leaves_the_old_dataset(tmp_path,
     with pytest.raises(OSError, match="no space"):
         synthetic_dataset.write_kaggle_dataset(tmp_path, n_train=9, n_test=2, seed=1)
     assert {name: _snapshot(path) for name, path in paths.items()} == before
+
+
+def test_hand_written_results_never_sit_inside_a_generated_section():
+    """write_section replaces everything between its markers, so a heading inside a generated
+    section past its first line is hand-written text that the next run of its script would
+    erase."""
+    results = Path(__file__).resolve().parents[2] / "docs" / "RESULTS.md"
+    sections = re.findall(r"<!-- begin (\S+) -->\n(.*?)<!-- end \1 -->",
+                          results.read_text(encoding="utf-8"), re.S)
+    assert sections, "docs/RESULTS.md has no generated section"
+    for name, text in sections:
+        headings = [line for line in text.splitlines()[1:] if line.startswith("#")]
+        assert not headings, f"section {name} holds hand-written headings: {headings}"
+
