@@ -4,7 +4,7 @@
     library_versions()   -> dict         python, torch, skorch, scikit-learn, numpy, pandas
     gpu_name()           -> str | None   CUDA device 0's name, None without CUDA
     machine()            -> dict         all of it, for a "Machine:" line or a JSON
-    describe_machine()   -> str          "CPU model, N cores, GPU name"
+    describe_machine()   -> str          "CPU model, N cores, ISA, GPU name"
 
 torch, skorch, scikit-learn and pandas are imported inside the functions that need them,
 so importing this module (or kfkd_kit.data) does not pull them in.
@@ -56,6 +56,13 @@ def machine() -> dict:
 
 
 def describe_machine() -> str:
-    """One line: "CPU model, N cores" and ", GPU name" where there is one."""
+    """One line: "CPU model, N cores, its ISA" and ", GPU name" where there is one. The ISA is
+    the CPU's native bf16 (AMX, AVX512-BF16, or none) and the kernels ATen runs (AVX512, AVX2:
+    what ATEN_CPU_CAPABILITY caps), since the same model's speed depends on both."""
+    import torch
+
+    from .precision import cpu_bf16_support
     gpu = gpu_name()
-    return f"{cpu_model()}, {os.cpu_count()} cores" + (f", GPU {gpu}" if gpu else "")
+    isa = (f"{cpu_bf16_support() or 'no native bf16'}, "
+           f"ATen {torch.backends.cpu.get_cpu_capability()}")
+    return f"{cpu_model()}, {os.cpu_count()} cores, {isa}" + (f", GPU {gpu}" if gpu else "")

@@ -31,17 +31,21 @@ def test_machine_and_its_one_line_description(monkeypatch):
     monkeypatch.setattr(provenance, "cpu_model", lambda: "Test CPU 9000")
     monkeypatch.setattr(precision, "cpu_bf16_support", lambda: "AMX")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     info = provenance.machine()
     assert info["cpu"] == "Test CPU 9000" and info["cores"] == os.cpu_count()
     assert info["torch threads"] == torch.get_num_threads()
     assert info["gpu"] is None and info["native bf16"] == "AMX"
     assert set(provenance.library_versions()) <= set(info)
-    assert provenance.describe_machine() == f"Test CPU 9000, {os.cpu_count()} cores"
+    assert provenance.describe_machine() == f"Test CPU 9000, {os.cpu_count()} cores, AMX, ATen AVX2"
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: None)
+    assert provenance.describe_machine().endswith("cores, no native bf16, ATen AVX2")
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA Fake")
     assert provenance.gpu_name() == "NVIDIA Fake"
-    assert provenance.describe_machine() == f"Test CPU 9000, {os.cpu_count()} cores, GPU NVIDIA Fake"
+    assert provenance.describe_machine() == (f"Test CPU 9000, {os.cpu_count()} cores, "
+                                             "no native bf16, ATen AVX2, GPU NVIDIA Fake")
 
 
 @pytest.mark.slow
