@@ -60,12 +60,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("npz", nargs="+", help="net8_runs' held-out predictions of --models runs")
     p.add_argument("--data", default="../shared/data/faces15")
-    p.add_argument("--heads", default="", help="the members' heads in turn, as the runs' --heads")
+    p.add_argument("--heads", default="", help="the members' heads (or any names) in turn, repeated over "
+                   "the files; as many as all members to name each (e.g. the loss too)")
     args = p.parse_args(argv)
     members = np.concatenate([np.load(f)["members_tta"] for f in args.npz])
-    per_run = len(members) // len(args.npz)
-    heads = (args.heads.split(",") if args.heads else ["net"]) * per_run
-    heads = [heads[i % per_run] for i in range(len(members))]
+    names = args.heads.split(",") if args.heads else ["net"]
+    heads = [names[i % len(names)] for i in range(len(members))]
     truth = held_out_targets(args.data)
     by_n = subset_mse(members, truth)
     floor, spread = floor_fit(by_n)
