@@ -26,7 +26,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 class TrainValidRatio(Callback):
     """Adds ``train/val`` (train loss / valid loss) and ``valid_rmse_px`` to the history.
 
-    The losses are MSE in the net's unit scale (pixels / 48), averaged per batch.
+    The losses are the criterion's (the squared error; net8's absolute error) in the net's
+    unit scale (pixels / 48), averaged per batch.
     ``valid_rmse_px`` is the competition's number for the validation rows: the RMSE in
     pixels over all their labelled values, summed on the device during the validation
     pass (so a batch with few labels weighs what its labels weigh). PrintLog (which

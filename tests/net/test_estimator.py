@@ -141,6 +141,15 @@ def test_unknown_net_is_a_clear_error():
         configs.build("net9")
 
 
+def test_net8_trains_on_the_absolute_error_the_tutorials_nets_on_the_squared_error():
+    def criterion(name):
+        return configs.build(name, device="cpu").named_steps["net"].criterion
+    assert criterion("net8") is MaskedL1Loss
+    assert all(criterion(f"net{i}") is MaskedMSELoss for i in range(1, 8))
+    pipe = configs.build("net8", device="cpu").set_params(net__criterion=MaskedMSELoss)
+    assert pipe.named_steps["net"].criterion is MaskedMSELoss     # a parameter like any other
+
+
 # -- conventions: parameters stay parameters, one score, honest epoch columns -----------------
 def _net1(**overrides):
     return configs.build("net1", **{"epochs": 2, "verbose": 0, "device": "cpu",
