@@ -3,12 +3,16 @@
 Reads the held-out predictions that ``net8_runs --models N`` keeps for each member
 (``members_tta`` in its ``.npz`` files), pools the members of the given files, and prints
 
-- the mean squared error of the average of every subset of N members, for each N, as RMSE;
-- its fit ``MSE(N) = floor + spread / N`` (exact for the mean over all subsets when every
-  member is exchangeable, and a fair summary when they are not), so ``sqrt(floor)`` is what
-  infinitely many such members would score;
+- the mean, over every subset of n members, of the MSE of their average, as RMSE, for each n;
+- what infinitely many such members would score;
 - for two members of each pair of heads, the correlation of their errors and the RMSE of
   their average.
+
+All of it follows from the members' mean error products ``P[i, j]`` (over the labelled
+values): the average of a subset has MSE ``mean of P over the subset's pairs, i with itself
+included``, so the mean over every subset of n is exactly ``floor + spread / n``, with
+``floor`` the mean of P off its diagonal (infinitely many members) and ``floor + spread``
+the mean of its diagonal (one member).
 
     python -m benchmarks.ensemble_floor --data ../shared/data/faces15 \\
         benchmarks/net8-budget-runs-valid10_..._epyc-axis-curve-e1*-s*.npz --heads dense,softargmax
@@ -23,35 +27,28 @@ import numpy as np
 from .net8_runs import held_out_targets
 
 
-def subset_mse(members, truth) -> list[float]:
-    """Mean over every subset of n members of the MSE of their average, for n = 1 .. all."""
+def errors_on_labels(members, truth) -> np.ndarray:
+    """(members, labelled values): each member's error on every labelled held-out value."""
     labelled = ~np.isnan(truth)
-
-    def mse(p):
-        return float(np.mean((p[labelled] - truth[labelled]) ** 2))
-    return [float(np.mean([mse(members[list(c)].mean(axis=0))
-                           for c in itertools.combinations(range(len(members)), n)]))
-            for n in range(1, len(members) + 1)]
+    return np.stack([(m - truth)[labelled] for m in members]).astype(np.float64)
 
 
-def floor_fit(mse_by_n) -> tuple[float, float]:
-    """(floor, spread) of the least-squares fit MSE(n) = floor + spread / n."""
-    n = np.arange(1, len(mse_by_n) + 1)
-    (floor, spread), *_ = np.linalg.lstsq(np.c_[np.ones(len(n)), 1 / n], np.asarray(mse_by_n),
-                                          rcond=None)
-    return float(floor), float(spread)
+def floor_and_spread(products) -> tuple[float, float]:
+    """(floor, spread) of ``mean MSE of an n-subset's average = floor + spread / n``."""
+    k = len(products)
+    floor = (products.sum() - np.trace(products)) / (k * (k - 1))
+    return float(floor), float(np.trace(products) / k - floor)
 
 
-def by_head_pair(members, truth, heads) -> dict:
+def by_head_pair(errors, products, heads) -> dict:
     """For each pair of heads: (the mean correlation of two such members' errors, the RMSE of
     the mean squared error of their average)."""
-    labelled = ~np.isnan(truth)
-    errors = [(m - truth)[labelled] for m in members]
+    correlation = np.corrcoef(errors)
     pairs = {}
-    for i, j in itertools.combinations(range(len(members)), 2):
+    for i, j in itertools.combinations(range(len(errors)), 2):
         key = "-".join(sorted((heads[i], heads[j])))
-        pairs.setdefault(key, []).append((np.corrcoef(errors[i], errors[j])[0, 1],
-                                          np.mean(((errors[i] + errors[j]) / 2) ** 2)))
+        average = (products[i, i] + products[j, j] + 2 * products[i, j]) / 4
+        pairs.setdefault(key, []).append((correlation[i, j], average))
     return {key: (float(np.mean([c for c, _ in v])), float(np.sqrt(np.mean([e for _, e in v]))))
             for key, v in sorted(pairs.items())}
 
@@ -66,14 +63,15 @@ def main(argv=None):
     members = np.concatenate([np.load(f)["members_tta"] for f in args.npz])
     names = args.heads.split(",") if args.heads else ["net"]
     heads = [names[i % len(names)] for i in range(len(members))]
-    truth = held_out_targets(args.data)
-    by_n = subset_mse(members, truth)
-    floor, spread = floor_fit(by_n)
-    print(f"{len(members)} members, flip TTA, held-out RMSE of an average of n:")
-    for n, mse in enumerate(by_n, 1):
-        print(f"  n={n}: {np.sqrt(mse):.4f} (fit {np.sqrt(floor + spread / n):.4f})")
+    errors = errors_on_labels(members, held_out_targets(args.data))
+    products = errors @ errors.T / errors.shape[1]
+    floor, spread = floor_and_spread(products)
+    print(f"{len(members)} members, flip TTA, held-out RMSE of an average of n, "
+          "mean over every subset:")
+    for n in range(1, len(members) + 1):
+        print(f"  n={n}: {np.sqrt(floor + spread / n):.4f}")
     print(f"  infinitely many: {np.sqrt(max(floor, 0.0)):.4f}")
-    for key, (corr, rmse) in by_head_pair(members, truth, heads).items():
+    for key, (corr, rmse) in by_head_pair(errors, products, heads).items():
         print(f"  pairs {key}: errors correlate {corr:.3f}, their average {rmse:.4f}")
 
 

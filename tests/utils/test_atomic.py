@@ -140,4 +140,3 @@ def test_hand_written_results_never_sit_inside_a_generated_section():
     for name, text in sections:
         headings = [line for line in text.splitlines()[1:] if line.startswith("#")]
         assert not headings, f"section {name} holds hand-written headings: {headings}"
-
